@@ -1,0 +1,76 @@
+"""Keep every library offline and quiet; call :func:`configure` before importing any of them.
+
+Hugging Face, ultralytics and MLflow each try the network by default (update checks, telemetry, a
+font download). Weights come from local paths only; see the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "YOLO_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "TQDM_MININTERVAL": "1",
+}
+
+_configured = False
+
+
+def ultralytics_config_dir() -> Path:
+    """Where ultralytics keeps its settings and the font it would otherwise download."""
+    from .config import REPO_ROOT
+
+    return Path(os.environ.get("YOLO_CONFIG_DIR", REPO_ROOT / ".vggheads" / "ultralytics"))
+
+
+def configure() -> None:
+    """Set the offline switches of every library (existing environment values win)."""
+    global _configured
+    if _configured:
+        return
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    cfg = ultralytics_config_dir()
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(cfg))
+    font_dir = cfg / "Ultralytics"
+    font_dir.mkdir(parents=True, exist_ok=True)
+    font = font_dir / "Arial.ttf"
+    if not font.exists():
+        # ultralytics downloads Arial.ttf on first plot unless a font is there; matplotlib ships DejaVu.
+        import matplotlib
+
+        dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        tmp = font.with_suffix(".tmp")
+        shutil.copyfile(dejavu, tmp)
+        os.replace(tmp, font)
+    settings = font_dir / "settings.json"
+    wanted = {"sync": False, "mlflow": False, "clearml": False, "comet": False, "dvc": False,
+              "neptune": False, "raytune": False, "tensorboard": False, "wandb": False, "hub": False}
+    current = json.loads(settings.read_text()) if settings.exists() else {}
+    if any(current.get(k) != v for k, v in wanted.items()):
+        current.update(wanted)
+        tmp = settings.with_suffix(".tmp")
+        tmp.write_text(json.dumps(current, indent=2))
+        os.replace(tmp, settings)
+    _configured = True
+
+
+def import_ultralytics():
+    """Import ultralytics with its network features off (settings re-applied after import)."""
+    configure()
+    import ultralytics
+    from ultralytics.utils import SETTINGS
+
+    SETTINGS.update({"sync": False, "mlflow": False, "dvc": False, "tensorboard": False, "wandb": False,
+                     "clearml": False, "comet": False, "raytune": False})
+    return ultralytics
