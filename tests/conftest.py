@@ -1,0 +1,75 @@
+"""Test set-up: every library offline, and any non-loopback connection fails the test."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+from vggheads.offline import OFFLINE_ENV, configure  # noqa: E402
+
+for _k, _v in OFFLINE_ENV.items():
+    os.environ[_k] = _v
+configure()
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+class NetworkAttempt(RuntimeError):
+    pass
+
+
+def _is_local(address) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0] if isinstance(address, tuple) else address
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0", "") or str(host).startswith("127.")
+
+
+def _guard_connect(self, address):
+    if not _is_local(address):
+        raise NetworkAttempt(f"test tried to reach the network: {address!r}")
+    return _real_connect(self, address)
+
+
+def _guard_connect_ex(self, address):
+    if not _is_local(address):
+        raise NetworkAttempt(f"test tried to reach the network: {address!r}")
+    return _real_connect_ex(self, address)
+
+
+def _guard_getaddrinfo(host, *args, **kwargs):
+    if host is not None and not _is_local((host,)):
+        raise NetworkAttempt(f"test tried to resolve a network host: {host!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Refuse every non-loopback connection (and name lookup) made in the test process."""
+    monkeypatch.setattr(socket.socket, "connect", _guard_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guard_connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", _guard_getaddrinfo)
+    yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"real data samples not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def params():
+    """The default params.yaml, validated (tests shrink it as they need)."""
+    from vggheads.config import load_params
+
+    return load_params(REPO / "params.yaml")
