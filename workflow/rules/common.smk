@@ -11,3 +11,10 @@ FINAL_TARGETS = []  # each rule file appends the outputs `rule all` should build
 
 def all_targets(wildcards):
     return FINAL_TARGETS
+
+
+def caption_sources(wildcards):
+    """The LAION metadata files (globs expanded), so a changed source reruns sample_captions."""
+    from vggheads.captions.sources import resolve
+
+    return resolve(config["captions"]["sources"])

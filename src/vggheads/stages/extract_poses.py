@@ -1,0 +1,106 @@
+"""Stage ``extract_poses``: COCO-17 skeletons per sample and OpenPose-18 condition images (paper 1.1).
+
+Backends: ``procedural`` samples multi-person skeletons from the caption (person count from its
+words where stated); ``ultralytics`` runs YOLO-pose on the real images of the sampled rows.
+Both write one parquet per shard (one row per person) and ``<sample_id>.png`` condition images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_conditions: Path,
+                  stats_path: Path) -> dict:
+    """Write the poses parquet, the condition images and the stats JSON of ``shard``."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from ..captions.text import person_count
+    from ..config import rng, shard_index
+    from ..io import atomic_dir, write_json
+    from ..poses.openpose import draw_openpose
+    from ..schemas import from_rows, read_table, write_table
+    from ..tracking import log_run
+
+    cfg = params["poses"]
+    captions = read_table(captions_path, "captions", columns=["sample_id", "caption", "url"]).to_pylist()
+    k = shard_index(shard)
+    counts: Counter = Counter()
+    rows: list[dict] = []
+
+    def emit(sample_id, keypoints, boxes, width, height, cond_dir):
+        if len(keypoints) == 0:
+            counts["no_person"] += 1
+            return
+        img = draw_openpose(list(keypoints), width, height, cfg["min_confidence"],
+                            max(1, round(cfg["stickwidth"] * max(width, height) / 512)))
+        Image.fromarray(img).save(cond_dir / f"{sample_id}.png", optimize=False)
+        for p, (kp, box) in enumerate(zip(keypoints, boxes)):
+            rows.append({"sample_id": sample_id, "person": p, "width": width, "height": height,
+                         "keypoints": kp, "box": box, "condition_image": f"{sample_id}.png",
+                         "backend": cfg["backend"]})
+        counts["samples"] += 1
+        counts["persons"] += len(keypoints)
+
+    with atomic_dir(out_conditions) as cond_dir:
+        if cfg["backend"] == "procedural":
+            from ..poses.procedural import sample_scene
+
+            for j, cap in enumerate(tqdm(captions, desc=f"poses {shard}", unit="sample")):
+                g = rng(params, "extract_poses", k, j)
+                n = person_count(cap["caption"], g, cfg["max_persons"])
+                persons = sample_scene(n, cfg["width"], cfg["height"], g)
+                emit(cap["sample_id"], [p.keypoints for p in persons], [p.box for p in persons],
+                     cfg["width"], cfg["height"], cond_dir)
+        else:
+            from ..errors import ConfigError
+            from ..poses.yolo import detect, find_images, load_model
+
+            ucfg = cfg["ultralytics"]
+            if not ucfg["images"]:
+                raise ConfigError("poses.backend is 'ultralytics' but poses.ultralytics.images is not set "
+                                  "(a folder or a glob of .tar shards holding the images of the sampled rows)")
+            model = load_model(ucfg["weights"])
+            wanted = [(c["sample_id"], c["url"]) for c in captions]
+            for sample_id, image in tqdm(find_images(ucfg["images"], wanted), total=len(wanted),
+                                         desc=f"poses {shard}", unit="image"):
+                if image is None:
+                    counts["missing_or_corrupt_image"] += 1
+                    continue
+                kpts, boxes, w, h = detect(model, image, ucfg["conf"], ucfg["imgsz"])
+                emit(sample_id, kpts, boxes, w, h, cond_dir)
+        write_table(from_rows("poses", rows), out, "poses")
+    stats = {"shard": shard, "backend": cfg["backend"], "captions": len(captions),
+             "samples": counts["samples"], "persons": counts["persons"],
+             "dropped": {"no_person": counts["no_person"],
+                         "missing_or_corrupt_image": counts["missing_or_corrupt_image"]},
+             "persons_per_sample": round(counts["persons"] / max(1, counts["samples"]), 3)}
+    write_json(stats_path, stats)
+    log_run("extract_poses", params, shard=shard, metrics=stats, run_params={"poses": cfg})
+    log.info("shard %s: %d persons in %d samples", shard, counts["persons"], counts["samples"])
+    return stats
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ..config import load_params
+
+    extract_poses(load_params(args.params), args.shard, args.captions, args.out, args.conditions, args.stats)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("extract-poses", aliases=["extract_poses"], help="pose skeletons and OpenPose conditions for one shard",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--shard", required=True)
+    p.add_argument("--captions", type=Path, required=True, help="captions parquet of the shard")
+    p.add_argument("--out", type=Path, required=True, help="poses parquet to write")
+    p.add_argument("--conditions", type=Path, required=True, help="directory of condition images to write")
+    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
+    p.set_defaults(func=_cli)

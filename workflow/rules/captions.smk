@@ -1,0 +1,59 @@
+# Phase: captions and pose skeletons (paper sections 1.1-1.2).
+
+
+rule sample_captions:
+    input:
+        sources=caption_sources,
+    output:
+        captions="data/captions/{shard}.parquet",
+        stats="data/captions/{shard}.stats.json",
+    log:
+        "logs/sample_captions/{shard}.log",
+    benchmark:
+        "logs/benchmark/sample_captions/{shard}.tsv"
+    params:
+        cfg=lambda w: config["captions"],
+        samples=lambda w: config["dataset"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "vggheads sample-captions"
+        " --params {PARAMS}"
+        " --shard {wildcards.shard}"
+        " --out {output.captions}"
+        " --stats {output.stats}"
+        " > {log} 2>&1"
+
+
+rule extract_poses:
+    input:
+        captions="data/captions/{shard}.parquet",
+    output:
+        poses="data/poses/{shard}.parquet",
+        conditions=directory("data/poses/{shard}"),
+        stats="data/poses/{shard}.stats.json",
+    log:
+        "logs/extract_poses/{shard}.log",
+    benchmark:
+        "logs/benchmark/extract_poses/{shard}.tsv"
+    params:
+        cfg=lambda w: config["poses"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=lambda w: 1 if config["poses"]["backend"] == "ultralytics" else 0,
+    shell:
+        "vggheads extract-poses"
+        " --params {PARAMS}"
+        " --shard {wildcards.shard}"
+        " --captions {input.captions}"
+        " --out {output.poses}"
+        " --conditions {output.conditions}"
+        " --stats {output.stats}"
+        " > {log} 2>&1"
+
+
+FINAL_TARGETS += expand("data/poses/{shard}.parquet", shard=SHARDS)
