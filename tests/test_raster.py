@@ -118,3 +118,27 @@ def test_a_missing_egl_names_the_debian_packages(monkeypatch):
     monkeypatch.setattr(moderngl, "create_context", fail)
     with pytest.raises(raster.RasterError, match="libegl1 libegl-mesa0 .*libgl1-mesa-dri"):
         raster.gl_context()
+
+
+def test_the_inside_of_an_open_box_is_flagged_and_darkened():
+    v, f = box_mesh((20, 10, 5), (40, 35, 30))
+    lights = raster.Lights(backface=0.0)
+    closed = get_rasterizer().render([Mesh(v, f, colors=(0.5, 0.5, 0.5))], 64, 48, lights=lights)
+    assert not closed.inside[20, 30] and closed.color[20, 30].max() > 50
+    open_front = [i for i in range(len(f)) if not np.allclose(v[f[i], 2], 5.0)]   # remove the near side
+    opened = get_rasterizer().render([Mesh(v, f[open_front], colors=(0.5, 0.5, 0.5))], 64, 48, lights=lights)
+    assert opened.inside[20, 30] and np.all(opened.color[20, 30] == 0) and opened.depth[20, 30] == 30.0
+
+
+def test_capsules_and_torsos_are_closed_and_wound_outwards():
+    from vggheads.render.bodies import capsule, torso
+
+    for v, f in (capsule((10, 10, 0), (40, 30, 5), 6, 4), torso((30, 10, 0), (30, 50, 0), (1, 0, 0), 10, 9, 5)):
+        edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+        _, counts = np.unique(edges, axis=0, return_counts=True)
+        assert np.all(counts == 2)                       # every edge shared by two triangles: closed
+        n = raster.vertex_normals(v, f)
+        outward = np.einsum("ij,ij->i", n, v - v.mean(0))
+        assert np.mean(outward > 0) > 0.95
+        frame = get_rasterizer().render([Mesh(v, f, colors=(1, 1, 1))], 64, 64)
+        assert frame.instance.sum() > 0 and not frame.inside[frame.instance > 0].any()

@@ -5,14 +5,17 @@ One pass renders, for every pixel:
 
 - ``color``  (H, W, 3) uint8: per-vertex colour shaded by an ambient term, Lambert diffuse and a
   Blinn-Phong highlight from up to two directional lights (two-sided: a surface seen from behind
-  is lit with its flipped normal);
+  is lit with its flipped normal, and its colour multiplied by ``Lights.backface``: the inside of
+  an open mouth is dark);
 - ``pncc``   (H, W, 3) float32: the mesh's per-vertex template coordinates (PNCC), interpolated;
 - ``depth``  (H, W) float32: the image-space z of the nearest surface (``inf`` on background);
 - ``instance`` (H, W) int32: the ``instance`` number of the mesh seen there (0 = background), so
   visibility and occlusion per object are exact;
 - ``face``   (H, W) int32: the triangle seen there, as an index into that mesh's ``faces`` (-1 on
   background);
-- ``facing`` (H, W) float32: z of the unit surface normal (negative = the surface faces the camera).
+- ``facing`` (H, W) float32: z of the unit surface normal (negative = the surface faces the camera);
+- ``inside`` (H, W) bool: the triangle is seen from behind (meshes are wound counter-clockwise
+  seen from outside, as FLAME's are).
 
 Coordinates are image coordinates, the convention of :func:`vggheads.geometry.project`: x right and
 y down in pixels, z = depth (smaller is nearer the camera), orthographic. Pixel ``(row, col)``
@@ -103,6 +106,7 @@ class Lights:
     fill_dir: tuple = (-0.6, 0.2, -0.6)
     fill_color: tuple = (0.0, 0.0, 0.0)
     gamma: float = 1.0          # output = shaded ** (1 / gamma); 1 = linear
+    backface: float = 1.0       # colour factor of surfaces seen from behind (e.g. inside an open mouth)
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Frame:
     instance: np.ndarray    # (H, W) int32, 0 = background
     face: np.ndarray        # (H, W) int32, triangle index within its mesh, -1 = background
     facing: np.ndarray      # (H, W) float32, z of the unit normal (< 0: faces the camera)
+    inside: np.ndarray      # (H, W) bool, the triangle is seen from behind (its winding is clockwise on screen)
     extra: dict = field(default_factory=dict)
 
 
@@ -168,7 +173,7 @@ uniform vec3 u_fill_dir;
 uniform vec3 u_fill_col;
 uniform float u_inv_gamma;
 uniform float u_shininess;
-uniform int u_face_offset;   // not used per mesh: faces are numbered globally in one draw
+uniform float u_backface;
 in vec3 v_nrm;
 in vec3 v_col;
 in vec3 v_pncc;
@@ -177,7 +182,7 @@ flat in float v_inst;
 flat in float v_spec;
 layout(location = 0) out vec4 out_color;
 layout(location = 1) out vec4 out_geo;   // pncc xyz, instance
-layout(location = 2) out vec4 out_aux;   // depth, global triangle id, normal z, 1
+layout(location = 2) out vec4 out_aux;   // depth, global triangle id, normal z, 1 outside / 2 inside
 void main() {
     vec3 n = normalize(v_nrm);
     float nz = n.z;
@@ -189,10 +194,14 @@ void main() {
     vec3 h = normalize(kd + view);
     float spec = v_spec * pow(max(dot(n, h), 0.0), u_shininess) * max(dot(n, kd), 0.0);
     vec3 c = v_col * light + spec * u_key_col;
+    // image y runs down the NDC y axis, so a triangle wound counter-clockwise seen from outside in
+    // the (right-handed) image frame is a GL back face: gl_FrontFacing means we see its inside
+    bool inside = gl_FrontFacing;
+    if (inside) c *= u_backface;
     c = pow(clamp(c, 0.0, 1.0), vec3(u_inv_gamma));
     out_color = vec4(c, 1.0);
     out_geo = vec4(v_pncc, v_inst);
-    out_aux = vec4(v_z, float(gl_PrimitiveID), nz, 1.0);
+    out_aux = vec4(v_z, float(gl_PrimitiveID), nz, inside ? 2.0 : 1.0);
 }
 """
 
@@ -268,6 +277,7 @@ class Rasterizer:
             p["u_fill_col"].value = tuple(float(x) for x in lights.fill_color)
             p["u_inv_gamma"].value = 1.0 / float(lights.gamma)
             p["u_shininess"].value = float(meshes[0].shininess)
+            p["u_backface"].value = float(lights.backface)
             vbo = ctx.buffer(data.tobytes())
             ibo = ctx.buffer(idx.tobytes())
             vao = ctx.vertex_array(p, [(vbo, "3f 3f 3f 3f 1f 1f",
@@ -298,7 +308,7 @@ class Rasterizer:
             bg = np.asarray(background, dtype=np.uint8)
             color[~drawn] = bg[~drawn]
         return Frame(color=color, pncc=np.ascontiguousarray(geo[..., :3]), depth=depth, instance=instance,
-                     face=face, facing=np.ascontiguousarray(aux[..., 2]),
+                     face=face, facing=np.ascontiguousarray(aux[..., 2]), inside=aux[..., 3] > 1.5,
                      extra={"mesh_index": np.where(drawn, mesh_of, -1).astype(np.int32)})
 
 
