@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from vggheads.offline import OFFLINE_ENV, configure  # noqa: E402
 for _k, _v in OFFLINE_ENV.items():
     os.environ[_k] = _v
 configure()
+# One throw-away MLflow store for the whole session (tests that check tracking set their own).
+_MLFLOW_DIR = tempfile.mkdtemp(prefix="vggheads-test-mlflow-")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_MLFLOW_DIR}/mlflow.db"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -49,7 +49,7 @@ DROP = [
     ("ceramic coffee mug with floral pattern", "object"),
     ("sunset over the mountains, landscape photography", "object"),
     ("a red vintage car parked on the street", "object"),
-    ("Emma Stone smiling at the film premiere", "name"),
+    ("Emma Stone smiling with friends at the film premiere", "name"),
     ("President Smith waves to the crowd", "name"),
     ("actor Michael Jordan posing for photographers", "name"),
 ]

@@ -63,13 +63,15 @@ def _flatten(prefix: str, value: Any, out: dict) -> None:
         out[prefix] = value
 
 
-def _experiment(mlflow, name: str) -> str:
+def _experiment(mlflow, name: str, uri: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    # Artifacts next to the store, not wherever the job happened to run.
-    artifacts = Path("mlruns").resolve() / name
-    return mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
+    if uri.startswith("sqlite:///"):
+        # Artifacts next to the SQLite store, not wherever the job happened to run.
+        artifacts = Path(uri[len("sqlite:///"):]).parent / "mlruns" / name
+        return mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
+    return mlflow.create_experiment(name)
 
 
 def enabled(params: dict | None) -> bool:
@@ -101,7 +103,7 @@ def log_run(stage: str, params: dict | None, *, shard: str | None = None, metric
     _flatten("", run_params or {}, flat_params)
     with _lock(uri):
         mlflow.set_tracking_uri(uri)
-        exp_id = _experiment(mlflow, experiment)
+        exp_id = _experiment(mlflow, experiment, uri)
         run_name = stage if shard is None else f"{stage}/{shard}"
         all_tags = {"vggheads.stage": stage, "vggheads.shard": shard or "all", "mlflow.source.git.commit": git_commit()}
         all_tags.update(tags or {})

@@ -16,8 +16,8 @@ rule sample_captions:
         samples=lambda w: config["dataset"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=lambda w, attempt: 2000 * attempt,
+        runtime=lambda w, attempt: 30 * attempt,
     shell:
         "vggheads sample-captions"
         " --params {PARAMS}"
@@ -42,8 +42,8 @@ rule extract_poses:
         cfg=lambda w: config["poses"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda w, attempt: 4000 * attempt,
+        runtime=lambda w, attempt: 60 * attempt,
         gpu=lambda w: 1 if config["poses"]["backend"] == "ultralytics" else 0,
     shell:
         "vggheads extract-poses"

@@ -56,8 +56,7 @@ AMBIGUOUS_NAMES = {"rose", "lily", "will", "mark", "bill", "grace", "joy", "max"
                    "ruby", "violet", "iris", "holly", "april", "dale", "dean", "don", "faith", "hope", "june", "pat",
                    "rob", "sue", "summer", "willow", "angel", "daisy", "jade", "lady", "king", "victoria", "georgia",
                    "paris", "chase", "hunter", "miles", "frank", "gene", "art", "drake", "chad", "sky"}
-POSSESSIVE_PERSON = re.compile(r"\b(?:wo)?mens?'?s?\b|\b(?:kids|boys|girls|ladies|children)'s?\b|\b(?:wo)?men's\b",
-                               re.IGNORECASE)
+POSSESSIVE_PERSON = re.compile(r"\b(?:wo)?men(?:'s|s)\b|\b(?:kids|boys|girls|ladies|children)'s?", re.IGNORECASE)
 HONORIFICS = re.compile(r"\b(?:mr|mrs|ms|miss|dr|prof|sir|dame|lord|gov|sen|rep|pres|president|prince|princess|"
                         r"king|queen|pope|saint|st|capt|gen|col|coach)\.?\s+[A-Z][a-z]+", re.UNICODE)
 WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
@@ -67,6 +66,8 @@ COUNT_WORDS = {"one": 1, "a": 1, "an": 1, "single": 1, "lone": 1, "two": 2, "pai
 GROUP_WORDS = {"group": (3, 6), "crowd": (5, 8), "team": (4, 7), "family": (3, 5), "families": (4, 7),
                "friends": (2, 4), "people": (2, 5), "men": (2, 4), "women": (2, 4), "children": (2, 4),
                "kids": (2, 4), "students": (3, 6), "audience": (5, 8), "couple": (2, 2)}
+DETERMINERS = {"a", "an", "the", "this", "that", "these", "those", "his", "her", "their", "our", "my", "some",
+               "many", "several", "young", "old", "elderly", "little", "smiling", "happy"}
 REWRITE_WORDS = re.compile(r"\b(male|female|person|man|woman|people|men|women|persons)\b", re.IGNORECASE)
 ETHNICITIES = ["African", "Asian", "Caucasian", "Hispanic", "Indian", "Middle Eastern", "East Asian",
                "South Asian", "Southeast Asian", "Latino", "Black", "White", "Native American", "Pacific Islander"]
@@ -88,18 +89,18 @@ def is_nsfw_text(caption: str) -> bool:
 
 def is_about_people(caption: str) -> bool:
     """True when a person noun occurs as a depicted person, not only as a product's target group."""
-    tokens = [w.lower() for w in words(caption)]
-    if not any(t in PERSON_NOUNS for t in tokens):
-        return False
-    # "Programmed Word Attack for Teachers", "ways to keep the kids happy": audiences, not subjects.
-    depicted = [t for i, t in enumerate(tokens) if t in PERSON_NOUNS and (i == 0 or tokens[i - 1] not in ("for", "keep"))]
+    stripped = POSSESSIVE_PERSON.sub(" ", caption)  # "Women's jacket", "Mens T-Shirt"
+    tokens = [w.lower() for w in words(stripped)]
+    # "Programmed Word Attack for Teachers", "keep the kids happy": audiences, not subjects.
+    depicted = [i for i, t in enumerate(tokens) if t in PERSON_NOUNS and (i == 0 or tokens[i - 1] not in ("for", "keep"))]
     if not depicted:
         return False
     if any(t in PRODUCT_WORDS for t in tokens):
-        # "Women's leather jacket", "Kids Birthday Invitation", "T-Shirt for men": an object for people.
-        return False
-    stripped = POSSESSIVE_PERSON.sub(" ", caption)
-    return any(w.lower() in PERSON_NOUNS for w in words(stripped))
+        # With product words around, only a described person counts: "a young girl reading a book",
+        # not "Kids Birthday Invitation".
+        determiners = DETERMINERS | set(COUNT_WORDS)
+        return any(tok in determiners for i in depicted for tok in tokens[max(0, i - 3):i])
+    return True
 
 
 def _is_title_case(tokens: list[str]) -> bool:

@@ -1,0 +1,224 @@
+"""Stage sample_captions: each rule, the rewrite, determinism, bad input, and the real LAION rows."""
+
+import copy
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vggheads.captions.text import (NearDuplicates, is_about_people, names_person, person_count,
+                                    rewrite_prompt)
+from vggheads.errors import InputError
+from vggheads.schemas import read_table
+from vggheads.stages.sample_captions import RULES, _cheap_rule, sample_captions
+
+
+def write_source(path, rows, schema=None):
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return str(path)
+
+
+@pytest.fixture
+def cfg(params, tmp_path):
+    p = copy.deepcopy(params)
+    p["tracking"]["enabled"] = False
+    p["dataset"]["samples_per_shard"] = None
+    return p
+
+
+def run(p, tmp_path, shard="00000"):
+    out, stats = tmp_path / f"{shard}.parquet", tmp_path / f"{shard}.json"
+    sample_captions(p, shard, out, stats)
+    return read_table(out, "captions").to_pylist(), json.loads(stats.read_text())
+
+
+# --- each rule on its own -------------------------------------------------------------------------
+
+def test_aspect_ratio_rule(params):
+    c = params["captions"]
+    assert _cheap_rule({"caption": "a man smiling", "WIDTH": 3000, "HEIGHT": 1000}, c) == "aspect_ratio"
+    assert _cheap_rule({"caption": "a man smiling", "WIDTH": 1000, "HEIGHT": 2500}, c) == "aspect_ratio"
+    assert _cheap_rule({"caption": "a man smiling", "WIDTH": 2000, "HEIGHT": 1000}, c) is None  # exactly 2 passes
+    assert _cheap_rule({"caption": "a man smiling", "WIDTH": None, "HEIGHT": 1000}, c) is None  # unknown size passes
+
+
+def test_nsfw_rules(params):
+    c = copy.deepcopy(params["captions"])
+    for tag in ("NSFW", "UNSURE"):
+        assert _cheap_rule({"caption": "a woman on a beach", "NSFW": tag}, c) == "nsfw"
+    assert _cheap_rule({"caption": "a woman on a beach", "NSFW": "UNLIKELY"}, c) is None
+    assert _cheap_rule({"caption": "naked woman on a beach"}, c) == "nsfw"
+    c["max_punsafe"] = 0.5
+    assert _cheap_rule({"caption": "a woman on a beach", "punsafe": 0.7}, c) == "punsafe"
+    c["max_pwatermark"] = 0.8
+    assert _cheap_rule({"caption": "a woman on a beach", "pwatermark": 0.9}, c) == "pwatermark"
+    c["min_similarity"] = 0.28
+    assert _cheap_rule({"caption": "a woman on a beach", "similarity": 0.2}, c) == "similarity"
+
+
+@pytest.mark.parametrize("caption", [None, "", "   ", 42, 3.5])
+def test_bad_captions_are_a_counted_rule(params, caption):
+    assert _cheap_rule({"caption": caption}, params["captions"]) == "bad_caption"
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("a woman smiling at the camera", True),
+    ("two men talking on a street", True),
+    ("Portrait of young caucasian woman in office", True),
+    ("Women's leather jacket with laces", False),
+    ("Mens cotton T-Shirt", False),
+    ("Programmed Word Attack for Teachers", False),
+    ("sunset over the mountains", False),
+    ("Kids Birthday Invitation - Fire Truck", False),
+])
+def test_people_rule(caption, expected):
+    assert is_about_people(caption) is expected
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("Kevin Dillon and daughter Ava out grabbing some items.", True),
+    ("Pennsylvania Gov. Tom Wolf speaks during a news conference", True),
+    ("photo by Franklin Reyes of a man cooking", True),
+    ("a woman smiling at the camera in a sunny park", False),
+    ("Woman holding a clock — Stock Photo", False),
+    ("a girl holding a rose", False),
+])
+def test_named_person_rule(caption, expected):
+    assert names_person(caption) is expected
+
+
+def test_near_duplicates():
+    nd = NearDuplicates(0.8)
+    assert not nd.seen("two men talking on a city street at night")
+    assert nd.seen("Two men talking on a city street, at night!")           # same words
+    assert nd.seen("two men talking on a city street at night time")        # Jaccard 0.89
+    assert not nd.seen("two women drinking coffee in a cafe")
+    exact_only = NearDuplicates(1.0)
+    assert not exact_only.seen("two men talking on a city street at night")
+    assert not exact_only.seen("two men talking on a city street at night time")
+
+
+def test_person_count_from_caption():
+    g = np.random.default_rng(0)
+    assert person_count("two men talking", g, 6) == 2
+    assert person_count("three students walking", g, 6) == 3
+    assert person_count("a couple dancing", g, 6) == 2
+    assert person_count("a woman smiling", g, 6) == 1
+    assert person_count("five kids playing", g, 4) == 4  # capped
+    assert 3 <= person_count("a group of friends", g, 6) <= 6
+
+
+def test_rewrite_probabilities():
+    g = np.random.default_rng(0)
+    prompts = [rewrite_prompt("a woman and a man talking", g, 0.8, 0.5) for _ in range(2000)]
+    rewritten = np.mean([p.split(" and ")[0] != "a woman" for p in prompts])
+    highres = np.mean([p.endswith(", ultra highres") for p in prompts])
+    assert abs(rewritten - 0.8) < 0.04 and abs(highres - 0.5) < 0.04
+    assert rewrite_prompt("a man", g, 0.0, 0.0) == "a man"
+
+
+# --- the stage --------------------------------------------------------------------------------------
+
+def test_stage_counts_every_rule_and_keeps_people(cfg, tmp_path):
+    cfg["dataset"]["shards"] = 1
+    rows, stats = run(cfg, tmp_path)
+    assert set(stats["dropped"]) == set(RULES)
+    d = stats["dropped"]
+    assert d["bad_caption"] == 2 and d["nsfw"] == 2 and d["aspect_ratio"] == 1 and d["near_duplicate"] == 2
+    assert d["named_person"] == 3 and d["not_people"] == 5
+    assert stats["kept"] == len(rows) == 30
+    assert sum(d.values()) + stats["kept"] == stats["rows_in_shard"]
+    assert all(is_about_people(r["caption"]) for r in rows)
+    assert {r["negative_prompt"] for r in rows} == {cfg["captions"]["negative_prompt"]}
+    assert len({r["sample_id"] for r in rows}) == len(rows)
+
+
+def test_shards_partition_the_rows(cfg, tmp_path):
+    rows0, s0 = run(cfg, tmp_path, "00000")
+    rows1, s1 = run(cfg, tmp_path, "00001")
+    assert s0["rows_in_shard"] + s1["rows_in_shard"] == s0["rows_total"]
+    urls0, urls1 = {r["url"] for r in rows0}, {r["url"] for r in rows1}
+    assert urls0 and urls1 and not urls0 & urls1
+    assert all(r["sample_id"].startswith("00001_") for r in rows1)
+
+
+def test_same_params_same_bytes(cfg, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    sample_captions(cfg, "00000", a / "c.parquet", a / "s.json")
+    sample_captions(cfg, "00000", b / "c.parquet", b / "s.json")
+    assert (a / "c.parquet").read_bytes() == (b / "c.parquet").read_bytes()
+    other = copy.deepcopy(cfg)
+    other["seed"] = 1
+    sample_captions(other, "00000", b / "c.parquet", b / "s.json")
+    assert read_table(a / "c.parquet", "captions")["seed"] != read_table(b / "c.parquet", "captions")["seed"]
+
+
+def test_samples_per_shard_caps_and_keeps_prefix(cfg, tmp_path):
+    full, _ = run(cfg, tmp_path / "x" if (tmp_path / "x").mkdir() is None else None)
+    cfg["dataset"]["samples_per_shard"] = 3
+    capped, stats = run(cfg, tmp_path)
+    assert capped == full[:3] and stats["beyond_samples_per_shard"] == len(full) - 3
+
+
+def test_lowercase_columns_and_bad_rows(cfg, tmp_path):
+    src = write_source(tmp_path / "l.parquet", [
+        {"url": "u1", "caption": "a man reading a newspaper"},
+        {"url": "u2", "caption": None},
+        {"url": "u3", "caption": ""},
+        {"url": "u4", "caption": "a woman walking a dog"},
+    ])
+    cfg["captions"]["sources"] = [src]
+    cfg["dataset"]["shards"] = 1
+    rows, stats = run(cfg, tmp_path)
+    assert [r["url"] for r in rows] == ["u1", "u4"] and stats["dropped"]["bad_caption"] == 2
+
+
+def test_non_text_caption_column_is_counted_not_crashed(cfg, tmp_path):
+    src = write_source(tmp_path / "n.parquet", [{"URL": "u", "TEXT": 5}, {"URL": "v", "TEXT": 6}])
+    cfg["captions"]["sources"] = [src]
+    cfg["dataset"]["shards"] = 1
+    rows, stats = run(cfg, tmp_path)
+    assert rows == [] and stats["dropped"]["bad_caption"] == 2
+
+
+def test_missing_caption_column_names_file_and_columns(cfg, tmp_path):
+    src = write_source(tmp_path / "nocap.parquet", [{"URL": "u", "ALT": "a man"}])
+    cfg["captions"]["sources"] = [src]
+    with pytest.raises(InputError, match=r"nocap.parquet: no caption column \(expected one of TEXT, caption.*found URL, ALT"):
+        run(cfg, tmp_path)
+
+
+def test_unreadable_and_missing_files(cfg, tmp_path):
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"this is not parquet")
+    cfg["captions"]["sources"] = [str(junk)]
+    with pytest.raises(InputError, match="junk.parquet: cannot read as parquet"):
+        run(cfg, tmp_path)
+    cfg["captions"]["sources"] = [str(tmp_path / "nothing-*.parquet")]
+    with pytest.raises(InputError, match="matches no file"):
+        run(cfg, tmp_path)
+
+
+def test_failed_run_leaves_no_output(cfg, tmp_path):
+    cfg["captions"]["sources"] = [str(tmp_path / "missing.parquet")]
+    with pytest.raises(InputError):
+        run(cfg, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_laion_rows_keep_only_people(cfg, tmp_path, shared_data):
+    cfg["captions"]["sources"] = [str(shared_data / "laion" / "laion_sample_1000.parquet")]
+    cfg["dataset"]["shards"] = 1
+    rows, stats = run(cfg, tmp_path)
+    assert stats["rows_in_shard"] == 1000
+    assert 10 <= stats["kept"] <= 80, stats  # LAION-400M is mostly not about people
+    assert stats["dropped"]["not_people"] > 850
+    captions = [r["caption"] for r in rows]
+    assert all(is_about_people(c) for c in captions)
+    # Products for people and named persons in this sample never survive.
+    for bad in ("Women's leather jacket with laces", "Kevin Dillon and daughter Ava out grabbing some items."):
+        assert bad not in captions
+    assert "Portrait of young caucasian woman in office" in captions
