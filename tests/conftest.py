@@ -77,3 +77,48 @@ def params():
     from vggheads.config import load_params
 
     return load_params(REPO / "params.yaml")
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Recursive dict merge (what Snakemake does with --configfile)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def tiny_params() -> dict:
+    import yaml
+
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    return merge(base, yaml.safe_load((REPO / "tests" / "data" / "tiny.yaml").read_text()))
+
+
+def copy_project(dest: Path, params: dict | None = None) -> Path:
+    """A copy of the repository's tracked files (plus untracked, not ignored ones) with ``params`` as params.yaml."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def tool_env(extra: dict | None = None) -> dict:
+    """Environment for snakemake/dvc subprocesses: the venv's bin on PATH, everything offline."""
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.update(OFFLINE_ENV)
+    env.update(extra or {})
+    return env
