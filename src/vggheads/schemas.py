@@ -83,6 +83,62 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("roll", pa.float32()),
         ("visible_fraction", pa.float32()),
     ]),
+    # detect_heads: one row per detected head box.
+    "detections": pa.schema([
+        ("sample_id", pa.string()),
+        ("head", pa.int32()),
+        ("box", _fixed(pa.float32(), 4)),
+        ("score", pa.float32()),
+    ]),
+    # label_3dmm: one row per labelled head; flame_params in image pixels (v_img = s * R v + t).
+    "labels": pa.schema([
+        ("sample_id", pa.string()),
+        ("head", pa.int32()),
+        ("box", _fixed(pa.float32(), 4)),
+        ("extended_box", _fixed(pa.float32(), 4)),
+        ("score", pa.float32()),
+        ("flame_params", _fixed(pa.float32(), N_PARAMS)),
+        ("landmarks", _fixed(pa.float32(), N_LANDMARKS * 3)),
+        ("yaw", pa.float32()),
+        ("pitch", pa.float32()),
+        ("roll", pa.float32()),
+        ("labeller", pa.string()),
+    ]),
+    # filter: one row per image, kept or not, with the first rule that dropped it.
+    "filter": pa.schema([
+        ("sample_id", pa.string()),
+        ("keep", pa.bool_()),
+        ("reason", pa.string()),
+        ("n_heads", pa.int32()),
+    ]),
+    # build_manifest: the dataset. images.parquet, one row per kept image ...
+    "images": pa.schema([
+        ("image_id", pa.string()),
+        ("shard", pa.string()),
+        ("split", pa.string()),
+        ("path", pa.string()),          # relative to the manifest's directory
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("n_heads", pa.int32()),
+        ("backend", pa.string()),
+        ("prompt", pa.string()),
+        ("seed", pa.int64()),
+    ]),
+    # ... and heads.parquet, one row per head of a kept image.
+    "heads": pa.schema([
+        ("image_id", pa.string()),
+        ("head", pa.int32()),
+        ("split", pa.string()),
+        ("box", _fixed(pa.float32(), 4)),
+        ("extended_box", _fixed(pa.float32(), 4)),
+        ("score", pa.float32()),
+        ("flame_params", _fixed(pa.float32(), N_PARAMS)),
+        ("landmarks", _fixed(pa.float32(), N_LANDMARKS * 3)),
+        ("yaw", pa.float32()),
+        ("pitch", pa.float32()),
+        ("roll", pa.float32()),
+        ("labeller", pa.string()),
+    ]),
 }
 
 
