@@ -1,0 +1,64 @@
+"""``vggheads sdxl``: the SDXL render backends' tools.
+
+- ``build-tiny --out DIR``: build the tiny random-weight SDXL (+ T2I-Adapter, ControlNet, safety
+  checker) that backend ``tiny-sdxl`` loads (the pipeline's rule ``build_tiny_sdxl`` runs it).
+- ``check``: say where each model configured under ``render.sdxl`` is found on this machine, or
+  what is missing and how to fetch it; loads nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _build_tiny(args: argparse.Namespace) -> int:
+    from ..render.tiny_sdxl import build_tiny_sdxl
+
+    build_tiny_sdxl(args.out, seed=args.seed)
+    return 0
+
+
+def check_models(params: dict, backend: str) -> list[tuple[str, str, Path]]:
+    """(params key, reference, local directory) of every model ``backend`` would load.
+
+    Raises :class:`vggheads.errors.MissingWeightsError` at the first one not on this machine.
+    """
+    from ..render.sdxl import SdxlSettings, resolve_model
+
+    s = SdxlSettings.from_params(params, backend)
+    cond_key = "render.sdxl.adapter" if s.conditioning == "adapter" else "render.sdxl.controlnet"
+    wanted = [("render.sdxl.base_model", s.base_model, "SDXL base model"), (cond_key, s.condition_model, s.conditioning)]
+    if s.vae:
+        wanted.append(("render.sdxl.vae", s.vae, "VAE"))
+    if s.safety_checker:
+        wanted.append(("render.sdxl.safety_checker", s.safety_checker, "safety checker"))
+    return [(key, ref, resolve_model(ref, what, key, backend)) for key, ref, what in wanted]
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..config import load_params
+
+    params = load_params(args.params)
+    backend = args.backend or params["render"]["backend"]
+    if backend not in ("sdxl", "tiny-sdxl"):
+        backend = "sdxl"
+    for key, ref, path in check_models(params, backend):
+        print(f"{key}: {ref} -> {path}")
+    print(f"backend {backend}: every configured model is on this machine")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sdxl", help="SDXL render backend tools (build the tiny model, check weights)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmds = p.add_subparsers(dest="sdxl_command", metavar="SUBCOMMAND", required=True)
+    b = cmds.add_parser("build-tiny", help="build the tiny random-weight SDXL model directory")
+    b.add_argument("--out", type=Path, required=True, help="directory to write (replaced atomically)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    b.set_defaults(func=_build_tiny)
+    c = cmds.add_parser("check", help="locate the models render.sdxl names (local dirs or the HF cache)")
+    c.add_argument("--params", type=Path, default=Path("params.yaml"))
+    c.add_argument("--backend", choices=["sdxl", "tiny-sdxl"], default=None,
+                   help="default: render.backend when it is an SDXL one, else sdxl")
+    c.set_defaults(func=_check)
