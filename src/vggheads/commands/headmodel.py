@@ -1,0 +1,105 @@
+"""``vggheads headmodel``: build the project's procedural head model, or draw a picture of one.
+
+    vggheads headmodel build --out data/headmodel/head_model.npz [--seed N] [--params params.yaml]
+    vggheads headmodel show data/headmodel/head_model.npz --out docs/img/headmodel.png
+
+The model is FLAME's format (see docs/headmodel.md); ``show`` also reads a FLAME
+``generic_model.pkl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def build(out: Path, seed: int) -> dict:
+    """Build the procedural model with ``seed`` and write it to ``out`` atomically; returns stats."""
+    from ..headmodel import build_head_model, save_head_model
+
+    start = time.perf_counter()
+    model = build_head_model(seed)
+    save_head_model(model, out)
+    stats = {"vertices": model.n_vertices, "faces": len(model.faces), "seed": seed,
+             "seconds": round(time.perf_counter() - start, 2)}
+    log.info("wrote %s: %d vertices, %d triangles (seed %d) in %.1f s", out, stats["vertices"], stats["faces"],
+             seed, stats["seconds"])
+    return stats
+
+
+def show(model_path: Path, out: Path, size: int = 360, seed: int = 0) -> None:
+    """Draw ``model_path``: four views of the template, then random shapes, expressions and an open jaw."""
+    import numpy as np
+    import torch
+
+    from ..geometry import N_EXPR, N_SHAPE, FlameLayer, landmarks
+    from ..headmodel import load_head_model
+    from ..headmodel.preview import grid_image, render_view, vertex_colours, yaw_matrix
+    from ..io import atomic_path
+
+    model = load_head_model(model_path)
+    layer = FlameLayer(model)
+    colours = vertex_colours(model)
+    faces = model.faces
+    gen = torch.Generator().manual_seed(seed)
+    B = 4
+    shape, expression, jaw = torch.zeros(B, N_SHAPE), torch.zeros(B, N_EXPR), torch.zeros(B, 3)
+    shape[1] = 1.5 * torch.randn(N_SHAPE, generator=gen)              # a random identity
+    shape[2] = 1.5 * torch.randn(N_SHAPE, generator=gen)
+    expression[2] = 1.5 * torch.randn(N_EXPR, generator=gen)          # ... with a random expression
+    expression[3, 0] = 2.5                                            # smile (for the procedural model)
+    jaw[3, 0] = 0.3                                                   # jaw open
+    with torch.no_grad():
+        verts = layer(shape, expression, jaw).numpy()
+        lmk = landmarks(torch.from_numpy(verts), layer).numpy()
+    v0 = verts[0]
+    centre = 0.5 * (v0.min(0) + v0.max(0))
+    extent = 0.55 * float((v0.max(0) - v0.min(0))[:2].max())
+    kw = dict(size=size, centre=centre, extent=extent)
+    views = [(0, 0, "front"), (40, 0, "yaw 40"), (-90, 0, "profile"), (160, -10, "back")]
+    images = [render_view(v0, faces, colours, rotation=yaw_matrix(a, p), **kw) for a, p, _ in views]
+    labels = [label for *_, label in views]
+    images.append(render_view(v0, faces, colours, rotation=yaw_matrix(0, 0), points=lmk[0], **kw))
+    labels.append("68 landmarks")
+    for k, label in ((1, "random shape"), (2, "shape + expression"), (3, "smile + jaw open")):
+        images.append(render_view(verts[k], faces, colours, rotation=yaw_matrix(25, 0), **kw))
+        labels.append(label)
+    with atomic_path(out) as tmp:
+        grid_image(images, 4, labels).save(tmp, format="PNG")
+    log.info("wrote %s", out)
+
+
+def _cli_build(args: argparse.Namespace) -> int:
+    seed = args.seed
+    if seed is None:
+        from ..config import load_params
+
+        seed = load_params(args.params)["headmodel"]["seed"] if args.params else 0
+    build(args.out, seed)
+    return 0
+
+
+def _cli_show(args: argparse.Namespace) -> int:
+    show(args.model, args.out, size=args.size, seed=args.seed)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("headmodel", help="build the procedural head model, or draw one",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmds = p.add_subparsers(dest="headmodel_command", metavar="ACTION", required=True)
+    b = cmds.add_parser("build", help="build the procedural head model (FLAME format, .npz)")
+    b.add_argument("--out", type=Path, required=True, help="output .npz")
+    b.add_argument("--seed", type=int, default=None, help="seed of the random components (default: headmodel.seed of --params, else 0)")
+    b.add_argument("--params", type=Path, default=None, help="params file to read headmodel.seed from")
+    b.set_defaults(func=_cli_build)
+    s = cmds.add_parser("show", help="draw a head model (views, landmarks, random shapes and expressions) to a PNG")
+    s.add_argument("model", type=Path, help="head model: our .npz or FLAME's generic_model.pkl")
+    s.add_argument("--out", type=Path, required=True, help="output PNG")
+    s.add_argument("--size", type=int, default=360, help="pixels per view")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random shapes and expressions drawn")
+    s.set_defaults(func=_cli_show)
