@@ -57,6 +57,13 @@ def gl_context():
         except ImportError as exc:  # pragma: no cover - moderngl is a pinned dependency
             raise RasterError(f"moderngl is not installed ({exc}); run `make env`") from None
         try:
+            # Mesa's llvmpipe loads its own LLVM; triton (imported lazily by torch._dynamo, e.g. via
+            # torchvision.ops) bundles another, and importing it after the EGL context exists
+            # segfaults. Loading triton first makes the two coexist.
+            import triton  # noqa: F401
+        except ImportError:
+            pass
+        try:
             ctx = moderngl.create_context(standalone=True, backend="egl", require=330)
         except Exception as exc:
             raise RasterError(
