@@ -91,7 +91,13 @@ def build(snakefile: Path | None = None, params_path: Path | None = None) -> dic
     config = load_params(params_path)
     root = snakefile.resolve().parent
     by_rule: dict[str, list] = {}
-    for job in _jobs(snakefile, params_path):
+    try:
+        jobs = _jobs(snakefile, params_path)
+    except Exception as exc:  # Snakemake's own errors say what is wrong with the workflow
+        from .errors import VggheadsError
+
+        raise VggheadsError(f"cannot build the Snakemake DAG to generate dvc.yaml: {type(exc).__name__}: {exc}") from None
+    for job in jobs:
         by_rule.setdefault(job[0], []).append(job)
 
     def rel(path: str) -> str:
@@ -169,7 +175,7 @@ def _rule_order(snakefile: Path) -> list[str]:
     names = []
     text = snakefile.read_text()
     for inc in re.findall(r'^include:\s*"([^"]+)"', text, flags=re.M):
-        names += re.findall(r"^rule (\w+):", (snakefile.parent / inc).read_text(), flags=re.M)
+        names += re.findall(r"^\s*rule (\w+):", (snakefile.parent / inc).read_text(), flags=re.M)
     names += re.findall(r"^rule (\w+):", text, flags=re.M)
     return names
 
