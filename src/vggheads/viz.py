@@ -53,9 +53,10 @@ def draw_box(img: np.ndarray, box, color=(255, 64, 64), label: str | None = None
     p2 = (int(round(x2 * _ONE)), int(round(y2 * _ONE)))
     cv2.rectangle(img, p1, p2, color, thickness, cv2.LINE_8, _SHIFT)
     if label:
-        org = (int(x1), max(int(y1) - 3, 10))
-        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 2, cv2.LINE_AA)
-        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.35, color, 1, cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        x0, y0 = int(x1) - 1, max(int(y1) - 2, th + base + 1)
+        cv2.rectangle(img, (x0, y0 - th - base - 1), (x0 + tw + 2, y0), (0, 0, 0), -1)
+        cv2.putText(img, label, (x0 + 1, y0 - base), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     return img
 
 
@@ -154,7 +155,7 @@ def draw_head(img: np.ndarray, index: int, box=None, landmarks=None, vertices=No
     col = color_for(index)
     if "mesh" in what and vertices is not None and faces is not None:
         v = np.asarray(vertices, dtype=np.float64) * factor
-        draw_wireframe(img, v, faces, color=col, alpha=0.35, faces_mask=faces_mask)
+        draw_wireframe(img, v, faces, color=col, alpha=0.2, faces_mask=faces_mask)
     if "box" in what and box is not None:
         draw_box(img, np.asarray(box, dtype=np.float64) * factor, col, label)
     if "landmarks" in what and landmarks is not None:

@@ -60,7 +60,7 @@ def draw_heads(image: np.ndarray, rows: list[dict], layer=None, faces=None, what
         vertices = decoded.vertices_image[i].numpy() if decoded is not None else None
         R = decoded.R[i].numpy() if decoded is not None else None
         scale = float(row["flame_params"][412])
-        label = f"{row['head']} yaw {row['yaw']:.0f} vis {row['visible_fraction']:.2f}"
+        label = f"{row['head']}: yaw {row['yaw']:.0f} vis {row['visible_fraction']:.2f}"
         viz.draw_head(img, int(row["head"]), box=row["box"], landmarks=row["landmarks"], vertices=vertices,
                       faces=faces, R=R, scale=scale, label=label, what=tuple(what), factor=factor)
     for person in poses or []:

@@ -167,9 +167,10 @@ def body_parts(joints: dict[int, np.ndarray], scale: float, z0: float, clothes: 
         v, f = torso(neck, pelvis, ls - rs, shoulder_half * 1.12, hip_half, 0.11 * s)
         parts.append(BodyPart(v, f, clothes["top"]))
         if neck_top is not None:
-            nb = neck + np.array([0.0, -0.02 * s, 0.0])
-            nt = np.asarray(neck_top, float)
-            v, f = capsule(nb, nt, 0.055 * s, 0.05 * s)
+            # from inside the chest up into the head's own neck, so neither end shows
+            nb = neck + np.array([0.0, 0.06 * s, 0.02 * s])
+            nt = np.asarray(neck_top, float) + np.array([0.0, -0.02 * s, 0.0])
+            v, f = capsule(nb, nt, 0.05 * s, 0.048 * s)
             parts.append(BodyPart(v, f, clothes["skin"], specular=0.1))
         arm_col = {"long": (clothes["top"], clothes["top"]), "short": (clothes["top"], clothes["skin"]),
                    "none": (clothes["skin"], clothes["skin"])}[clothes["sleeves"]]

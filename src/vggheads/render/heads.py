@@ -119,6 +119,18 @@ def build_assets(model) -> HeadAssets:
         w["sclera"][inside] = 1.0
         w["iris"][inside & (r < 0.3 * width)] = 1.0
         w["pupil"][inside & (r < 0.13 * width)] = 1.0
+    for key in ("iris", "pupil"):      # the model's own eye regions win over the landmark discs
+        idx = _region(model, key)
+        if idx is not None:
+            w[key] = np.zeros(V)
+            w[key][idx] = 1.0
+    brows = _region(model, "brows")
+    if brows is not None:
+        w["brows"][brows] = np.maximum(w["brows"][brows], 1.0)
+    w["mouth"] = np.zeros(V)
+    mouth = _region(model, "mouth_interior")
+    if mouth is not None:
+        w["mouth"][mouth] = 1.0
     eyes = _region(model, "eyes")
     if eyes is not None:  # eyeballs deeper than the lid contour still get the white
         eye_mask = np.zeros(V, bool)
@@ -212,7 +224,8 @@ def vertex_colors(assets: HeadAssets, look: Look) -> np.ndarray:
     mix(np.clip(look.hair * 0.8 + look.skin * 0.15, 0, 1), w["brows"] * 0.85)
     if not look.bald:
         mix(look.hair, w["scalp"] * np.clip(assets.scalp_taper * 3, 0, 1))
-    mix((0.86, 0.84, 0.8), w["sclera"])
+    mix((0.45, 0.14, 0.14), w["mouth"])
+    mix((0.78, 0.75, 0.71), w["sclera"])
     mix(look.iris, w["iris"])
     mix((0.02, 0.02, 0.02), w["pupil"])
     return np.clip(col, 0, 1).astype(np.float32)

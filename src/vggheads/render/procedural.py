@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 BODY_INSTANCE = 1000  # instance ids: head k -> 1 + k, body (and neck) k -> BODY_INSTANCE + 1 + k
 DEFAULTS = {
-    "n_shape": 100, "n_expr": 50, "shape_std": 1.0, "expr_std": 1.0, "jaw_open_max_deg": 20.0,
+    "n_shape": 20, "n_expr": 20, "shape_std": 0.8, "expr_std": 0.5, "jaw_open_max_deg": 20.0,
     "supersample": 2, "hair_p": 0.85, "backgrounds": ["gradient", "noise", "room", "shapes"],
-    "background_blur": 0.01, "noise_std": 0.01, "min_visible_pixels": 1, "landmark_depth_tolerance": 0.01,
+    "background_blur": 0.01, "noise_std": 0.01, "min_visible_pixels": 1, "landmark_depth_tolerance": 0.003,
     "image_format": "png",
 }
 
@@ -237,19 +237,34 @@ class ProceduralRenderer:
 
     def _landmark_visibility(self, frame, lm_img: np.ndarray, v_img: np.ndarray, head_id: int, scale: float,
                              k: int) -> np.ndarray:
-        """(68,) 1.0 where a landmark is seen: its (supersampled) pixel shows this head at the
-        landmark's depth (within a tolerance), and its triangle faces the camera."""
+        """(68,) 1.0 where a landmark is seen.
+
+        A landmark is seen when its triangle faces the camera, its (supersampled) pixel shows this
+        head, and nothing lies in front of the landmark's own surface there: the depth buffer at the
+        pixel centre is not nearer than the landmark triangle's plane at that centre, up to
+        ``landmark_depth_tolerance`` (metres, times the scale; covers the curvature between the
+        triangle and its neighbours) + 0.5 px.
+        """
         H, W = frame.instance.shape
-        x = np.floor(lm_img[:, 0] * k).astype(np.int64)
-        y = np.floor(lm_img[:, 1] * k).astype(np.int64)
+        px = lm_img[:, 0] * k
+        py = lm_img[:, 1] * k
+        x, y = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
         inside = (x >= 0) & (x < W) & (y >= 0) & (y < H)
         xc, yc = np.clip(x, 0, W - 1), np.clip(y, 0, H - 1)
-        tol = self.cfg["landmark_depth_tolerance"] * scale + 2.0
-        same = frame.instance[yc, xc] == head_id
-        depth_ok = frame.depth[yc, xc] * 1.0 >= lm_img[:, 2] * k - tol * k
-        tri = v_img[self._lmk_vertices]                                   # (68, 3, 3)
-        normal_z = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])[:, 2]
+        tri = v_img[self._lmk_vertices] * k                              # (68, 3 corners, 3)
+        a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+        normal_z = np.cross(b - a, c - a)[:, 2]
         front = normal_z < 0
+        # the plane of the landmark's triangle at the pixel centre (barycentric extrapolation)
+        cx, cy = xc + 0.5, yc + 0.5
+        den = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
+        den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+        l1 = ((b[:, 1] - c[:, 1]) * (cx - c[:, 0]) + (c[:, 0] - b[:, 0]) * (cy - c[:, 1])) / den
+        l2 = ((c[:, 1] - a[:, 1]) * (cx - c[:, 0]) + (a[:, 0] - c[:, 0]) * (cy - c[:, 1])) / den
+        plane_z = l1 * a[:, 2] + l2 * b[:, 2] + (1 - l1 - l2) * c[:, 2]
+        tol = self.cfg["landmark_depth_tolerance"] * scale * k + 0.5
+        same = frame.instance[yc, xc] == head_id
+        depth_ok = frame.depth[yc, xc] >= plane_z - tol
         return (inside & same & depth_ok & front).astype(np.float64)
 
     def _alone_pixels(self, meshes, head_id: int, k: int) -> int:
