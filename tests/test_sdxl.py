@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,17 @@ SHARD = "00000"
 
 # ---------------------------------------------------------------------------------------------
 # fixtures and helpers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's ops are too small to share out; spare threads only spin on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -403,3 +415,22 @@ def test_check_command_reports_models(tiny_params, tiny_model, tmp_path, capsys)
     path.write_text(yaml.safe_dump(p))
     assert main(["sdxl", "check", "--params", str(path)]) == 2
     assert "render.sdxl.safety_checker" in capsys.readouterr().err
+
+
+def test_benchmark_script_runs(capsys, monkeypatch):
+    """The benchmark's code path (not its timings) on the tiny architecture."""
+    import importlib.util
+
+    from vggheads.config import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_sdxl", REPO_ROOT / "benchmarks" / "bench_sdxl.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_sdxl", bench)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    assert bench.main(["--arch", "tiny", "--size", "32", "--images", "2", "--variants", "naive,batched-cl",
+                       "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "naive" in out and "batched-cl" in out and "vs naive" in out
+    assert "python benchmarks/bench_sdxl.py --full" in out  # how to get the GPU figures
+    assert bench.main(["--full", "--device", "cpu"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
