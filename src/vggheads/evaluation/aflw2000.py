@@ -155,5 +155,6 @@ def evaluate_aflw2000(samples: list[AflwSample], predictor: Predictor, system: s
         "large_angle_rule": "prediction with |angle| > 135 counts as 0,0,0" if large_angle_rule else "off",
         "missed": "images without a detection are counted, not averaged",
         "nme": "68 points vs pt3d_68[:2], / sqrt(w h) of the pt3d_68 box, percent",
+        "images": f"{len(samples)} images after the filter",
     }
     return result

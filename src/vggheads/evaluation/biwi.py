@@ -118,13 +118,13 @@ def read_pose_txt(path: str | Path) -> np.ndarray:
 def evaluate_biwi(frames: list[BiwiFrame], predictor: Predictor, system: str = "model", subset: str = "all",
                   convention: str = "ypr", selection: str = "centre", gt_source: str = "npz",
                   min_score: float | None = 0.5, fallback_score: float | None = 0.1,
-                  large_angle_rule: bool = True, progress: bool = True) -> BenchmarkResult:
-    """Pose MAE on the frames that have an image file."""
+                  large_angle_rule: bool = True, max_images: int | None = None, progress: bool = True) -> BenchmarkResult:
+    """Pose MAE on the frames that have an image file (the first ``max_images`` of them)."""
     from tqdm import tqdm
 
     if selection not in SELECTIONS:
         raise InputError(f"unknown BIWI selection '{selection}' (known: {', '.join(SELECTIONS)})")
-    present = [f for f in frames if f.image_path is not None]
+    present = [f for f in frames if f.image_path is not None][:max_images]
     if not present:
         raise InputError("BIWI evaluation: none of the subset's frames was found under biwi.root")
     preds, gts, records = [], [], []
@@ -151,7 +151,8 @@ def evaluate_biwi(frames: list[BiwiFrame], predictor: Predictor, system: str = "
     if preds:
         result.metrics.update(pose_mae(preds, gts))
     result.protocol = {
-        "subset": f"{subset} ({SUBSETS[subset]}, {len(frames)} frames)",
+        "subset": f"{subset} ({SUBSETS[subset]}, {len(frames)} frames)"
+                  + ("" if len(present) == len(frames) else f", {len(present)} scored (frames found / max_images)"),
         "convention": convention,
         "ground_truth": "the subset file's angles" if gt_source == "npz" else "pose.txt with FSA-Net's formula",
         "selection": "detection centre nearest (320, 320) (VGGHeads code)" if selection == "centre"

@@ -188,11 +188,12 @@ def chamfer_distance(gt_world: np.ndarray, pred_vertices: np.ndarray, pred_seven
 
 
 def evaluate_dad3dheads(items: list[DadItem], predictor: Predictor, topology: HeadTopology, system: str = "model",
-                        min_score: float | None = PAPER_SCORE_THRESHOLD, progress: bool = True) -> BenchmarkResult:
+                        min_score: float | None = PAPER_SCORE_THRESHOLD, max_images: int | None = None,
+                        progress: bool = True) -> BenchmarkResult:
     """Run ``predictor`` on the items with an image; score the head of highest IoU with the GT bbox."""
     from tqdm import tqdm
 
-    present = [it for it in items if it.image_path is not None]
+    present = [it for it in items if it.image_path is not None][:max_images]
     if not present:
         raise InputError("DAD-3DHeads evaluation: no item image found (expected images/<id>.png beside the annotations)")
     sums: dict[str, list[float]] = {}
@@ -220,5 +221,6 @@ def evaluate_dad3dheads(items: list[DadItem], predictor: Predictor, topology: He
                    "inner-eye distance 20; pose error ||I - R_pred R_gt^T||_F",
         "selection": f"score >= {min_score}, max IoU with the GT bbox",
         "missed": "images without a detection are counted, not averaged",
+        "images": "all items" if len(present) == len(items) else f"{len(present)} of {len(items)} items (subset)",
     }
     return result

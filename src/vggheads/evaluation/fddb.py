@@ -246,11 +246,11 @@ def score_fddb(images: list[FddbImage], boxes: dict[str, np.ndarray], scores: di
 
 
 def evaluate_fddb(images: list[FddbImage], predictor: Predictor, system: str = "model", use_face_box: bool = True,
-                  min_score: float | None = None, progress: bool = True) -> BenchmarkResult:
+                  min_score: float | None = None, max_images: int | None = None, progress: bool = True) -> BenchmarkResult:
     """Run ``predictor`` on every FDDB image with a file; score discrete ROC and AP50 on those images."""
     from tqdm import tqdm
 
-    present = [im for im in images if im.image_path is not None]
+    present = [im for im in images if im.image_path is not None][:max_images]
     if not present:
         raise InputError("FDDB evaluation: none of the fold images was found under fddb.images")
     boxes, scores = {}, {}

@@ -34,25 +34,31 @@ class SyntheticImage:
     extra: dict = field(default_factory=dict)
 
 
-def read_render_truth(render_table: str | Path, heads_table: str | Path, images_dir: str | Path) -> list[SyntheticImage]:
-    """Images and exact per-head truth from the ``render`` and ``render_heads`` tables of a shard."""
+def read_manifest(images_table: str | Path, heads_table: str | Path, split: str | None = "val",
+                  max_images: int | None = None) -> list[SyntheticImage]:
+    """Images of ``split`` (None = all) and their head labels from the ``images`` and ``heads``
+    manifests (image paths are relative to the images manifest's folder)."""
     from ..schemas import read_table
 
-    images = read_table(render_table, "render").to_pylist()
-    heads = read_table(heads_table, "render_heads").to_pylist()
-    by_sample: dict[str, list[dict]] = {}
+    images_table = Path(images_table)
+    rows = read_table(images_table, "images").to_pylist()
+    heads = read_table(heads_table, "heads", columns=["image_id", "head", "box", "landmarks"]).to_pylist()
+    by_image: dict[str, list[dict]] = {}
     for h in heads:
-        by_sample.setdefault(h["sample_id"], []).append(h)
-    images_dir = Path(images_dir)
+        by_image.setdefault(h["image_id"], []).append(h)
+    root = images_table.resolve().parent
     out = []
-    for row in images:
-        path = images_dir / row["image"]
-        if not path.exists():
-            raise InputError(f"{render_table}: image '{row['image']}' of sample {row['sample_id']} not found under {images_dir}")
-        hs = sorted(by_sample.get(row["sample_id"], []), key=lambda h: h["head"])
+    for row in rows:
+        if split is not None and row["split"] != split:
+            continue
+        hs = sorted(by_image.get(row["image_id"], []), key=lambda h: h["head"])
         boxes = np.array([h["box"] for h in hs], dtype=np.float64).reshape(-1, 4)
         lms = np.array([np.asarray(h["landmarks"], dtype=np.float64).reshape(68, 3)[:, :2] for h in hs]).reshape(-1, 68, 2)
-        out.append(SyntheticImage(row["sample_id"], path, boxes, lms))
+        out.append(SyntheticImage(row["image_id"], root / row["path"], boxes, lms))
+        if max_images is not None and len(out) >= max_images:
+            break
+    if not out:
+        raise InputError(f"{images_table}: no image in split '{split}'")
     return out
 
 

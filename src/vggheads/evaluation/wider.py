@@ -255,7 +255,7 @@ def predictions_to_xywhs(heads: list[HeadPrediction], use_face_box: bool = False
 
 
 def evaluate_wider(images: list[WiderImage], predictor: Predictor, system: str = "model", use_face_box: bool = True,
-                   min_score: float | None = None, progress: bool = True) -> BenchmarkResult:
+                   min_score: float | None = None, max_images: int | None = None, progress: bool = True) -> BenchmarkResult:
     """Run ``predictor`` on every image that has a file and score easy/medium/hard AP on those images.
 
     ``use_face_box``: score the face box where the system gives one (the paper's text; its code
@@ -263,7 +263,7 @@ def evaluate_wider(images: list[WiderImage], predictor: Predictor, system: str =
     """
     from tqdm import tqdm
 
-    present = [im for im in images if im.image_path is not None]
+    present = [im for im in images if im.image_path is not None][:max_images]
     if not present:
         raise InputError("WIDER evaluation: none of the val images was found under wider.images")
     preds = {}

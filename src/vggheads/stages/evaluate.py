@@ -1,0 +1,233 @@
+"""Stage ``evaluate``: every benchmark whose data is configured, for every configured system.
+
+Benchmarks (``evaluate:`` in params.yaml): the synthetic validation split of the manifests (always,
+when a head-detecting system is evaluated), AFLW2000-3D, BIWI, DAD-3DHeads, WIDER FACE val and
+FDDB, each with its own protocol (:mod:`vggheads.evaluation`). Systems: ``model`` (this project's
+trained model, ``--model``) and real peers whose weights ship in packages (``mtcnn``,
+``dlib-hog``, ``dlib-mmod``, ``dlib-68``). Each system runs on the benchmarks it can take part in
+(:data:`CAPABILITIES`).
+
+Outputs: ``<metrics>/<benchmark>.json`` (DVC metrics: system -> metrics, with the protocol
+variant), ``<plots>/`` (PR/ROC curves and error histograms, CSV + PNG), the results table
+against the paper's numbers (markdown), and one MLflow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BENCHMARKS = ("synthetic_val", "aflw2000", "biwi", "dad3dheads", "wider", "fddb")
+CAPABILITIES = {
+    "model": set(BENCHMARKS),
+    "mtcnn": {"wider", "fddb"},
+    "dlib-hog": {"wider", "fddb"},
+    "dlib-mmod": {"wider", "fddb"},
+    "dlib-68": {"aflw2000", "biwi"},
+}
+
+
+def enabled_benchmarks(params: dict) -> list[str]:
+    """The benchmarks this configuration runs: the synthetic val, and each one whose data is set."""
+    cfg = params["evaluate"]
+    out = ["synthetic_val"]
+    if cfg["aflw2000"]["root"]:
+        out.append("aflw2000")
+    if cfg["biwi"]["root"] and cfg["biwi"]["annotations"]:
+        out.append("biwi")
+    if cfg["dad3dheads"]["root"]:
+        out.append("dad3dheads")
+    if cfg["wider"]["ground_truth"] and cfg["wider"]["images"]:
+        out.append("wider")
+    if cfg["fddb"]["folds"] and cfg["fddb"]["images"]:
+        out.append("fddb")
+    return out
+
+
+def _head_prediction(item):
+    """A HeadPrediction from the model's output: an object or dict with ``box`` (xyxy) and
+    ``score``, optionally ``landmarks`` (68, 2|3), ``flame_params``, ``vertices``, ``rotation``
+    (or ``R``), ``yaw``/``pitch``/``roll``, ``face_box``."""
+    import numpy as np
+
+    from ..evaluation.types import HeadPrediction
+
+    get = item.get if isinstance(item, dict) else (lambda k, d=None: getattr(item, k, d))
+    landmarks = get("landmarks")
+    if landmarks is not None:
+        landmarks = np.asarray(landmarks, dtype=np.float64).reshape(68, -1)
+    angles = None
+    if get("yaw") is not None:
+        angles = (float(get("yaw")), float(get("pitch")), float(get("roll")))
+    rotation = get("rotation", get("R"))
+    return HeadPrediction(
+        box=get("box"), score=get("score"),
+        landmarks=None if landmarks is None else landmarks[:, :2],
+        landmarks_3d=None if landmarks is None or landmarks.shape[1] < 3 else landmarks[:, :3],
+        rotation=None if rotation is None else np.asarray(rotation, dtype=np.float64),
+        angles=angles, flame_params=get("flame_params"), vertices=get("vertices"), face_box=get("face_box"))
+
+
+def build_systems(params: dict, model: Path | None, head_model: Path | None) -> dict:
+    """name -> Predictor for the systems in ``evaluate.systems``."""
+    from ..errors import ConfigError
+    from ..evaluation.peers import DlibHogDetector, DlibLandmarks68, DlibMmodDetector, MtcnnDetector
+
+    cfg = params["evaluate"]
+    peers = cfg["peers"]
+    systems = {}
+    for name in cfg["systems"]:
+        if name == "model":
+            if model is None:
+                raise ConfigError("evaluate.systems lists 'model' but no trained model was given (--model)")
+            from ..model import HeadDetector  # the multi-task model's inference API (issue 6)
+
+            detector = HeadDetector(model)
+            systems[name] = lambda image, d=detector: [_head_prediction(h) for h in d(image)]
+        elif name == "mtcnn":
+            systems[name] = MtcnnDetector(min_face_size=peers["mtcnn_min_face_size"])
+        elif name == "dlib-hog":
+            systems[name] = DlibHogDetector(upsample=peers["dlib_upsample"])
+        elif name == "dlib-mmod":
+            systems[name] = DlibMmodDetector(upsample=peers["dlib_upsample"])
+        elif name == "dlib-68":
+            landmark_model = None
+            if head_model is not None:
+                from ..fitting import LandmarkModel
+                from ..headmodel import load_head_model
+
+                landmark_model = LandmarkModel.from_head_model(load_head_model(head_model), n_shape=peers["fit_shape"],
+                                                               n_expr=peers["fit_expression"])
+            else:
+                log.warning("dlib-68 without a head model: landmarks only, no pose")
+            systems[name] = DlibLandmarks68(detector=peers["dlib_68_detector"], upsample=peers["dlib_upsample"],
+                                            landmark_model=landmark_model,
+                                            fit_kwargs={"prior_weight": peers["fit_prior_weight"]})
+    return systems
+
+
+def _first(items: list, n: int | None) -> list:
+    return items if n is None else items[:n]
+
+
+def run_benchmark(name: str, params: dict, systems: dict, head_model: Path | None = None,
+                  val_images: Path | None = None, val_heads: Path | None = None) -> list:
+    """Read one benchmark and score every capable system on it -> [BenchmarkResult]."""
+    from ..evaluation import aflw2000, biwi, dad3dheads, fddb, synthetic, wider
+
+    cfg = params["evaluate"]
+    n = cfg["max_images"]
+    capable = {k: v for k, v in systems.items() if name in CAPABILITIES.get(k, set())}
+    if not capable:
+        log.info("%s: no configured system takes part; skipped", name)
+        return []
+    results = []
+    if name == "synthetic_val":
+        if val_images is None or val_heads is None:
+            log.info("synthetic_val: no manifests given; skipped")
+            return []
+        images = synthetic.read_manifest(val_images, val_heads, split=cfg["synthetic_val"]["split"], max_images=n)
+        head_indices = None
+        if cfg["synthetic_val"]["points"] == "head_vertices":
+            from ..headmodel import load_head_model
+
+            head_indices = load_head_model(head_model).subsets["head"]
+        for sysname, pred in capable.items():
+            results.append(synthetic.evaluate_synthetic(images, pred, sysname, cfg["synthetic_val"]["points"], head_indices))
+    elif name == "aflw2000":
+        c = cfg["aflw2000"]
+        samples, filtered = aflw2000.read_aflw2000(c["root"], c["max_angle"])
+        for sysname, pred in capable.items():
+            results.append(aflw2000.evaluate_aflw2000(_first(samples, n), pred, sysname, filtered,
+                                                      large_angle_rule=c["large_angle_rule"]))
+    elif name == "biwi":
+        c = cfg["biwi"]
+        frames = biwi.read_biwi(c["annotations"], c["subset"], c["root"], c["ground_truth"])
+        for sysname, pred in capable.items():
+            results.append(biwi.evaluate_biwi(frames, pred, sysname, c["subset"], c["convention"], c["selection"],
+                                              c["ground_truth"], large_angle_rule=c["large_angle_rule"], max_images=n))
+    elif name == "dad3dheads":
+        from ..headmodel import load_head_model
+
+        c = cfg["dad3dheads"]
+        if head_model is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("DAD-3DHeads needs the head model of its meshes (FLAME): pass --head-model")
+        topology = dad3dheads.HeadTopology.from_head_model(load_head_model(head_model))
+        items = dad3dheads.read_dad3dheads(c["root"], c["subset"])
+        for sysname, pred in capable.items():
+            results.append(dad3dheads.evaluate_dad3dheads(items, pred, topology, sysname, max_images=n))
+    elif name == "wider":
+        c = cfg["wider"]
+        images = wider.read_wider_val(c["ground_truth"], c["images"])
+        for sysname, pred in capable.items():
+            results.append(wider.evaluate_wider(images, pred, sysname, c["use_face_box"], c["min_score"], max_images=n))
+    elif name == "fddb":
+        c = cfg["fddb"]
+        images = fddb.read_fddb(c["folds"], c["images"])
+        for sysname, pred in capable.items():
+            results.append(fddb.evaluate_fddb(images, pred, sysname, c["use_face_box"], c["min_score"], max_images=n))
+    return results
+
+
+def evaluate(params: dict, out_metrics: Path, out_plots: Path, out_report: Path, model: Path | None = None,
+             head_model: Path | None = None, val_images: Path | None = None, val_heads: Path | None = None,
+             systems: dict | None = None) -> dict:
+    """Run every enabled benchmark; write metrics, plots, the report; log to MLflow. Returns
+    {benchmark: {system: metrics}}. ``systems`` overrides the configured ones (tests)."""
+    from ..evaluation.report import write_metrics, write_plots, write_report
+    from ..io import atomic_dir, write_json
+    from ..tracking import log_run
+
+    systems = systems if systems is not None else build_systems(params, model, head_model)
+    all_results = []
+    summary: dict[str, dict] = {}
+    out_metrics = Path(out_metrics)
+    with atomic_dir(out_plots) as plots_dir:
+        for bench in enabled_benchmarks(params):
+            results = run_benchmark(bench, params, systems, head_model, val_images, val_heads)
+            all_results += results
+            summary[bench] = {r.system: {**r.metrics, "protocol": r.protocol} for r in results}
+            write_json(out_metrics / f"{bench}.json", summary[bench] or {"note": "no system took part"})
+            for r in results:
+                write_plots(r, plots_dir)
+                log.info("%s / %s: %s", bench, r.system,
+                         ", ".join(f"{k}={v:.3f}" for k, v in r.metrics.items() if isinstance(v, float)))
+    write_report(all_results, out_report)
+    numeric = {b: {s: {k: v for k, v in m.items() if k != "protocol"} for s, m in per.items()} for b, per in summary.items()}
+    protocols = {f"{b}.{s}.{k}": v for b, per in summary.items() for s, m in per.items() for k, v in m["protocol"].items()}
+    log_run("evaluate", params, metrics=numeric, run_params={"evaluate": params["evaluate"]}, tags=None,
+            artifacts=[out_report, out_plots, *[out_metrics / f"{b}.json" for b in summary]])
+    if protocols:
+        log.info("protocol variants: %s", "; ".join(f"{k}={v}" for k, v in sorted(protocols.items())))
+    return summary
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ..config import load_params
+
+    params = load_params(args.params)
+    evaluate(params, Path(args.metrics), Path(args.plots), Path(args.report),
+             model=Path(args.model) if args.model else None,
+             head_model=Path(args.head_model) if args.head_model else None,
+             val_images=Path(args.val_images) if args.val_images else None,
+             val_heads=Path(args.val_heads) if args.val_heads else None)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="score the model and real peers on every configured benchmark",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--model", help="trained model file (needed when evaluate.systems lists 'model')")
+    p.add_argument("--head-model", help="head model .npz (dlib-68 pose fit, DAD-3DHeads topology, head-vertex NME)")
+    p.add_argument("--val-images", help="images manifest (images.parquet) for the synthetic validation")
+    p.add_argument("--val-heads", help="heads manifest (heads.parquet) for the synthetic validation")
+    p.add_argument("--metrics", required=True, help="folder for <benchmark>.json metrics")
+    p.add_argument("--plots", required=True, help="folder for curves and histograms (CSV + PNG)")
+    p.add_argument("--report", required=True, help="markdown results table")
+    p.set_defaults(func=_cli)
