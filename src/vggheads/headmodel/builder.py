@@ -310,9 +310,18 @@ def _grid_faces(grid: Grid, lower_lip: dict[int, int]) -> np.ndarray:
         if r == grid.mouth_row:
             a = np.array([lower_lip.get(int(col), v) for col, v in zip(cols, a)])
             b = np.array([lower_lip.get(int((col + 1) % C), v) for col, v in zip(cols, b)])
-        faces.append(np.stack([a, c, b], axis=1))
-        faces.append(np.stack([b, c, d], axis=1))
+        # split each quad along the diagonal that makes the triangulation mirror-symmetric
+        flip = _flipped_cells(grid)[None].T
+        faces.append(np.where(flip, np.stack([a, c, d], axis=1), np.stack([a, c, b], axis=1)))
+        faces.append(np.where(flip, np.stack([a, d, b], axis=1), np.stack([b, c, d], axis=1)))
     return np.concatenate(faces)
+
+
+def _flipped_cells(grid: Grid) -> np.ndarray:
+    """(n_cols,) True for the cells (between column c and c + 1) on the right side (x < 0),
+    which use the mirror image of the left side's diagonal."""
+    nxt = np.roll(grid.phi, -1)
+    return (grid.phi < 0) & (nxt <= 0)
 
 
 def _sphere_grid(n_rows: int, n_cols: int, row_angles: np.ndarray | None = None):
@@ -543,12 +552,12 @@ def skinning_weights(mesh: Mesh) -> np.ndarray:
     W = np.zeros((len(v), 5))
     W[:, JAW] = w_jaw
     W[:, ROOT] = np.where(part == 0, w_root, 0.0)
-    W[:, NECK] = 1.0 - W[:, JAW] - W[:, ROOT]
+    W[:, NECK] = np.clip(1.0 - W[:, JAW] - W[:, ROOT], 0.0, 1.0)
     for eye, part_name in ((LEFT_EYE, "left_eye"), (RIGHT_EYE, "right_eye")):
         sel = part == PARTS.index(part_name)
         W[sel] = 0.0
         W[sel, eye] = 1.0
-    return W
+    return W / W.sum(1, keepdims=True)
 
 
 def _ring_weights(v: np.ndarray, candidates: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -594,12 +603,17 @@ def _cell_triangle(grid: Grid, r: int, c: int, fr: float, fc: float) -> tuple[in
     """Triangle id and barycentric coordinates of a point at (fr, fc) inside grid cell (r, c).
 
     Matches the triangle order of :func:`_grid_faces`: the crown fan, then per row the cells'
-    (a, c, b) triangles followed by their (b, c, d) triangles.
+    first triangles followed by their second triangles.
     """
     C = grid.n_cols
-    if fr + fc <= 1.0:
-        return C + r * 2 * C + c, np.array([1.0 - fr - fc, fr, fc])
-    return C + r * 2 * C + C + c, np.array([1.0 - fr, 1.0 - fc, fr + fc - 1.0])
+    first, second = C + r * 2 * C + c, C + r * 2 * C + C + c
+    if _flipped_cells(grid)[c]:                          # triangles (a, c, d) and (a, d, b)
+        if fr >= fc:
+            return first, np.array([1.0 - fr, fr - fc, fc])
+        return second, np.array([1.0 - fc, fr, fc - fr])
+    if fr + fc <= 1.0:                                   # triangles (a, c, b) and (b, c, d)
+        return first, np.array([1.0 - fr - fc, fr, fc])
+    return second, np.array([1.0 - fr, 1.0 - fc, fr + fc - 1.0])
 
 
 def _embed(grid: Grid, point: np.ndarray, lip: str | None = None) -> tuple[int, np.ndarray]:
