@@ -1,30 +1,27 @@
 # Phase: render images from captions + pose conditions (paper section 1.3).
 # Backends (params render.backend): procedural | tiny-sdxl | sdxl. Real SDXL weights come from a
-# local directory or the Hugging Face cache (docs/sdxl.md); the tiny model is built here.
+# local directory or the Hugging Face cache (docs/sdxl.md), not from a rule; the tiny random-weight
+# SDXL is built here, once, when render.backend is tiny-sdxl (then rerun `vggheads dvc-sync`).
 
-TINY_SDXL = config["render"]["sdxl"]["tiny"]["model_dir"]
+TINY_SDXL = config["render"]["sdxl"]["tiny"]["model_dir"] if config["render"]["backend"] == "tiny-sdxl" else []
 
+if config["render"]["backend"] == "tiny-sdxl":
 
-def render_models(wildcards):
-    """The tiny SDXL directory when render.backend is tiny-sdxl; nothing for the other backends."""
-    return [TINY_SDXL] if config["render"]["backend"] == "tiny-sdxl" else []
-
-
-rule build_tiny_sdxl:
-    output:
-        model=directory(TINY_SDXL),
-    log:
-        "logs/build_tiny_sdxl.log",
-    benchmark:
-        "logs/benchmark/build_tiny_sdxl.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda w, attempt: 2000 * attempt,
-        runtime=lambda w, attempt: 10 * attempt,
-    shell:
-        "vggheads sdxl build-tiny"
-        " --out {output.model}"
-        " > {log} 2>&1"
+    rule build_tiny_sdxl:
+        output:
+            model=directory(TINY_SDXL),
+        log:
+            "logs/build_tiny_sdxl.log",
+        benchmark:
+            "logs/benchmark/build_tiny_sdxl.tsv"
+        threads: 1
+        resources:
+            mem_mb=lambda w, attempt: 2000 * attempt,
+            runtime=lambda w, attempt: 10 * attempt,
+        shell:
+            "vggheads sdxl build-tiny"
+            " --out {output.model}"
+            " > {log} 2>&1"
 
 
 rule render:
@@ -33,7 +30,7 @@ rule render:
         poses="data/poses/{shard}.parquet",
         conditions="data/poses/{shard}",
         head_model=HEAD_MODEL,
-        models=render_models,
+        models=TINY_SDXL,
     output:
         images=directory("data/render/{shard}"),
         table="data/render/{shard}.parquet",
