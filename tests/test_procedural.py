@@ -66,7 +66,7 @@ def test_landmarks_fall_on_their_own_face_and_the_nose_tip_on_the_nose(renderer,
     # smaller than the nose; template shape and expression, so that 1 cm in PNCC is 1 cm on the face
     persons = [(0, _frontal_keypoints(75, 80, 30)), (1, _frontal_keypoints(185, 90, 28, yaw_sign=0.6))]
     template = ProceduralRenderer(head_model, {"supersample": 2, "noise_std": 0.0, "shape_std": 0.0, "expr_std": 0.0})
-    result = template.render(persons, W, H, seed=11)
+    result = template.render(persons, W, H, seed=11, full_frame=True)
     assert len(result.heads) == 2
     k = result.supersample
     nose_template = head_model.landmarks_template()[30]
@@ -93,7 +93,7 @@ def test_landmarks_fall_on_their_own_face_and_the_nose_tip_on_the_nose(renderer,
             checked += 1
     assert checked == 2
     # in a random scene with random shapes too, every visible landmark lies on its own head
-    result = renderer.render(_scene(), W, H, seed=12)
+    result = renderer.render(_scene(), W, H, seed=12, full_frame=True)
     for h in result.heads:
         vis = h.landmarks[:, 2] > 0.5
         x = np.floor(h.landmarks[vis, 0] * k).astype(int)
@@ -102,7 +102,7 @@ def test_landmarks_fall_on_their_own_face_and_the_nose_tip_on_the_nose(renderer,
 
 
 def test_boxes_are_the_tight_box_of_each_heads_visible_pixels(renderer):
-    result = renderer.render(_scene(seed=5, n=4), W, H, seed=2)
+    result = renderer.render(_scene(seed=5, n=4), W, H, seed=2, full_frame=True)
     k = result.supersample
     for h, head_id in [(h, h.instance) for h in result.heads]:
         mask = result.frame.instance == head_id
@@ -121,7 +121,7 @@ def test_the_413_vector_decodes_to_exactly_the_drawn_head(renderer, head_model):
 
     from vggheads.geometry import FlameLayer, decode
 
-    result = renderer.render(_scene(seed=8, n=2), W, H, seed=4)
+    result = renderer.render(_scene(seed=8, n=2), W, H, seed=4, full_frame=True)
     params = torch.tensor(np.stack([h.params for h in result.heads]))
     assert params.dtype == torch.float32 and params.shape[1] == 413
     dec = decode(params, FlameLayer(head_model))
@@ -169,7 +169,7 @@ def test_same_seed_same_bytes_and_another_seed_differs(renderer):
 def test_a_head_behind_a_bigger_one_loses_its_hidden_landmarks(renderer):
     near = _frontal_keypoints(128, 100, 30)                    # bigger head: nearer
     far = _frontal_keypoints(150, 100, 18)                     # smaller, half behind the near face
-    result = renderer.render([(0, near), (1, far)], W, H, seed=5)
+    result = renderer.render([(0, near), (1, far)], W, H, seed=5, full_frame=True)
     k = result.supersample
     heads = {h.person: h for h in result.heads}
     assert 0 in heads and heads[0].visible_fraction > 0.95
@@ -190,7 +190,7 @@ def test_a_head_behind_a_bigger_one_loses_its_hidden_landmarks(renderer):
 
 
 def test_a_head_outside_the_canvas_is_dropped_and_counted(renderer):
-    result = renderer.render([(0, _frontal_keypoints(128, 100, 24)), (1, _frontal_keypoints(-300, 100, 24))], W, H, seed=1)
+    result = renderer.render([(0, _frontal_keypoints(128, 100, 24)), (1, _frontal_keypoints(-300, 100, 24))], W, H, seed=1, full_frame=True)
     assert [h.person for h in result.heads] == [0]
     assert result.counts["outside"] == 1 and result.counts["persons"] == 2
 

@@ -142,3 +142,12 @@ def test_capsules_and_torsos_are_closed_and_wound_outwards():
         assert np.mean(outward > 0) > 0.95
         frame = get_rasterizer().render([Mesh(v, f, colors=(1, 1, 1))], 64, 64)
         assert frame.instance.sum() > 0 and not frame.inside[frame.instance > 0].any()
+
+
+def test_optional_buffers_are_skipped_and_instance_zero_is_refused():
+    v, f = box_mesh((2, 2, 1), (10, 10, 3))
+    frame = get_rasterizer().render([Mesh(v, f, colors=(1, 1, 1), instance=5)], 16, 16, outputs=())
+    assert frame.pncc is None and frame.face is None and frame.facing is None
+    assert (frame.instance == 5).sum() == 64 and np.isfinite(frame.depth[frame.instance == 5]).all()
+    with pytest.raises(ValueError, match="instance"):
+        get_rasterizer().render([Mesh(v, f, colors=(1, 1, 1), instance=0)], 16, 16)

@@ -99,10 +99,10 @@ def torso(neck, pelvis, shoulder_axis, half_width_top: float, half_width_bottom:
     depth_axis = np.cross(down, across)
     t = np.linspace(0.0, 1.0, n_rings)
     # start above the neck point (shoulder tops), end a little below the hips
-    s = -0.08 + 1.16 * t
-    width = np.interp(t, [0.0, 0.1, 0.55, 1.0], [0.55, 1.0, 0.86, 1.0])
+    s = -0.1 + 1.18 * t
+    width = np.interp(t, [0.0, 0.1, 0.55, 1.0], [0.75, 1.0, 0.86, 1.0])
     width *= np.interp(t, [0.0, 1.0], [half_width_top, half_width_bottom])
-    round_top = np.sqrt(np.clip(t / 0.1, 0, 1))          # shoulders close over the top
+    round_top = np.clip(t / 0.08, 0, 1) ** 0.35           # shoulders close over the top, a flat-ish collar
     round_bottom = np.sqrt(np.clip((1 - t) / 0.06, 0, 1))
     closing = round_top * round_bottom
     centres = neck[None] + (s * length)[:, None] * down[None]
@@ -169,8 +169,8 @@ def body_parts(joints: dict[int, np.ndarray], scale: float, z0: float, clothes: 
         if neck_top is not None:
             # from inside the chest up into the head's own neck, so neither end shows
             nb = neck + np.array([0.0, 0.06 * s, 0.02 * s])
-            nt = np.asarray(neck_top, float) + np.array([0.0, -0.02 * s, 0.0])
-            v, f = capsule(nb, nt, 0.05 * s, 0.048 * s)
+            nt = np.asarray(neck_top, float) + np.array([0.0, -0.04 * s, 0.0])
+            v, f = capsule(nb, nt, 0.05 * s, 0.044 * s)
             parts.append(BodyPart(v, f, clothes["skin"], specular=0.1))
         arm_col = {"long": (clothes["top"], clothes["top"]), "short": (clothes["top"], clothes["skin"]),
                    "none": (clothes["skin"], clothes["skin"])}[clothes["sleeves"]]
@@ -179,11 +179,11 @@ def body_parts(joints: dict[int, np.ndarray], scale: float, z0: float, clothes: 
                 continue
             a = p3(sh, arm_z * 0.5)
             b = p3(el, arm_z)
-            v, f = capsule(a, b, 0.05 * s, 0.042 * s)
+            v, f = capsule(a, b, 0.056 * s, 0.046 * s)
             parts.append(BodyPart(v, f, arm_col[0]))
             if wr in have:
                 c = p3(wr, arm_z)
-                v, f = capsule(b, c, 0.04 * s, 0.032 * s)
+                v, f = capsule(b, c, 0.044 * s, 0.034 * s)
                 parts.append(BodyPart(v, f, arm_col[1]))
                 # a hand: a short flattened capsule past the wrist
                 d = c - b
@@ -195,11 +195,11 @@ def body_parts(joints: dict[int, np.ndarray], scale: float, z0: float, clothes: 
         if hip not in have or knee not in have:
             continue
         a, b = p3(hip), p3(knee)
-        v, f = capsule(a, b, 0.085 * s, 0.06 * s)
+        v, f = capsule(a, b, 0.095 * s, 0.066 * s)
         parts.append(BodyPart(v, f, clothes["bottom"]))
         if ankle in have:
             c = p3(ankle)
-            v, f = capsule(b, c, 0.058 * s, 0.042 * s)
+            v, f = capsule(b, c, 0.064 * s, 0.045 * s)
             parts.append(BodyPart(v, f, clothes["bottom"]))
             foot = c + np.array([0.0, 0.03 * s, -0.12 * s if facing_camera else 0.12 * s])
             v, f = capsule(c, foot, 0.045 * s, 0.04 * s, n_around=10, n_cap=3)

@@ -77,7 +77,7 @@ class Placement:
 def fit_head(keypoints: np.ndarray, anchors: HeadAnchors, min_confidence: float = 0.3,
              scale_prior: float | None = None, sigma_scale: float = 0.35, sigma_pitch_deg: float = 25.0,
              sigma_roll_deg: float = 20.0, missing_weight: float = 1.0, seen_weight: float = 10.0, point_sigma: float = 0.01,
-             yaw_starts_deg=(-120, -60, 0, 60, 120, 180)) -> Placement | None:
+             yaw_starts_deg=(-90, 0, 90, 180)) -> Placement | None:
     """Fit one head to COCO keypoints ``(17, 3)`` (x, y, confidence); None when fewer than 2 face
     keypoints are confident and no ``scale_prior`` helps."""
     from scipy.optimize import least_squares
@@ -125,7 +125,8 @@ def fit_head(keypoints: np.ndarray, anchors: HeadAnchors, min_confidence: float 
         # translation start: match the centroids at the start scale
         t0 = P.mean(0) - s0 * (X @ R0.T)[:, :2].mean(0)
         x0 = np.array([np.radians(yaw0), 0.0, 0.0, np.log(s0), t0[0], t0[1]])
-        sol = least_squares(residuals, x0, method="lm" if len(residuals(x0)) >= 6 else "trf", max_nfev=200)
+        sol = least_squares(residuals, x0, method="lm" if len(residuals(x0)) >= 6 else "trf", max_nfev=200,
+                            ftol=1e-6, xtol=1e-6)
         cost = float(sol.cost)
         if best is None or cost < best[0] - 1e-9:
             best = (cost, sol.x)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 BODY_INSTANCE = 1000  # instance ids: head k -> 1 + k, body (and neck) k -> BODY_INSTANCE + 1 + k
 DEFAULTS = {
-    "n_shape": 20, "n_expr": 20, "shape_std": 0.8, "expr_std": 0.5, "jaw_open_max_deg": 20.0,
+    "n_shape": 100, "n_expr": 50, "shape_std": 0.8, "expr_std": 0.6, "jaw_open_max_deg": 20.0,
     "supersample": 2, "hair_p": 0.85, "backgrounds": ["gradient", "noise", "room", "shapes"],
     "background_blur": 0.01, "noise_std": 0.01, "min_visible_pixels": 1, "landmark_depth_tolerance": 0.003,
     "image_format": "png",
@@ -77,7 +77,9 @@ class ProceduralRenderer:
         self.model = head_model
         self.min_confidence = float(min_confidence)
         torch.set_grad_enabled(False)
-        self.layer = FlameLayer(head_model)
+        # only the sampled components are non-zero, so a layer over those gives the full model's
+        # vertices (up to float rounding, ~1e-6 px) at a fraction of the cost
+        self.layer = FlameLayer(head_model, n_shape=int(self.cfg["n_shape"]), n_expr=int(self.cfg["n_expr"]))
         self.assets = build_assets(head_model)
         self.raster = get_rasterizer()
         self.template_landmarks = head_model.landmarks_template().astype(np.float64)
@@ -112,8 +114,12 @@ class ProceduralRenderer:
         return anchors_from_mesh(verts, lm, self.assets.ear_left, self.assets.ear_right)
 
     # ------------------------------------------------------------------ one sample
-    def render(self, persons: list[tuple[int, np.ndarray]], width: int, height: int, seed: int) -> SceneResult:
-        """Render one image. persons: (person id, COCO-17 keypoints (17, 3)) pairs in canvas pixels."""
+    def render(self, persons: list[tuple[int, np.ndarray]], width: int, height: int, seed: int,
+               full_frame: bool = False) -> SceneResult:
+        """Render one image. persons: (person id, COCO-17 keypoints (17, 3)) pairs in canvas pixels.
+
+        full_frame: also read back the PNCC, triangle-id and facing buffers (tests, debugging).
+        """
         import torch
 
         from ..geometry import N_PARAMS, FlameParams, decode, join_params, matrix_to_rot6d
@@ -121,7 +127,7 @@ class ProceduralRenderer:
         from .backgrounds import background
         from .heads import hair_shell, sample_look, vertex_colors
         from .placement import fit_head, head_rotation
-        from .raster import Lights, Mesh
+        from .raster import ALL_OUTPUTS, Lights, Mesh
 
         cfg = self.cfg
         k = int(cfg["supersample"])
@@ -198,7 +204,8 @@ class ProceduralRenderer:
         lights = _sample_lights(rng)
         bg = background(rng, height, width, tuple(cfg["backgrounds"]), cfg["background_blur"], noise=0.0)
         bg_k = np.repeat(np.repeat(bg, k, axis=0), k, axis=1) if k > 1 else bg
-        frame = self.raster.render(meshes, width * k, height * k, lights=lights, background=bg_k)
+        frame = self.raster.render(meshes, width * k, height * k, lights=lights, background=bg_k,
+                                   outputs=ALL_OUTPUTS if full_frame else ())
         if k > 1:
             import cv2
 
@@ -283,7 +290,7 @@ class ProceduralRenderer:
         wh = (np.ceil(size / 64) * 64).astype(int)
         shifted = [Mesh(m.vertices - np.array([lo[0], lo[1], 0.0]), m.faces, m.colors, instance=m.instance)
                    for m in own]
-        f = self.raster.render(shifted, int(wh[0]), int(wh[1]))
+        f = self.raster.render(shifted, int(wh[0]), int(wh[1]), outputs=())
         return int((f.instance == head_id).sum())
 
 

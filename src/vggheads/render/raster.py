@@ -83,7 +83,7 @@ class Mesh:
     faces:    (F, 3) int vertex indices.
     colors:   (V, 3) float in [0, 1] (albedo), or one (3,) colour for every vertex.
     pncc:     (V, 3) float template coordinates written to the PNCC output (zeros when None).
-    instance: integer >= 1 written to the instance buffer for every pixel of this mesh.
+    instance: integer >= 1 (< 2**24) written to the instance buffer for every pixel of this mesh.
     normals:  (V, 3) vertex normals in image space; computed from the faces when None.
     specular: strength of the highlight (0 = matte).
     shininess: Blinn-Phong exponent.
@@ -116,15 +116,18 @@ class Lights:
     backface: float = 1.0       # colour factor of surfaces seen from behind (e.g. inside an open mouth)
 
 
+ALL_OUTPUTS = ("pncc", "face", "facing")
+
+
 @dataclass
 class Frame:
     color: np.ndarray       # (H, W, 3) uint8, background where instance == 0
-    pncc: np.ndarray        # (H, W, 3) float32
-    depth: np.ndarray       # (H, W) float32, inf where nothing was drawn
-    instance: np.ndarray    # (H, W) int32, 0 = background
-    face: np.ndarray        # (H, W) int32, triangle index within its mesh, -1 = background
-    facing: np.ndarray      # (H, W) float32, z of the unit normal (< 0: faces the camera)
-    inside: np.ndarray      # (H, W) bool, the triangle is seen from behind (its winding is clockwise on screen)
+    pncc: np.ndarray | None     # (H, W, 3) float32 (None unless "pncc" was asked for)
+    depth: np.ndarray           # (H, W) float32, inf where nothing was drawn
+    instance: np.ndarray        # (H, W) int32, 0 = background
+    face: np.ndarray | None     # (H, W) int32, triangle index within its mesh, -1 = background
+    facing: np.ndarray | None   # (H, W) float32, z of the unit normal (< 0: faces the camera)
+    inside: np.ndarray | None   # (H, W) bool, the triangle is seen from behind (its winding is clockwise on screen)
     extra: dict = field(default_factory=dict)
 
 
@@ -188,8 +191,9 @@ in float v_z;
 flat in float v_inst;
 flat in float v_spec;
 layout(location = 0) out vec4 out_color;
-layout(location = 1) out vec4 out_geo;   // pncc xyz, instance
-layout(location = 2) out vec4 out_aux;   // depth, global triangle id, normal z, 1 outside / 2 inside
+layout(location = 1) out vec2 out_id;    // instance, depth
+layout(location = 2) out vec4 out_pncc;  // pncc xyz, global triangle id
+layout(location = 3) out vec2 out_side;  // normal z, 1 outside / 2 inside
 void main() {
     vec3 n = normalize(v_nrm);
     float nz = n.z;
@@ -207,8 +211,9 @@ void main() {
     if (inside) c *= u_backface;
     c = pow(clamp(c, 0.0, 1.0), vec3(u_inv_gamma));
     out_color = vec4(c, 1.0);
-    out_geo = vec4(v_pncc, v_inst);
-    out_aux = vec4(v_z, float(gl_PrimitiveID), nz, inside ? 2.0 : 1.0);
+    out_id = vec2(v_inst, v_z);
+    out_pncc = vec4(v_pncc, float(gl_PrimitiveID));
+    out_side = vec2(nz, inside ? 2.0 : 1.0);
 }
 """
 
@@ -233,22 +238,28 @@ class Rasterizer:
         if key not in self._fbos:
             ctx = self.ctx
             color = ctx.renderbuffer((width, height), 4, dtype="f1")
-            geo = ctx.renderbuffer((width, height), 4, dtype="f4")
-            aux = ctx.renderbuffer((width, height), 4, dtype="f4")
+            ids = ctx.renderbuffer((width, height), 2, dtype="f4")
+            pncc = ctx.renderbuffer((width, height), 4, dtype="f4")
+            side = ctx.renderbuffer((width, height), 2, dtype="f4")
             depth = ctx.depth_renderbuffer((width, height))
-            fbo = ctx.framebuffer(color_attachments=[color, geo, aux], depth_attachment=depth)
-            self._fbos[key] = (fbo, color, geo, aux, depth)
+            fbo = ctx.framebuffer(color_attachments=[color, ids, pncc, side], depth_attachment=depth)
+            self._fbos[key] = (fbo, color, ids, pncc, side, depth)
         return self._fbos[key]
 
     def render(self, meshes: list[Mesh], width: int, height: int, lights: Lights | None = None,
-               background: np.ndarray | None = None) -> Frame:
+               background: np.ndarray | None = None, outputs: tuple[str, ...] = ALL_OUTPUTS) -> Frame:
         """Rasterise ``meshes`` into a ``height x width`` frame.
 
         background: optional (H, W, 3) uint8 image shown where no mesh is drawn.
+        outputs: which buffers to read back besides colour, instance and depth (always read):
+        ``pncc`` and ``face`` (one read), ``facing`` (also gives ``inside``); those not read are None.
         """
         lights = lights or Lights()
         width, height = int(width), int(height)
         meshes = [m for m in meshes if len(m.faces)]
+        for m in meshes:
+            if not 1 <= int(m.instance) < 2**24:
+                raise ValueError(f"mesh instance must be in 1..2**24-1 (0 is the background), got {m.instance}")
         arrays, indices, offsets, face_offsets = [], [], 0, [0]
         for m in meshes:
             v = np.asarray(m.vertices, dtype=np.float32)
@@ -300,23 +311,29 @@ class Rasterizer:
             vbo.release()
             ibo.release()
         color = np.frombuffer(fbo.read(components=3, attachment=0, dtype="f1"), np.uint8).reshape(height, width, 3)
-        geo = np.frombuffer(fbo.read(components=4, attachment=1, dtype="f4"), np.float32).reshape(height, width, 4)
-        aux = np.frombuffer(fbo.read(components=4, attachment=2, dtype="f4"), np.float32).reshape(height, width, 4)
-        instance = np.rint(geo[..., 3]).astype(np.int32)
-        drawn = aux[..., 3] > 0.5
-        # map the global triangle id back to (mesh, face within mesh)
-        gid = np.rint(aux[..., 1]).astype(np.int64)
-        fo = np.asarray(face_offsets, dtype=np.int64)
-        mesh_of = np.clip(np.searchsorted(fo, gid, side="right") - 1, 0, max(len(meshes) - 1, 0))
-        face = np.where(drawn, gid - fo[mesh_of], -1).astype(np.int32)
-        depth = np.where(drawn, aux[..., 0], np.inf).astype(np.float32)
+        ids = np.frombuffer(fbo.read(components=2, attachment=1, dtype="f4"), np.float32).reshape(height, width, 2)
+        instance = np.rint(ids[..., 0]).astype(np.int32)
+        drawn = instance > 0
+        depth = np.where(drawn, ids[..., 1], np.inf).astype(np.float32)
         color = color.copy()
         if background is not None:
             bg = np.asarray(background, dtype=np.uint8)
             color[~drawn] = bg[~drawn]
-        return Frame(color=color, pncc=np.ascontiguousarray(geo[..., :3]), depth=depth, instance=instance,
-                     face=face, facing=np.ascontiguousarray(aux[..., 2]), inside=aux[..., 3] > 1.5,
-                     extra={"mesh_index": np.where(drawn, mesh_of, -1).astype(np.int32)})
+        frame = Frame(color=color, pncc=None, depth=depth, instance=instance, face=None, facing=None, inside=None)
+        if "pncc" in outputs or "face" in outputs:
+            geo = np.frombuffer(fbo.read(components=4, attachment=2, dtype="f4"), np.float32).reshape(height, width, 4)
+            frame.pncc = np.ascontiguousarray(geo[..., :3])
+            # map the global triangle id back to (mesh, face within mesh)
+            gid = np.rint(geo[..., 3]).astype(np.int64)
+            fo = np.asarray(face_offsets, dtype=np.int64)
+            mesh_of = np.clip(np.searchsorted(fo, gid, side="right") - 1, 0, max(len(meshes) - 1, 0))
+            frame.face = np.where(drawn, gid - fo[mesh_of], -1).astype(np.int32)
+            frame.extra["mesh_index"] = np.where(drawn, mesh_of, -1).astype(np.int32)
+        if "facing" in outputs:
+            side = np.frombuffer(fbo.read(components=2, attachment=3, dtype="f4"), np.float32).reshape(height, width, 2)
+            frame.facing = np.ascontiguousarray(side[..., 0])
+            frame.inside = side[..., 1] > 1.5
+        return frame
 
 
 _RASTERIZER: Rasterizer | None = None
