@@ -123,11 +123,3 @@ def test_results_table_lists_measured_and_paper_rows():
     # every paper row has at most as many values as its benchmark has columns
     for bench in PAPER.values():
         assert all(len(v) <= len(bench["columns"]) for v in bench["rows"].values())
-
-
-def test_model_output_adapter():
-    from vggheads.stages.evaluate import _head_prediction
-
-    h = _head_prediction({"box": [0, 0, 10, 10], "score": 0.5, "landmarks": np.zeros((68, 3)), "yaw": 1, "pitch": 2,
-                          "roll": 3})
-    assert h.pose() == (1.0, 2.0, 3.0) and h.landmarks.shape == (68, 2) and h.landmarks_3d.shape == (68, 3)

@@ -21,6 +21,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 BENCHMARKS = ("synthetic_val", "aflw2000", "biwi", "dad3dheads", "wider", "fddb")
+MODEL_MIN_SCORE = 0.01
 CAPABILITIES = {
     "model": set(BENCHMARKS),
     "mtcnn": {"wider", "fddb"},
@@ -47,30 +48,6 @@ def enabled_benchmarks(params: dict) -> list[str]:
     return out
 
 
-def _head_prediction(item):
-    """A HeadPrediction from the model's output: an object or dict with ``box`` (xyxy) and
-    ``score``, optionally ``landmarks`` (68, 2|3), ``flame_params``, ``vertices``, ``rotation``
-    (or ``R``), ``yaw``/``pitch``/``roll``, ``face_box``."""
-    import numpy as np
-
-    from ..evaluation.types import HeadPrediction
-
-    get = item.get if isinstance(item, dict) else (lambda k, d=None: getattr(item, k, d))
-    landmarks = get("landmarks")
-    if landmarks is not None:
-        landmarks = np.asarray(landmarks, dtype=np.float64).reshape(68, -1)
-    angles = None
-    if get("yaw") is not None:
-        angles = (float(get("yaw")), float(get("pitch")), float(get("roll")))
-    rotation = get("rotation", get("R"))
-    return HeadPrediction(
-        box=get("box"), score=get("score"),
-        landmarks=None if landmarks is None else landmarks[:, :2],
-        landmarks_3d=None if landmarks is None or landmarks.shape[1] < 3 else landmarks[:, :3],
-        rotation=None if rotation is None else np.asarray(rotation, dtype=np.float64),
-        angles=angles, flame_params=get("flame_params"), vertices=get("vertices"), face_box=get("face_box"))
-
-
 def build_systems(params: dict, model: Path | None, head_model: Path | None) -> dict:
     """name -> Predictor for the systems in ``evaluate.systems``."""
     from ..errors import ConfigError
@@ -83,10 +60,11 @@ def build_systems(params: dict, model: Path | None, head_model: Path | None) -> 
         if name == "model":
             if model is None:
                 raise ConfigError("evaluate.systems lists 'model' but no trained model was given (--model)")
-            from ..model import HeadDetector  # the multi-task model's inference API (issue 6)
+            from ..model.inference import HeadDetector
 
-            detector = HeadDetector(model)
-            systems[name] = lambda image, d=detector: [_head_prediction(h) for h in d(image)]
+            # a low score threshold: each protocol applies its own (WIDER 0.01, DAD 0.2, AFLW/BIWI 0.5 then 0.1)
+            detector = HeadDetector(model, head_model=head_model, conf=MODEL_MIN_SCORE, max_det=1000)
+            systems[name] = detector.predictor()
         elif name == "mtcnn":
             systems[name] = MtcnnDetector(min_face_size=peers["mtcnn_min_face_size"])
         elif name == "dlib-hog":
@@ -223,7 +201,7 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score the model and real peers on every configured benchmark",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--model", help="trained model file (needed when evaluate.systems lists 'model')")
+    p.add_argument("--model", help="trained model: model.safetensors or its folder (needed when evaluate.systems lists 'model')")
     p.add_argument("--head-model", help="head model .npz (dlib-68 pose fit, DAD-3DHeads topology, head-vertex NME)")
     p.add_argument("--val-images", help="images manifest (images.parquet) for the synthetic validation")
     p.add_argument("--val-heads", help="heads manifest (heads.parquet) for the synthetic validation")
