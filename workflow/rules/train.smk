@@ -1,0 +1,43 @@
+# Phase: train the multi-task detector on the manifests (paper sections 3-4; docs/model.md).
+# A killed job resumes from its last epoch: the ultralytics run lives in data/model/.work (not an output).
+
+
+rule train:
+    input:
+        images="data/manifest/images.parquet",
+        heads="data/manifest/heads.parquet",
+        head_model=HEAD_MODEL,
+    output:
+        weights="data/model/model.safetensors",
+        config="data/model/model.json",
+        onnx="data/model/model.onnx",
+        metrics="metrics/train.json",
+        history="plots/train/history.csv",
+        curves="plots/train/curves.png",
+        predictions="plots/train/predictions.png",
+    log:
+        "logs/train.log",
+    benchmark:
+        "logs/benchmark/train.tsv"
+    params:
+        model=lambda w: config["model"],
+        train=lambda w: config["train"],
+    threads: 2
+    resources:
+        mem_mb=lambda w, attempt: 8000 * attempt,
+        runtime=lambda w, attempt: 120 * attempt,
+        gpu=lambda w: 0 if config["train"]["device"] == "cpu" else 1,
+    shell:
+        "vggheads train"
+        " --params {PARAMS}"
+        " --images {input.images}"
+        " --heads {input.heads}"
+        " --head-model {input.head_model}"
+        " --out-dir data/model"
+        " --metrics {output.metrics}"
+        " --plots plots/train"
+        " --work-dir data/model/.work"
+        " > {log} 2>&1"
+
+
+FINAL_TARGETS += ["data/model/model.safetensors", "metrics/train.json"]

@@ -1,0 +1,106 @@
+"""``FlameDetect``: ultralytics' Detect head plus the paper's FLAME branches at every pyramid level.
+
+Per level, next to Detect's box (DFL) and class branches, a FLAME stem (depthwise 3x3 + 1x1) feeds
+six branches, one per parameter group (paper section 3): shape, expression, jaw, rotation (6D),
+translation and scale, each a depthwise 3x3, a 1x1 and a 1x1 output conv. The paper uses two
+RepVGG blocks per branch on YOLO-NAS; the lighter depthwise branches keep the FLAME cost within
+about 15 % of the plain detector on a CPU (``benchmarks/bench_model.py``).
+
+Activations (paper section 3): shape and expression ``3 tanh``; translation ``xy = (raw + anchor
+centre) * stride`` pixels, ``z = raw * stride``; scale ``exp(raw) / 0.05 * stride`` (pixels per
+model unit: a 0.2 m head spans about 4 strides at raw 0); jaw and 6D rotation raw, the rotation
+branch starting at the frontal pose.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..offline import import_ultralytics
+
+import_ultralytics()
+
+from ultralytics.nn.modules.conv import Conv, DWConv  # noqa: E402
+from ultralytics.nn.modules.head import Detect  # noqa: E402
+
+from ..geometry.rotations import FRONTAL  # noqa: E402
+
+SCALE_PRIOR = 0.05       # the paper's scale = exp(x) / 0.05 * stride
+MAX_LOG_SCALE = 6.0      # clamp before exp: scale <= 400x the prior (a 0.2 m head over 80 strides); a diverging step cannot overflow
+
+
+def branch_sizes(n_shape: int, n_expr: int) -> dict[str, int]:
+    """Output channels per FLAME branch, in the order of the active parameter layout."""
+    return {"shape": n_shape, "expression": n_expr, "jaw": 3, "rotation": 6, "translation": 3, "scale": 1}
+
+
+class FlameDetect(Detect):
+    """Detect head with FLAME branches; outputs boxes, head scores and the active FLAME parameters.
+
+    Training: a dict with Detect's ``boxes``, ``scores``, ``feats`` plus ``flame`` ``(B, P, A)`` raw
+    values. Inference: ``(B, 4 + nc + P, A)``: xywh box in input pixels, sigmoid scores, and the
+    activated parameters in input pixels (P = n_shape + n_expr + 13; see :func:`vggheads.model.flame.pad_params`).
+
+    Example::
+
+        head = FlameDetect(nc=1, n_shape=32, n_expr=16, ch=(64, 128, 256))
+    """
+
+    def __init__(self, nc: int = 1, n_shape: int = 128, n_expr: int = 64, flame_channels: int | None = None,
+                 reg_max: int = 16, legacy: bool = False, ch: tuple[int, ...] = ()):
+        self.legacy = legacy  # Detect builds its class branch from this (YOLOv8 style when True)
+        super().__init__(nc=nc, reg_max=reg_max, end2end=False, ch=ch)
+        self.n_shape, self.n_expr = int(n_shape), int(n_expr)
+        self.sizes = branch_sizes(self.n_shape, self.n_expr)
+        self.n_flame = sum(self.sizes.values())
+        c = int(flame_channels or ch[0])
+        cb = max(c // 2, 16)
+        self.flame_stem = nn.ModuleList(nn.Sequential(DWConv(x, x, 3), Conv(x, c, 1)) for x in ch)
+        self.flame = nn.ModuleDict({
+            name: nn.ModuleList(nn.Sequential(DWConv(c, c, 3), Conv(c, cb, 1), nn.Conv2d(cb, n, 1)) for _ in ch)
+            for name, n in self.sizes.items()
+        })
+
+    def forward_head(self, x: list[Tensor], box_head=None, cls_head=None) -> dict[str, Tensor]:
+        preds = super().forward_head(x, box_head, cls_head)
+        if not preds:
+            return preds
+        bs = x[0].shape[0]
+        levels = []
+        for i in range(self.nl):
+            f = self.flame_stem[i](x[i])
+            levels.append(torch.cat([self.flame[name][i](f) for name in self.sizes], 1).view(bs, self.n_flame, -1))
+        preds["flame"] = torch.cat(levels, 2)
+        return preds
+
+    def _inference(self, x: dict[str, Tensor]) -> Tensor:
+        det = super()._inference(x)  # also (re)computes self.anchors, self.strides for this input size
+        return torch.cat([det, self.decode_flame(x["flame"], self.anchors, self.strides)], 1)
+
+    def decode_flame(self, raw: Tensor, anchors: Tensor, strides: Tensor) -> Tensor:
+        """Raw ``(B, P, A)`` -> activated parameters ``(B, P, A)`` in input pixels.
+
+        anchors: ``(2, A)`` cell centres in grid units; strides: ``(1, A)``.
+        """
+        ns, ne = self.n_shape, self.n_expr
+        k = ns + ne
+        shape_expr = 3.0 * torch.tanh(raw[:, :k])
+        jaw_rot = raw[:, k:k + 9]
+        txy = (raw[:, k + 9:k + 11] + anchors) * strides
+        tz = raw[:, k + 11:k + 12] * strides
+        scale = torch.exp(raw[:, k + 12:k + 13].clamp(max=MAX_LOG_SCALE)) / SCALE_PRIOR * strides
+        return torch.cat([shape_expr, jaw_rot, txy, tz, scale], 1)
+
+    def bias_init(self):
+        """Detect's box/class priors; FLAME outputs start near zero with the rotation at the frontal pose."""
+        super().bias_init()
+        frontal = torch.tensor(FRONTAL, dtype=torch.float32)
+        rot6d = torch.cat([frontal[:, 0], frontal[:, 1]])
+        for name, levels in self.flame.items():
+            for level in levels:
+                out = level[-1]
+                nn.init.normal_(out.weight, std=0.01)
+                nn.init.zeros_(out.bias)
+                if name == "rotation":
+                    out.bias.data.copy_(rot6d)

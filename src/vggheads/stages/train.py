@@ -1,0 +1,272 @@
+"""Stage ``train``: the multi-task detector (paper sections 3-4) on the parquet manifests.
+
+ultralytics' trainer loop with the project's hooks (``vggheads.model.trainer``): AdamW, cosine
+schedule with warm-up, EMA, one validation per epoch (AP, head-vertex NME and failure rate).
+Resumable: the run lives in ``--work-dir``; a killed job restarts from its last epoch when the
+params, the manifests and the head model are unchanged (otherwise it starts afresh).
+
+Outputs: the best checkpoint as ``model.safetensors`` (+ ``model.json``, the architecture record),
+``model.onnx`` (checked against torch with onnxruntime), ``metrics/train.json`` (final validation,
+the same validation of the untrained network for comparison, the ONNX check), the per-epoch
+history as CSV and plots, and an overlay of the predictions on validation images. Everything is
+logged to MLflow (params, every loss per epoch, validation metrics, the model files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ONNX_TOLERANCE = {"boxes_max_abs": 0.05, "scores_max_abs": 1e-3, "params_max_rel": 0.02}
+HISTORY_RENAME = {"metrics/precision(B)": "val/precision", "metrics/recall(B)": "val/recall",
+                  "metrics/mAP50(B)": "val/ap50", "metrics/mAP50-95(B)": "val/ap50_95", "metrics/NME": "val/nme",
+                  "metrics/FR": "val/fr", "metrics/NME68": "val/nme68", "metrics/matched": "val/matched",
+                  "metrics/NME68_anchor": "val/nme68_anchor"}
+
+
+def _device(setting: str) -> str:
+    """params train.device -> an ultralytics device string."""
+    import torch
+
+    if setting == "auto":
+        return "0" if torch.cuda.is_available() else "cpu"
+    if setting.startswith("cuda"):
+        return setting.split(":", 1)[1] if ":" in setting else "0"
+    return setting
+
+
+def _fingerprint(params: dict, images: Path, heads: Path, head_model: Path) -> str:
+    import hashlib
+
+    from ..model.config import file_sha256
+
+    blob = json.dumps({"model": params["model"], "train": params["train"], "seed": params["seed"],
+                       "images": file_sha256(images), "heads": file_sha256(heads),
+                       "head_model": file_sha256(head_model)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _overrides(params: dict, arch, run_dir: Path) -> dict:
+    t = params["train"]
+    aug = t["augment"]
+    return {"epochs": t["epochs"], "batch": t["batch"], "nbs": t["batch"], "imgsz": arch.imgsz,
+            "device": _device(t["device"]), "workers": t["workers"], "amp": False, "plots": False,
+            "optimizer": "AdamW", "lr0": t["lr"], "lrf": t["lr_final"], "cos_lr": True,
+            "warmup_epochs": t["warmup_epochs"], "warmup_bias_lr": 0.0, "weight_decay": t["weight_decay"],
+            "momentum": 0.937, "conf": t["val_conf"], "iou": t["nms_iou"], "seed": params["seed"],
+            "deterministic": True, "project": str(run_dir.parent), "name": run_dir.name, "exist_ok": True,
+            "degrees": aug["degrees"], "scale": aug["scale"], "translate": aug["translate"],
+            "hsv_h": aug["hsv_h"], "hsv_s": aug["hsv_s"], "hsv_v": aug["hsv_v"], "verbose": True, "val": True}
+
+
+def _finite(value):
+    """NaN (a metric with nothing to average, e.g. NME when no head was matched) -> None: strict JSON for DVC."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    """The epoch stored in an ultralytics checkpoint (-1 once the finished run stripped it)."""
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", -1))
+
+
+def _history(csv_path: Path) -> list[dict]:
+    import csv
+
+    if not csv_path.exists():
+        return []
+    with open(csv_path, newline="") as fh:
+        rows = [{k.strip(): float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+    return [{HISTORY_RENAME.get(k, k): v for k, v in row.items()} for row in rows]
+
+
+def _write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
+    import csv
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_path(csv_path) as tmp:
+        tmp.write_text(buf.getvalue())
+    groups = [("train losses", [k for k in keys if k.startswith("train/")]),
+              ("validation losses", [k for k in keys if k.startswith("val/") and k.endswith("_loss")]),
+              ("detection", ["val/ap50", "val/ap50_95", "val/precision", "val/recall"]),
+              ("3D (lower is better)", ["val/nme", "val/nme68", "val/nme68_anchor", "val/fr"])]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6))
+    epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
+    for ax, (title, names) in zip(axes, groups):
+        for name in names:
+            if any(name in row for row in history):
+                ax.plot(epochs, [row.get(name, float("nan")) for row in history], label=name.split("/", 1)[1])
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
+
+def _predictions_picture(detector, images: Path, heads: Path, split: str, out: Path, n: int = 4) -> None:
+    """Predictions (top row) and ground truth (bottom row) on the first ``n`` images of ``split``."""
+    import numpy as np
+    from PIL import Image
+
+    from ..io import atomic_path
+    from ..model.dataset import load_manifest, read_rgb
+    from ..model.draw import ground_truth_overlay, overlay
+
+    items = load_manifest(images, heads, split, max_images=n)
+    tops, bottoms = [], []
+    for it in items:
+        img = read_rgb(it["im_file"])
+        tops.append(overlay(img, detector(img), detector.geometry.faces, min_side=240))
+        bottoms.append(ground_truth_overlay(img, it["boxes"], it["landmarks"], min_side=240))
+    if not tops:
+        return
+    h = max(t.shape[0] for t in tops)
+    pad = lambda a: np.pad(a, ((0, h - a.shape[0]), (0, 0), (0, 0)))
+    grid = np.concatenate([np.concatenate([pad(t) for t in tops], 1), np.concatenate([pad(b) for b in bottoms], 1)], 0)
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid).save(tmp)
+
+
+def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Path, metrics_path: Path,
+          plots_dir: Path, work_dir: Path) -> dict:
+    """Train (or resume), export and log; returns the metrics written to ``metrics_path``."""
+    import torch
+
+    from ..io import write_json
+    from ..model.config import ModelConfig
+    from ..model.dataset import HeadDataset
+    from ..model.export import check_onnx, export_onnx, load_model, save_model
+    from ..model.inference import HeadDetector
+    from ..model.loss import LossSettings
+    from ..model.network import HeadDetectionModel
+    from ..model.trainer import HeadTrainer
+    from ..model.validator import evaluate
+    from ..tracking import log_run
+
+    start = time.perf_counter()
+    images, heads, head_model = Path(images), Path(heads), Path(head_model)
+    out_dir, plots_dir, work_dir = Path(out_dir), Path(plots_dir), Path(work_dir)
+    arch = ModelConfig.from_params(params, head_model)
+    loss = LossSettings.from_params(params["train"]["loss"])
+    run_dir = work_dir / "run"
+    state_path = work_dir / "state.json"
+    fingerprint = _fingerprint(params, images, heads, head_model)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    last = run_dir / "weights" / "last.pt"
+    if state.get("fingerprint") != fingerprint:
+        if work_dir.exists():
+            log.info("inputs or params changed since the run in %s: starting afresh", work_dir)
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True)
+        write_json(state_path, {"fingerprint": fingerprint, "finished": False})
+        state = {"fingerprint": fingerprint, "finished": False}
+    if state.get("finished") or (last.exists() and _checkpoint_epoch(last) < 0):
+        log.info("training already finished in %s: exporting its best checkpoint", run_dir)
+        resumed_from = None
+        trainer = None
+    else:
+        overrides = _overrides(params, arch, run_dir)
+        resumed_from = None
+        if last.exists():
+            resumed_from = _checkpoint_epoch(last) + 1
+            overrides["resume"] = str(last)
+            log.info("resuming %s from epoch %d", run_dir, resumed_from + 1)
+        trainer = HeadTrainer(arch, images, heads, loss, overrides=overrides, max_images=params["train"]["max_images"],
+                              ema_decay=params["train"]["ema_decay"])
+        trainer.train()
+        write_json(state_path, {"fingerprint": fingerprint, "finished": True,
+                                "val_on_train": trainer.val_on_train})
+        state = json.loads(state_path.read_text())
+
+    # the best checkpoint -> safetensors + ONNX
+    from ultralytics.nn.tasks import load_checkpoint
+
+    best = run_dir / "weights" / "best.pt"
+    model, _ = load_checkpoint(best if best.exists() else last)
+    weights, config_json = save_model(model, out_dir / "model.safetensors")
+    model = load_model(weights)
+    onnx_path = export_onnx(model, out_dir / "model.onnx")
+    onnx_check = check_onnx(model, onnx_path)
+    bad = {k: v for k, v in onnx_check.items() if k in ONNX_TOLERANCE and not v <= ONNX_TOLERANCE[k]}
+    if bad:
+        raise RuntimeError(f"ONNX export differs from torch beyond tolerance {ONNX_TOLERANCE}: {bad}")
+
+    # final validation of the exported weights, and of the untrained network (same seed) for comparison
+    val_split = "train" if state.get("val_on_train") else "val"
+    val_set = HeadDataset(images, heads, val_split, imgsz=arch.imgsz)
+    t = params["train"]
+    final = evaluate(model, val_set, conf=t["val_conf"], iou=t["nms_iou"])
+    torch.manual_seed(params["seed"])
+    untrained = evaluate(HeadDetectionModel(arch), val_set, conf=t["val_conf"], iou=t["nms_iou"])
+
+    history = _history(run_dir / "results.csv")
+    _write_history(history, plots_dir / "history.csv", plots_dir / "curves.png")
+    detector = HeadDetector(out_dir, conf=0.25, iou=t["nms_iou"])
+    _predictions_picture(detector, images, heads, val_split, plots_dir / "predictions.png")
+
+    metrics = {"val": final, "untrained": untrained, "val_split": val_split, "val_images": len(val_set),
+               "train_images": len(HeadDataset(images, heads, "train", imgsz=arch.imgsz,
+                                               max_images=t["max_images"])),
+               "epochs": len(history), "resumed_from_epoch": resumed_from, "onnx": onnx_check,
+               "parameters": int(sum(p.numel() for p in model.parameters())),
+               "seconds": round(time.perf_counter() - start, 2)}
+    metrics = _finite(metrics)
+    write_json(metrics_path, metrics)
+    steps = [(int(row.get("epoch", i + 1)), {k: v for k, v in row.items() if k not in ("epoch", "time")})
+             for i, row in enumerate(history)]
+    log_run("train", params, metrics=metrics,
+            run_params={"model": params["model"], "train": params["train"]}, step_metrics=steps,
+            artifacts=[weights, config_json, onnx_path, metrics_path, plots_dir / "curves.png",
+                       plots_dir / "predictions.png"])
+    log.info("trained %s: val AP50 %.3f (untrained %.3f), NME68 %.4f (untrained %.4f), NME %.4f, FR %.3f",
+             arch.ultralytics_yaml, final["ap50"], untrained["ap50"], final["nme68"], untrained["nme68"],
+             final["nme"], final["fr"])
+    return metrics
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ..config import load_params
+
+    train(load_params(args.params), args.images, args.heads, args.head_model, args.out_dir, args.metrics,
+          args.plots, args.work_dir)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the multi-task head detector on the manifests; export safetensors + ONNX",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    p.add_argument("--images", type=Path, required=True, help="images manifest (images.parquet)")
+    p.add_argument("--heads", type=Path, required=True, help="heads manifest (heads.parquet)")
+    p.add_argument("--head-model", type=Path, required=True, help="head-model file (.npz or FLAME .pkl)")
+    p.add_argument("--out-dir", type=Path, required=True, help="writes model.safetensors, model.json, model.onnx here")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    p.add_argument("--plots", type=Path, required=True, help="directory for history.csv, curves.png, predictions.png")
+    p.add_argument("--work-dir", type=Path, required=True,
+                   help="the ultralytics run (checkpoints, results.csv), kept across a killed job for resuming")
+    p.set_defaults(func=_cli)
