@@ -151,7 +151,8 @@ def evaluate_aflw2000(samples: list[AflwSample], predictor: Predictor, system: s
     result.protocol = {
         "filter": f"Pose_Para angles within +-{MAX_ANGLE:g} deg ({filtered} left out)",
         "angles": "Pose_Para (pitch, yaw, roll) radians = the paper's yaw/pitch/roll convention",
-        "selection": "score >= 0.5 (0.1 if none), then max IoU of the face box with the pt3d_68 extent",
+        "selection": (f"score >= {min_score} ({fallback_score} if none), " if min_score is not None else "every detection, ")
+                     + "then max IoU of the face box with the pt3d_68 extent",
         "large_angle_rule": "prediction with |angle| > 135 counts as 0,0,0" if large_angle_rule else "off",
         "missed": "images without a detection are counted, not averaged",
         "nme": "68 points vs pt3d_68[:2], / sqrt(w h) of the pt3d_68 box, percent",

@@ -155,8 +155,9 @@ def evaluate_biwi(frames: list[BiwiFrame], predictor: Predictor, system: str = "
                   + ("" if len(present) == len(frames) else f", {len(present)} scored (frames found / max_images)"),
         "convention": convention,
         "ground_truth": "the subset file's angles" if gt_source == "npz" else "pose.txt with FSA-Net's formula",
-        "selection": "detection centre nearest (320, 320) (VGGHeads code)" if selection == "centre"
-                     else "max IoU with the subset's face box",
+        "selection": (f"score >= {min_score} ({fallback_score} if none), " if min_score is not None else "every detection, ")
+                     + ("then the centre nearest (320, 320) (VGGHeads code)" if selection == "centre"
+                        else "then max IoU with the subset's face box"),
         "large_angle_rule": "prediction with |angle| > 135 counts as 0,0,0" if large_angle_rule else "off",
     }
     return result

@@ -87,6 +87,16 @@ def build_systems(params: dict, model: Path | None, head_model: Path | None) -> 
     return systems
 
 
+def _model_only(system: str, threshold):
+    """The papers' score thresholds are for the model's probabilities; peers' scores live on other
+    scales (dlib's SVM margins go below 0), so peers keep all their detections."""
+    return threshold if system == "model" else None
+
+
+def _pose_scores(system: str) -> dict:
+    return {"min_score": 0.5, "fallback_score": 0.1} if system == "model" else {"min_score": None, "fallback_score": None}
+
+
 def _first(items: list, n: int | None) -> list:
     return items if n is None else items[:n]
 
@@ -120,13 +130,14 @@ def run_benchmark(name: str, params: dict, systems: dict, head_model: Path | Non
         samples, filtered = aflw2000.read_aflw2000(c["root"], c["max_angle"])
         for sysname, pred in capable.items():
             results.append(aflw2000.evaluate_aflw2000(_first(samples, n), pred, sysname, filtered,
-                                                      large_angle_rule=c["large_angle_rule"]))
+                                                      large_angle_rule=c["large_angle_rule"], **_pose_scores(sysname)))
     elif name == "biwi":
         c = cfg["biwi"]
         frames = biwi.read_biwi(c["annotations"], c["subset"], c["root"], c["ground_truth"])
         for sysname, pred in capable.items():
             results.append(biwi.evaluate_biwi(frames, pred, sysname, c["subset"], c["convention"], c["selection"],
-                                              c["ground_truth"], large_angle_rule=c["large_angle_rule"], max_images=n))
+                                              c["ground_truth"], large_angle_rule=c["large_angle_rule"], max_images=n,
+                                              **_pose_scores(sysname)))
     elif name == "dad3dheads":
         from ..headmodel import load_head_model
 
@@ -138,17 +149,20 @@ def run_benchmark(name: str, params: dict, systems: dict, head_model: Path | Non
         topology = dad3dheads.HeadTopology.from_head_model(load_head_model(head_model))
         items = dad3dheads.read_dad3dheads(c["root"], c["subset"])
         for sysname, pred in capable.items():
-            results.append(dad3dheads.evaluate_dad3dheads(items, pred, topology, sysname, max_images=n))
+            results.append(dad3dheads.evaluate_dad3dheads(items, pred, topology, sysname, max_images=n,
+                                                          min_score=_model_only(sysname, dad3dheads.PAPER_SCORE_THRESHOLD)))
     elif name == "wider":
         c = cfg["wider"]
         images = wider.read_wider_val(c["ground_truth"], c["images"])
         for sysname, pred in capable.items():
-            results.append(wider.evaluate_wider(images, pred, sysname, c["use_face_box"], c["min_score"], max_images=n))
+            results.append(wider.evaluate_wider(images, pred, sysname, c["use_face_box"], _model_only(sysname, c["min_score"]),
+                                                max_images=n))
     elif name == "fddb":
         c = cfg["fddb"]
         images = fddb.read_fddb(c["folds"], c["images"])
         for sysname, pred in capable.items():
-            results.append(fddb.evaluate_fddb(images, pred, sysname, c["use_face_box"], c["min_score"], max_images=n))
+            results.append(fddb.evaluate_fddb(images, pred, sysname, c["use_face_box"], _model_only(sysname, c["min_score"]),
+                                              max_images=n))
     return results
 
 
