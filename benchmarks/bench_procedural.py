@@ -1,5 +1,7 @@
 """Procedural rendering speed: ``python benchmarks/bench_procedural.py [--size 512] [--images 12]``.
 
+Timings are the fastest of several runs, so other jobs on a shared machine disturb them less.
+
 1. The rasteriser alone on a 4-head scene (the project's head model, decoded at 512 px, colour +
    PNCC + depth + instance + triangle id out): moderngl/EGL frames/s against a vectorised PyTorch
    z-buffer of the same scene (same outputs but colour, measured in the same run), with the share
@@ -24,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
-def torch_zbuffer(meshes, width: int, height: int, chunk_pixels: int = 4_000_000):
+def torch_zbuffer(meshes, width: int, height: int, chunk_pixels: int = 262_144):
     """Reference z-buffer in PyTorch: per-triangle bounding-box candidates, barycentric inside test,
     ``scatter_reduce(amin)`` depth test, then attributes of the winning triangle per pixel.
 
@@ -114,12 +116,15 @@ def torch_zbuffer(meshes, width: int, height: int, chunk_pixels: int = 4_000_000
 
 
 def _timeit(fn, repeat: int, warmup: int = 1) -> float:
+    """Fastest of ``repeat`` runs (the least disturbed by other jobs on a shared machine)."""
     for _ in range(warmup):
         fn()
-    t = time.perf_counter()
+    best = float("inf")
     for _ in range(repeat):
+        t = time.perf_counter()
         fn()
-    return (time.perf_counter() - t) / repeat
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def main() -> int:
@@ -127,6 +132,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--images", type=int, default=12, help="images per whole-pipeline measurement")
     ap.add_argument("--frames", type=int, default=20, help="frames per rasteriser measurement")
+    ap.add_argument("--passes", type=int, default=2, help="passes over the images (the fastest counts)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -165,13 +171,14 @@ def main() -> int:
     covered = (frame.instance > 0) | (inst > 0)
     agree = float((frame.instance[covered] == inst[covered]).mean())
     both = (frame.instance > 0) & (inst > 0)
-    pncc_err = float(np.abs(frame.pncc[both] - pncc.numpy()[both]).max()) if both.any() else float("nan")
+    err = np.abs(frame.pncc[both] - pncc.numpy()[both]).max(axis=1)
+    pncc_err = float(np.percentile(err, 99)) if both.any() else float("nan")
     print(f"\n[1] rasteriser, {len(heads)} heads, {n_tri} triangles, {size}x{size} px "
           f"(colour + PNCC + depth + instance + triangle id)")
     print(f"  moderngl/EGL         {1 / gl_s:8.1f} frames/s  ({gl_s * 1e3:6.1f} ms)")
     print(f"  torch z-buffer       {1 / zb_s:8.1f} frames/s  ({zb_s * 1e3:6.1f} ms)  (no shading)")
     print(f"  ratio                {zb_s / gl_s:8.1f}x  moderngl vs torch")
-    print(f"  agreement            {agree * 100:8.2f} % of covered pixels same instance; max PNCC diff {pncc_err:.2e}")
+    print(f"  agreement            {agree * 100:8.2f} % of covered pixels same instance; PNCC diff {pncc_err:.1e} m (99th percentile)")
 
     # ---- 2. whole images
     print(f"\n[2] procedural images at {size}x{size} (1-4 persons from the pose sampler, PNG encoded)")
@@ -184,14 +191,16 @@ def main() -> int:
     for ss in (1, 2):
         r = ProceduralRenderer(model, {"supersample": ss})
         r.render(scenes[0], size, size, seed=0)  # warm up (framebuffers, shaders)
-        n_heads = 0
-        t = time.perf_counter()
-        for j, sc in enumerate(scenes):
-            out = r.render(sc, size, size, seed=j)
-            buf = io.BytesIO()
-            Image.fromarray(out.image).save(buf, format="PNG")
-            n_heads += len(out.heads)
-        dt = (time.perf_counter() - t) / len(scenes)
+        dt = float("inf")
+        for _ in range(args.passes):             # the fastest pass over the same scenes
+            n_heads = 0
+            t = time.perf_counter()
+            for j, sc in enumerate(scenes):
+                out = r.render(sc, size, size, seed=j)
+                buf = io.BytesIO()
+                Image.fromarray(out.image).save(buf, format="PNG")
+                n_heads += len(out.heads)
+            dt = min(dt, (time.perf_counter() - t) / len(scenes))
         results[ss] = dt
         print(f"  supersample {ss}        {1 / dt:8.2f} images/s  ({dt * 1e3:6.0f} ms/image, {n_heads / len(scenes):.1f} heads/image)")
     print(f"  ratio                {results[2] / results[1]:8.2f}x  supersample 2 vs 1 (time)")

@@ -33,7 +33,7 @@ BODY_INSTANCE = 1000  # instance ids: head k -> 1 + k, body (and neck) k -> BODY
 DEFAULTS = {
     "n_shape": 100, "n_expr": 50, "shape_std": 0.8, "expr_std": 0.6, "jaw_open_max_deg": 20.0,
     "supersample": 2, "hair_p": 0.85, "backgrounds": ["gradient", "noise", "room", "shapes"],
-    "background_blur": 0.01, "noise_std": 0.01, "min_visible_pixels": 1, "landmark_depth_tolerance": 0.003,
+    "background_blur": 0.01, "noise_std": 0.0, "min_visible_pixels": 1, "landmark_depth_tolerance": 0.003,
     "image_format": "png",
 }
 
