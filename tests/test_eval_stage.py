@@ -6,7 +6,6 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from vggheads.evaluation.report import PAPER, results_table

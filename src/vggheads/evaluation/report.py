@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, write_json
+from ..io import atomic_path
 from .types import BenchmarkResult
 
 # The paper's numbers (v3). Keys are this project's metric names; None = not reported.
@@ -147,12 +147,6 @@ def _write_csv(path: Path, columns: dict[str, list]) -> None:
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-
-
-def write_metrics(result: BenchmarkResult, path: str | Path) -> None:
-    """One benchmark's metrics (and its protocol) as key-sorted JSON."""
-    write_json(path, {"system": result.system, "benchmark": result.benchmark, **result.metrics,
-                      "protocol": result.protocol})
 
 
 def write_plots(result: BenchmarkResult, directory: str | Path, png: bool = True) -> list[Path]:

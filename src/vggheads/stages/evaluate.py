@@ -171,7 +171,7 @@ def evaluate(params: dict, out_metrics: Path, out_plots: Path, out_report: Path,
              systems: dict | None = None) -> dict:
     """Run every enabled benchmark; write metrics, plots, the report; log to MLflow. Returns
     {benchmark: {system: metrics}}. ``systems`` overrides the configured ones (tests)."""
-    from ..evaluation.report import write_metrics, write_plots, write_report
+    from ..evaluation.report import write_plots, write_report
     from ..io import atomic_dir, write_json
     from ..tracking import log_run
 
