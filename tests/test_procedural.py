@@ -257,3 +257,16 @@ def test_a_shard_through_the_render_stage(tmp_path, params, head_model):
     assert {h["sample_id"] for h in heads} <= {c["sample_id"] for c in captions[1:]}
     assert all(len(h["flame_params"]) == 413 and len(h["landmarks"]) == 204 for h in heads)
     assert pq.read_metadata(tmp_path / "render.heads.parquet").num_rows == len(heads)
+
+
+def test_a_model_without_colour_regions_renders_from_its_landmarks(head_model):
+    """A FLAME file has no region masks: lips, eyes, brows, scalp and neck come from the landmarks."""
+    import dataclasses
+
+    bare = dataclasses.replace(head_model, regions={})
+    r = ProceduralRenderer(bare, {"supersample": 1, "hair_p": 1.0})
+    assets = r.assets
+    assert assets.skin_weight["lips"].sum() > 10 and assets.skin_weight["sclera"].sum() > 4
+    assert len(assets.scalp_faces) > 100 and len(assets.neck_faces) > 10
+    result = r.render([(0, _frontal_keypoints(128, 90, 30))], W, H, seed=3)
+    assert len(result.heads) == 1 and result.heads[0].landmarks[:, 2].sum() > 40

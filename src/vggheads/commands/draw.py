@@ -2,7 +2,7 @@
 so a person can check it by eye.
 
     vggheads draw data/render/00000                     # every image of a shard -> overlays/00000/
-    vggheads draw data/render/00000/00000-000003.png    # one image -> overlays/00000-000003.png
+    vggheads draw data/render/00000/00000_000003.png    # one image -> overlays/00000_000003.png
     vggheads draw data/render/00000 --what box,landmarks --scale 1 --limit 4
 
 Boxes, the 68 landmarks (filled green = visible, hollow red = occluded), the mesh wireframe
