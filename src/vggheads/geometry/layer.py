@@ -20,8 +20,8 @@ class FlameLayer(nn.Module):
 
     The paper runs full LBS with ``betas = [shape, expression]`` and pose
     ``[0 global, 0 neck, jaw, 0 eyes]``, then adds 0.05 to z. With only the jaw rotated, LBS
-    reduces to: blend shapes + the jaw's pose correctives (one matmul), then one rigid jaw
-    rotation blended by the jaw's skinning weights on the vertices it moves. Only the first
+    reduces to: template + blend shapes + the jaw's pose correctives (one matrix product), then
+    one rigid jaw rotation blended by the jaw's skinning weights on the vertices it moves. Only the first
     ``n_shape`` / ``n_expr`` components take part (the paper's L model predicts 128 / 64 and pads
     the rest with zeros); extra input columns are ignored.
 
@@ -40,14 +40,16 @@ class FlameLayer(nn.Module):
         V = m.v_template.shape[0]
         active = np.concatenate([m.shapedirs[:, :, :n_shape], m.shapedirs[:, :, N_SHAPE:N_SHAPE + n_expr]], axis=2)
         jaw_posedirs = m.posedirs[:, :, JAW_FEATURES]                                   # (V, 3, 9)
-        dirs = np.concatenate([active, jaw_posedirs], axis=2).reshape(V * 3, -1).T      # (K + 9, V*3)
         offset = np.array([0.0, 0.0, CANONICAL_Z_OFFSET], dtype=np.float32)
+        template = (m.v_template + offset)[:, :, None]
+        # one matrix for the whole linear part: [shape, expression, jaw correctives, template] rows
+        dirs = np.concatenate([active, jaw_posedirs, template], axis=2).reshape(V * 3, -1).T   # (K + 10, V*3)
         jreg = m.J_regressor.astype(np.float32)
         jaw_w = m.weights[:, JAW_JOINT].astype(np.float32)
         jaw_idx = np.flatnonzero(jaw_w != 0)
         f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         self.register_buffer("v_template", f32(m.v_template + offset))                  # (V, 3)
-        self.register_buffer("dirs", f32(dirs))                                         # (K + 9, V*3)
+        self.register_buffer("dirs", f32(dirs))                                         # (K + 10, V*3)
         self.register_buffer("jaw_joint", f32(jreg[JAW_JOINT] @ m.v_template + offset)) # (3,)
         self.register_buffer("jaw_joint_dirs", f32(np.einsum("v,vck->kc", jreg[JAW_JOINT], active)))  # (K, 3)
         self.register_buffer("jaw_idx", torch.from_numpy(jaw_idx.astype(np.int64)))     # (Vj,)
@@ -78,13 +80,14 @@ class FlameLayer(nn.Module):
         rot = batch_rodrigues(jaw)                                                       # (B, 3, 3)
         rot_minus_i = rot - torch.eye(3, dtype=rot.dtype, device=rot.device)
         betas = self._coeffs(shape, expression)                                          # (B, K)
-        coeffs = torch.cat([betas, rot_minus_i.flatten(1)], dim=1)                      # (B, K + 9)
-        verts = torch.addmm(self.v_template.view(1, -1), coeffs, self.dirs).view(B, -1, 3)
+        ones = torch.ones(B, 1, dtype=betas.dtype, device=betas.device)
+        coeffs = torch.cat([betas, rot_minus_i.flatten(1), ones], dim=1)                # (B, K + 10)
+        verts = torch.mm(coeffs, self.dirs).view(B, -1, 3)
         joint = torch.addmm(self.jaw_joint.view(1, 3), betas, self.jaw_joint_dirs)      # (B, 3)
         # jaw skinning: v + w * (R - I)(v - j); every other joint is at rest
-        moved = verts[:, self.jaw_idx] - joint[:, None]                                  # (B, Vj, 3)
+        moved = verts.index_select(1, self.jaw_idx) - joint[:, None]                     # (B, Vj, 3)
         delta = torch.bmm(moved, rot_minus_i.transpose(1, 2)) * self.jaw_weights
-        return verts.index_add(1, self.jaw_idx, delta)
+        return verts.index_add_(1, self.jaw_idx, delta)  # in place: addmm's backward does not need its output
 
     def posed(self, shape: Tensor, expression: Tensor, pose: Tensor) -> Tensor:
         """Full LBS with any pose: pose (B, 15) axis-angle (global, neck, jaw, eyes) -> (B, V, 3), +0.05 on z."""

@@ -15,10 +15,14 @@ def project(vertices: Tensor, R: Tensor, translation: Tensor, scale: Tensor) -> 
     """The paper's projection ``v_img = s * (R v) + t``.
 
     vertices: (B, V, 3) canonical; R: (B, 3, 3); translation: (B, 3); scale: (B,) or (B, 1)
-    -> (B, V, 3) with x right and y down in pixels, z kept as depth (away from the camera).
+    -> (B, V, 3) with x right and y down in pixels, z kept as depth (away from the camera); the
+    result may be a transposed view (call ``.contiguous()`` before ``.view``).
     """
-    scale = scale.reshape(-1, 1, 1)
-    return torch.baddbmm(translation[:, None, :], vertices, R.transpose(1, 2) * scale)
+    sR = R * scale.reshape(-1, 1, 1)
+    # (sR) @ v^T as one GEMM per head with the V axis long (a (V, 3) @ (3, 3) product is slow on CPUs);
+    # the result is a transposed view, (B, V, 3) in shape
+    out = torch.bmm(sR, vertices.transpose(1, 2)) + translation[:, :, None]      # (B, 3, V)
+    return out.transpose(1, 2)
 
 
 def _landmark_embedding(embedding) -> tuple[Tensor, Tensor]:

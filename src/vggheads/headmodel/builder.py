@@ -59,7 +59,7 @@ class Anatomy:
     jaw_front: tuple = (0.020, -0.093, 0.058)
     ramus_r: float = 0.012
     jaw_r: float = 0.013
-    chin_c: tuple = (0.0, -0.085, 0.066)
+    chin_c: tuple = (0.0, -0.085, 0.069)
     chin_r: tuple = (0.024, 0.017, 0.019)
     neck_r: tuple = (0.054, 0.050)                  # half width (x), half depth (z)
     neck_top_y: float = -0.02
@@ -85,12 +85,12 @@ class Anatomy:
     lower_lip_r: float = 0.0060
     lip_front_z: float = 0.094                      # z of the lips' centre line at the midline
     lip_corner_z: float = 0.081
-    ear_c: tuple = (0.070, 0.004, -0.016)           # on the side of the skull
+    ear_c: tuple = (0.070, 0.004, -0.016)           # centre (its x is found on the skull's surface)
     ear_half_height: float = 0.031
-    ear_half_width: float = 0.0165
-    ear_half_thickness: float = 0.0035
+    ear_half_width: float = 0.0175
+    ear_half_thickness: float = 0.004
     ear_tilt_deg: float = 15.0                      # top of the ear leans back
-    ear_flare_deg: float = 22.0                     # back edge stands off the skull
+    ear_flare_deg: float = 18.0                     # back edge stands off the skull
     mouth_cavity_c: tuple = (0.0, -0.051, 0.060)
     mouth_cavity_r: tuple = (0.017, 0.012, 0.020)
     jaw_joint: tuple = (0.0, -0.008, 0.0)           # between the temporomandibular joints
@@ -389,12 +389,13 @@ def _ear(sign: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bowl = -0.0055 * np.exp(-(((sx - 0.25) ** 2 + (sy + 0.1) ** 2) / 0.16))
     relief = np.where(outer, (rim + bowl) * sn, 0.0)
     fwd, up, out = _ear_frame(sign)
-    centre = np.asarray(A.ear_c) * np.array([sign, 1.0, 1.0])
     local_a = sx * width
     local_b = sy * A.ear_half_height
-    local_n = sn * A.ear_half_thickness + relief + 0.004
-    # hinge at the front edge: shift so the front edge sits on the skull
-    p = centre + local_a[:, None] * fwd + local_b[:, None] * up + local_n[:, None] * out
+    local_n = sn * A.ear_half_thickness + relief
+    # hinge: the middle of the front edge sits on the skull; the flare lifts the back edge off it
+    front = np.array([0.0, A.ear_c[1], A.ear_c[2] + A.ear_half_width * 0.78])
+    hinge = front + cast(front[None], np.array([[sign, 0.0, 0.0]]))[0] * np.array([sign, 0.0, 0.0])
+    p = hinge + (local_a - A.ear_half_width * 0.78)[:, None] * fwd + local_b[:, None] * up + local_n[:, None] * out
     return p, _orient_outward(p, faces), outer
 
 
