@@ -129,3 +129,21 @@ def test_ultralytics_backend_on_img2dataset_folder(cfg, tmp_path):
     if len(table):  # random weights: whatever it finds lands on the 64-short-side canvas
         assert (table.height == 64).all() and (table.width == round(160 * 64 / 120)).all()
         assert (table.backend == "ultralytics").all()
+
+
+def test_turned_head_hides_the_ear_on_the_side_it_turns_to():
+    """A face turned to the person's left (image right for a person facing us) hides the left ear."""
+    checked = 0
+    for seed in range(300):
+        for p in sample_scene(1, 256, 256, np.random.default_rng(seed)):
+            if p.keypoints[:, 2].min() == 0:
+                continue  # keypoints outside the canvas
+            nose, lear, rear = p.keypoints[0], p.keypoints[3], p.keypoints[4]
+            if lear[2] < 0.3 <= rear[2]:
+                # the visible right ear and the nose: the nose is turned towards the hidden (left, +x) side
+                assert nose[0] > rear[0]
+                checked += 1
+            elif rear[2] < 0.3 <= lear[2]:
+                assert nose[0] < lear[0]
+                checked += 1
+    assert checked > 10

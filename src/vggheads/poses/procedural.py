@@ -136,12 +136,13 @@ def sample_scene(n_persons: int, width: int, height: int, rng: np.random.Generat
             y = top + (1.0 - p[1]) * h_px
             conf = 0.9
             if name.endswith("ear"):
-                # The far ear hides behind the head once the face turns towards the near side.
+                # An ear hides behind the head once the face turns towards its side (a face turned
+                # to the person's left, +x, shows the right ear and hides the left one).
                 side = 1.0 if name.startswith("left") else -1.0
-                conf = 0.9 if side * forward[0] > -0.35 else 0.05
+                conf = 0.9 if side * forward[0] < 0.35 else 0.05
             elif name.endswith("eye"):
                 side = 1.0 if name.startswith("left") else -1.0
-                conf = 0.9 if side * forward[0] > -0.8 else 0.1
+                conf = 0.9 if side * forward[0] < 0.8 else 0.1
             elif name == "nose" and forward[2] < -0.2:
                 conf = 0.1
             if not (0 <= x < width and 0 <= y < height):
