@@ -20,5 +20,5 @@ include: "workflow/rules/evaluate.smk"
 
 rule all:
     input:
-        all_targets,
+        FINAL_TARGETS,
     default_target: True

@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from vggheads.config import freeze, load_params, rng, sample_seed, shard_ids, validate
+from vggheads.config import load_params, rng, sample_seed, shard_ids, validate
 from vggheads.errors import ConfigError
 
 
@@ -61,13 +61,20 @@ def test_load_params_reports_file_and_yaml_errors(tmp_path):
         load_params(broken)
 
 
-def test_freeze_is_content_addressed(tmp_path, params):
-    a = freeze(params, tmp_path)
-    b = freeze(copy.deepcopy(params), tmp_path)
-    assert a == b and yaml.safe_load(a.read_text()) == params
+def test_prepare_freezes_the_merged_config_for_the_jobs(tmp_path, params, monkeypatch):
+    from vggheads.workflow import FROZEN_PARAMS, prepare
+
+    monkeypatch.chdir(tmp_path)
+    path, shards = prepare(params)
+    assert path == str(FROZEN_PARAMS) and shards == shard_ids(params)
+    assert yaml.safe_load(FROZEN_PARAMS.read_text()) == params
+    mtime = FROZEN_PARAMS.stat().st_mtime_ns
+    prepare(copy.deepcopy(params))
+    assert FROZEN_PARAMS.stat().st_mtime_ns == mtime  # same content: not rewritten
     other = copy.deepcopy(params)
     other["seed"] += 1
-    assert freeze(other, tmp_path) != a
+    prepare(other)
+    assert yaml.safe_load(FROZEN_PARAMS.read_text())["seed"] == params["seed"] + 1
 
 
 def test_shards_and_seeds(params):

@@ -89,24 +89,6 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     return validate(params, str(path))
 
 
-def freeze(params: dict, directory: str | os.PathLike = ".vggheads/params") -> Path:
-    """Write ``params`` to a content-addressed YAML file and return its path.
-
-    Snakemake merges ``--configfile``/``--config`` overrides into its config; the jobs read this
-    frozen copy so a command-line override reaches them. Same content, same file: concurrent
-    Snakemake processes never race on it.
-    """
-    text = yaml.safe_dump(params, sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    path = Path(directory) / f"{digest}.yaml"
-    if not path.exists():
-        from .io import atomic_path
-
-        with atomic_path(path) as tmp:
-            tmp.write_text(text)
-    return path
-
-
 def shard_ids(params: dict) -> list[str]:
     """The shard ids, e.g. ``['00000', '00001']`` for ``dataset.shards: 2``."""
     return [f"{i:0{SHARD_WIDTH}d}" for i in range(params["dataset"]["shards"])]

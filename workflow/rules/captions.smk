@@ -3,7 +3,7 @@
 
 rule sample_captions:
     input:
-        sources=caption_sources,
+        sources=caption_sources(config),
     output:
         captions="data/captions/{shard}.parquet",
         stats="data/captions/{shard}.stats.json",
@@ -12,6 +12,7 @@ rule sample_captions:
     benchmark:
         "logs/benchmark/sample_captions/{shard}.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["captions"],
         samples=lambda w: config["dataset"],
     threads: 1
@@ -20,7 +21,7 @@ rule sample_captions:
         runtime=lambda w, attempt: 30 * attempt,
     shell:
         "vggheads sample-captions"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --shard {wildcards.shard}"
         " --out {output.captions}"
         " --stats {output.stats}"
@@ -39,6 +40,7 @@ rule extract_poses:
     benchmark:
         "logs/benchmark/extract_poses/{shard}.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["poses"],
     threads: 1
     resources:
@@ -47,7 +49,7 @@ rule extract_poses:
         gpu=lambda w: 1 if config["poses"]["backend"] == "ultralytics" else 0,
     shell:
         "vggheads extract-poses"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --shard {wildcards.shard}"
         " --captions {input.captions}"
         " --out {output.poses}"
