@@ -255,7 +255,7 @@ def test_loss_reaches_every_branch_and_names_every_term(head_path):
 
 # ---------------------------------------------------------------- dataset
 
-def _write_manifest(tmp_path, head_model, n_images=3, size=(120, 90)):
+def _write_manifest(tmp_path, head_model, n_images=3, size=(120, 90), centre=None):
     """Noise images with heads whose boxes/landmarks come from their parameter vectors."""
     from PIL import Image
 
@@ -268,7 +268,7 @@ def _write_manifest(tmp_path, head_model, n_images=3, size=(120, 90)):
     for i in range(n_images):
         w, h = size
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / "img" / f"{i}.png")
-        p = random_params(rng, 2, centre=(w / 2, h / 2), scale=150)
+        p = random_params(rng, 2, centre=centre or (w / 2, h / 2), scale=150)
         dec = decode(torch.from_numpy(p), layer)
         lm = dec.landmarks_image.numpy()
         v = dec.vertices_image.numpy()
@@ -310,6 +310,22 @@ def test_augmented_items_keep_parameters_landmarks_and_boxes_consistent(tmp_path
     assert batch["img"].shape == (2, 3, 96, 96)
     assert batch["flame_params"].shape[0] == batch["bboxes"].shape[0] == batch["batch_idx"].shape[0]
     assert (batch["bboxes"] >= 0).all() and (batch["bboxes"] <= 1).all()
+
+
+def test_an_item_whose_heads_all_leave_the_image_has_empty_targets(tmp_path):
+    from types import SimpleNamespace
+
+    from vggheads.model.dataset import HeadDataset
+
+    images, heads = _write_manifest(tmp_path, tiny_head_model(), n_images=2, centre=(8, 8))
+    hyp = SimpleNamespace(degrees=0.0, scale=0.0, translate=0.5, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+    sizes = set()
+    for seed in range(12):
+        item = HeadDataset(images, heads, "train", imgsz=64, augment=True, hyp=hyp, seed=seed)[0]
+        sizes.add(len(item["bboxes"]))
+        assert item["flame_params"].shape == (len(item["bboxes"]), N_PARAMS)
+        assert item["landmarks"].shape == (len(item["bboxes"]), 68, 3)
+    assert 0 in sizes and max(sizes) > 0
 
 
 def test_letterboxed_items_scale_parameters_with_the_image(tmp_path):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..geometry.params import N_PARAMS
 from .config import PAD_VALUE
 from .flame import transform_boxes, transform_params, transform_points
 
@@ -189,7 +190,7 @@ class HeadDataset(torch.utils.data.Dataset):
             "img": torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1))),
             "cls": torch.zeros(n, 1),
             "bboxes": torch.from_numpy(xywh.astype(np.float32)).reshape(n, 4),
-            "flame_params": torch.from_numpy(params_t).reshape(n, -1),
+            "flame_params": torch.from_numpy(params_t).reshape(n, N_PARAMS),
             "landmarks": torch.from_numpy(landmarks_t.astype(np.float32)).reshape(n, 68, 3),
             "batch_idx": torch.zeros(n),
             "im_file": it["im_file"],

@@ -4,6 +4,8 @@ layer is :class:`~vggheads.model.head.FlameDetect`; it creates its own loss (``i
 
 from __future__ import annotations
 
+from torch import nn
+
 from ..offline import import_ultralytics
 
 import_ultralytics()
@@ -15,6 +17,10 @@ from .config import ModelConfig  # noqa: E402
 from .head import FlameDetect  # noqa: E402
 
 YAML_KEY = "vggheads"  # where the architecture record sits in the ultralytics model YAML
+# BatchNorm running-statistics momentum. ultralytics uses 0.03, made for 100k+ steps; the short CPU
+# runs here take a few hundred steps at a high learning rate, and with 0.03 the running statistics
+# lag the weights so far that the eval-mode network diverges (validation losses of 1e6) mid-run.
+BN_MOMENTUM = 0.1
 
 
 class HeadDetectionModel(DetectionModel):
@@ -49,6 +55,9 @@ class HeadDetectionModel(DetectionModel):
         self.model[-1] = head
         head.bias_init()
         initialize_weights(head)
+        for m in self.modules():  # ultralytics sets 0.03; see BN_MOMENTUM
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = BN_MOMENTUM
         self.names = dict(cfg.names)
         self.loss_settings = None  # set by the trainer (vggheads.model.loss.LossSettings)
         self.args = None           # ultralytics' hyperparameters, set by the trainer (the loss reads its own settings)

@@ -12,6 +12,24 @@ from pathlib import Path
 import numpy as np
 
 
+def toy_dataset(root: str | Path, n_train: int, n_val: int, size: int = 128, max_persons: int = 3,
+                seed: int = 0) -> tuple[Path, Path, Path]:
+    """The project's head model and a procedural manifest under ``root``, built once and reused
+    (``root/head_model.npz``, ``root/data_<n_train>_<n_val>_<size>_<seed>/``); returns
+    (head model, images.parquet, heads.parquet)."""
+    from ..headmodel import build_head_model, save_head_model
+
+    root = Path(root)
+    head = root / "head_model.npz"
+    if not head.exists():
+        save_head_model(build_head_model(seed=0), head)
+    data = root / f"data_{n_train}_{n_val}_{size}_{max_persons}_{seed}"
+    images, heads = data / "images.parquet", data / "heads.parquet"
+    if not heads.exists():
+        make_manifest(head, data, n_train, n_val, size=size, max_persons=max_persons, seed=seed)
+    return head, images, heads
+
+
 def make_manifest(head_model: str | Path, out_dir: str | Path, n_train: int, n_val: int, size: int = 128,
                   max_persons: int = 3, seed: int = 0, cfg: dict | None = None) -> tuple[Path, Path]:
     """Render ``n_train + n_val`` images of ``size`` x ``size`` with 1..max_persons people; returns

@@ -187,15 +187,15 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
         state = {"fingerprint": fingerprint, "finished": False}
     if state.get("finished") or (last.exists() and _checkpoint_epoch(last) < 0):
         log.info("training already finished in %s: exporting its best checkpoint", run_dir)
-        resumed_from = None
+        resumed_after = None
         trainer = None
     else:
         overrides = _overrides(params, arch, run_dir)
-        resumed_from = None
+        resumed_after = None
         if last.exists():
-            resumed_from = _checkpoint_epoch(last) + 1
+            resumed_after = _checkpoint_epoch(last) + 1
             overrides["resume"] = str(last)
-            log.info("resuming %s from epoch %d", run_dir, resumed_from + 1)
+            log.info("resuming %s from epoch %d", run_dir, resumed_after + 1)
         trainer = HeadTrainer(arch, images, heads, loss, overrides=overrides, max_images=params["train"]["max_images"],
                               ema_decay=params["train"]["ema_decay"])
         trainer.train()
@@ -232,7 +232,7 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
     metrics = {"val": final, "untrained": untrained, "val_split": val_split, "val_images": len(val_set),
                "train_images": len(HeadDataset(images, heads, "train", imgsz=arch.imgsz,
                                                max_images=t["max_images"])),
-               "epochs": len(history), "resumed_from_epoch": resumed_from, "onnx": onnx_check,
+               "epochs": len(history), "resumed_after_epoch": resumed_after, "onnx": onnx_check,
                "parameters": int(sum(p.numel() for p in model.parameters())),
                "seconds": round(time.perf_counter() - start, 2)}
     metrics = _finite(metrics)

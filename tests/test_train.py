@@ -1,0 +1,121 @@
+"""Stage train on a tiny procedural manifest: every output, the MLflow run with per-epoch losses,
+the ONNX check, resuming a killed run, and a fresh start when the params change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory):
+    from vggheads.model.toydata import toy_dataset
+
+    return toy_dataset(tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=6, n_val=2, size=96)
+
+
+def tiny(params: dict, epochs: int = 2) -> dict:
+    p = json.loads(json.dumps(params))
+    p["model"].update(imgsz=96, n_shape=8, n_expr=4)
+    p["train"].update(epochs=epochs, batch=3, warmup_epochs=0.5)
+    return p
+
+
+def run(params, toy, root):
+    from vggheads.stages.train import train
+
+    head, images, heads = toy
+    return train(params, images, heads, head, root / "model", root / "metrics" / "train.json", root / "plots",
+                 root / "model" / ".work")
+
+
+def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow(params, toy, tmp_path):
+    import mlflow
+
+    from vggheads.model.export import load_model, read_config
+    from vggheads.tracking import tracking_uri
+
+    p = tiny(params)
+    metrics = run(p, toy, tmp_path)
+    for name in ("model.safetensors", "model.json", "model.onnx"):
+        assert (tmp_path / "model" / name).stat().st_size > 0
+    for name in ("history.csv", "curves.png", "predictions.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert saved["epochs"] == 2 and saved["train_images"] == 6 and saved["val_images"] == 2
+    assert set(saved["val"]) >= {"ap50", "nme", "fr", "nme68", "matched", "nme68_anchor"}
+    assert saved["untrained"]["nme68_anchor"] is not None
+    assert metrics["onnx"]["boxes_max_abs"] < 0.05
+    model = load_model(tmp_path / "model")
+    assert model.arch.n_shape == 8 and model.arch.imgsz == 96
+    assert read_config(tmp_path / "model" / "model.onnx") == model.arch
+    history = (tmp_path / "plots" / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "train/reproj_loss" in history[0] and "val/nme" in history[0]
+
+    mlflow.set_tracking_uri(tracking_uri(p))
+    runs = mlflow.search_runs(experiment_names=[p["tracking"]["experiment"]],
+                              filter_string="tags.`vggheads.stage` = 'train'", output_format="list")
+    run_ = runs[0]
+    client = mlflow.MlflowClient()
+    for loss in ("cls_loss", "iou_loss", "dfl_loss", "reproj_loss", "vertices3d_loss", "rotation_loss"):
+        assert len(client.get_metric_history(run_.info.run_id, f"train/{loss}")) == 2, loss
+    assert len(client.get_metric_history(run_.info.run_id, "val/nme68_anchor")) == 2
+    assert "val.ap50" in run_.data.metrics and run_.data.params["train.loss.vertices3d"] == "50.0"
+    artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
+    assert {"model.safetensors", "model.onnx", "model.json"} <= artifacts
+
+
+def test_a_killed_run_resumes_from_its_last_epoch(params, toy, tmp_path, monkeypatch):
+    from vggheads.model.trainer import HeadTrainer
+
+    p = tiny(params, epochs=3)
+    p["tracking"]["enabled"] = False
+    original = HeadTrainer.save_model
+
+    def save_then_die(self):
+        original(self)
+        if self.epoch == 1:
+            raise KeyboardInterrupt("killed after epoch 2")
+        return True
+
+    monkeypatch.setattr(HeadTrainer, "save_model", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(p, toy, tmp_path)
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+    monkeypatch.setattr(HeadTrainer, "save_model", original)
+    metrics = run(p, toy, tmp_path)
+    assert metrics["resumed_after_epoch"] == 2
+    csv = (tmp_path / "model" / ".work" / "run" / "results.csv").read_text().splitlines()
+    assert [line.split(",")[0].strip() for line in csv[1:]] == ["1", "2", "3"]
+
+    # finished: a rerun only re-exports; changed params start afresh
+    again = run(p, toy, tmp_path)
+    assert again["resumed_after_epoch"] is None and again["epochs"] == 3
+    p["train"]["epochs"] = 1
+    fresh = run(p, toy, tmp_path)
+    assert fresh["epochs"] == 1
+
+
+def test_the_trainer_never_flips_and_rotates_targets_with_the_image(toy):
+    from types import SimpleNamespace
+
+    from vggheads.geometry import FlameLayer, decode
+    from vggheads.headmodel import load_head_model
+    from vggheads.model.dataset import HeadDataset
+
+    head, images, heads = toy
+    hyp = SimpleNamespace(degrees=45.0, scale=0.25, translate=0.1, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+    ds = HeadDataset(images, heads, "train", imgsz=96, augment=True, hyp=hyp, seed=3)
+    layer = FlameLayer(load_head_model(head))
+    checked = 0
+    for i in range(len(ds)):
+        item = ds[i]
+        A = item["transform"][0]
+        assert A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0] > 0, "a flip (negative determinant) was applied"
+        if len(item["flame_params"]):
+            lm = decode(item["flame_params"], layer).landmarks_image[..., :2]
+            assert torch.allclose(lm, item["landmarks"][..., :2], atol=0.1)
+            checked += 1
+    assert checked >= 3
