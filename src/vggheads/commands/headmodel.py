@@ -73,6 +73,33 @@ def show(model_path: Path, out: Path, size: int = 360, seed: int = 0) -> None:
     log.info("wrote %s", out)
 
 
+def show_rig(model_path: Path, out: Path, size: int = 360) -> None:
+    """Draw the rig: jaw skinning weights, the face and head subsets, the colour regions, the joints."""
+    import numpy as np
+
+    from ..headmodel import load_head_model
+    from ..headmodel.preview import grid_image, render_view, vertex_colours, yaw_matrix
+    from ..io import atomic_path
+
+    model = load_head_model(model_path)
+    v, faces = model.v_template + np.array([0.0, 0.0, 0.05]), model.faces
+    centre = 0.5 * (v.min(0) + v.max(0))
+    kw = dict(size=size, centre=centre, extent=0.55 * float((v.max(0) - v.min(0))[:2].max()), rotation=yaw_matrix(35, 0))
+    grey = np.full((model.n_vertices, 3), 0.8)
+    jaw = model.weights[:, 2:3]
+    jaw_colours = (1 - jaw) * grey + jaw * np.array([0.85, 0.2, 0.15])
+    subset = lambda name: np.where(np.isin(np.arange(model.n_vertices), model.subsets[name])[:, None],
+                                   np.array([0.2, 0.55, 0.85]), grey)
+    joints = model.J_regressor @ v
+    images = [render_view(v, faces, jaw_colours, **kw), render_view(v, faces, subset("face"), **kw),
+              render_view(v, faces, subset("head"), **kw),
+              render_view(v, faces, vertex_colours(model), points=joints, **dict(kw, rotation=yaw_matrix(-90, 0)))]
+    labels = ["jaw skinning weight", "subset 'face'", "subset 'head'", "regions; joints (red)"]
+    with atomic_path(out) as tmp:
+        grid_image(images, 4, labels).save(tmp, format="PNG")
+    log.info("wrote %s", out)
+
+
 def _cli_build(args: argparse.Namespace) -> int:
     seed = args.seed
     if seed is None:
@@ -85,6 +112,8 @@ def _cli_build(args: argparse.Namespace) -> int:
 
 def _cli_show(args: argparse.Namespace) -> int:
     show(args.model, args.out, size=args.size, seed=args.seed)
+    if args.rig:
+        show_rig(args.model, args.rig, size=args.size)
     return 0
 
 
@@ -102,4 +131,5 @@ def register(sub) -> None:
     s.add_argument("--out", type=Path, required=True, help="output PNG")
     s.add_argument("--size", type=int, default=360, help="pixels per view")
     s.add_argument("--seed", type=int, default=0, help="seed of the random shapes and expressions drawn")
+    s.add_argument("--rig", type=Path, default=None, help="also draw the rig (jaw weights, subsets, regions, joints) to this PNG")
     s.set_defaults(func=_cli_show)

@@ -81,9 +81,9 @@ class Anatomy:
     lid_half_height: float = 0.0047
     mouth_y: float = -0.049                         # stomion height
     mouth_half_width: float = 0.0235
-    upper_lip_r: float = 0.0050
-    lower_lip_r: float = 0.0060
-    lip_front_z: float = 0.094                      # z of the lips' centre line at the midline
+    upper_lip_r: float = 0.0045
+    lower_lip_r: float = 0.0055
+    lip_front_z: float = 0.092                      # z of the lips' centre line at the midline
     lip_corner_z: float = 0.081
     ear_c: tuple = (0.070, 0.004, -0.016)           # centre (its x is found on the skull's surface)
     ear_half_height: float = 0.031
@@ -716,7 +716,7 @@ def vertex_sets(mesh: Mesh, lmk_faces: np.ndarray, lmk_bary: np.ndarray) -> tupl
     contour = lmk[:17][np.argsort(lmk[:17, 0])]
     above_jaw = v[:, 1] > np.interp(v[:, 0], contour[:, 0], contour[:, 1])
     inside_jaw = np.abs(v[:, 0]) < np.abs(contour[:, 0]).max()
-    face = main & ~scalp & ~neck & above_jaw & inside_jaw & (v[:, 2] > 0.0) & (np.abs(phi) < np.deg2rad(75))
+    face = main & ~scalp & ~neck & above_jaw & inside_jaw & (v[:, 2] > 0.0) & (np.abs(phi) < np.deg2rad(66))
     head = main & ~neck
     eyes = (part == PARTS.index("left_eye")) | (part == PARTS.index("right_eye"))
     polar = np.nan_to_num(mesh.eye_polar, nan=np.pi)
@@ -955,9 +955,12 @@ def shape_components(mesh: Mesh, rng: np.random.Generator) -> np.ndarray:
     # then random mixtures of the surface's vibration modes (manifold harmonics), coarse to fine;
     # the lower lip shares its twin's values so shape never opens the mouth
     basis, mirror = _shape_basis(mesh), mirror_permutation(mesh.vertices)
-    for j, field in enumerate(_windowed_mixtures(basis, N_SHAPE_MODES - len(fields), rng)):
+    # damped towards the cut at the bottom of the neck, where free-boundary harmonics are largest
+    taper = (0.25 + 0.75 * _smoothstep((mesh.vertices[:, 1] + 0.17) / 0.07))[:, None]
+    for field in _windowed_mixtures(basis, N_SHAPE_MODES - len(fields), rng):
         if rng.random() < SHAPE_SYMMETRIC:
             field = 0.5 * (field + field[mirror] * MIRROR)
+        field = field * taper
         eyes = (mesh.part == PARTS.index("left_eye")) | (mesh.part == PARTS.index("right_eye"))
         field[eyes] = _eye_translation(field, mesh)[eyes]
         fields.append(field)
