@@ -377,17 +377,16 @@ def _ear_frame(sign: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return fwd_f, up, out_f
 
 
-def _ear(sign: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(points, faces, outer-side mask) of one ear: a flattened closed shell with a rim and a bowl."""
+def _ear(sign: float) -> tuple[np.ndarray, np.ndarray]:
+    """(points, faces) of one ear: a flattened closed shell with a rim and a bowl on its outer side."""
     pts, faces = _sphere_grid(EAR_ROWS, EAR_COLS)
     # sphere z -> ear normal; sphere x -> back-to-front; sphere y -> down-to-up
     sx, sy, sn = pts[:, 0], pts[:, 1], pts[:, 2]
     width = A.ear_half_width * (0.78 + 0.22 * sy) * (1.0 - 0.12 * sy**2)   # narrower lobe
     rho = np.hypot(sx, sy)
-    outer = sn > 0
     rim = 0.0042 * np.exp(-(((rho - 0.86) / 0.13) ** 2))
     bowl = -0.0055 * np.exp(-(((sx - 0.25) ** 2 + (sy + 0.1) ** 2) / 0.16))
-    relief = np.where(outer, (rim + bowl) * sn, 0.0)
+    relief = np.where(sn > 0, (rim + bowl) * sn, 0.0)
     fwd, up, out = _ear_frame(sign)
     local_a = sx * width
     local_b = sy * A.ear_half_height
@@ -396,7 +395,7 @@ def _ear(sign: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     front = np.array([0.0, A.ear_c[1], A.ear_c[2] + A.ear_half_width * 0.78])
     hinge = front + cast(front[None], np.array([[sign, 0.0, 0.0]]))[0] * np.array([sign, 0.0, 0.0])
     p = hinge + (local_a - A.ear_half_width * 0.78)[:, None] * fwd + local_b[:, None] * up + local_n[:, None] * out
-    return p, _orient_outward(p, faces), outer
+    return p, _orient_outward(p, faces)
 
 
 def _mouth_cavity() -> tuple[np.ndarray, np.ndarray]:
@@ -426,7 +425,6 @@ class Mesh:
     lower_lip: np.ndarray         # (n_slit,) vertex ids of the lower-lip duplicates
     lip_side: np.ndarray          # (V,) +1 upper face / lip, -1 lower lip and jaw side of the slit, 0 elsewhere
     eye_polar: np.ndarray         # (V,) angle from the gaze axis on the eyeballs, nan elsewhere
-    ear_outer: np.ndarray         # (V,) bool, outer side of an ear
     extra: dict = field(default_factory=dict)
 
 
@@ -477,24 +475,21 @@ def build_mesh() -> Mesh:
     faces = [head_faces]
     part = [np.zeros(n_head + len(lower_ids), dtype=np.int64)]
     eye_polar = [np.full(n_head + len(lower_ids), np.nan)]
-    ear_outer = [np.zeros(n_head + len(lower_ids), dtype=bool)]
     offset = n_head + len(lower_ids)
 
-    def add(pts, tris, part_id, polar=None, outer=None):
+    def add(pts, tris, part_id, polar=None):
         nonlocal offset
         vertices.append(pts)
         faces.append(tris + offset)
         part.append(np.full(len(pts), part_id))
         eye_polar.append(polar if polar is not None else np.full(len(pts), np.nan))
-        ear_outer.append(outer if outer is not None else np.zeros(len(pts), dtype=bool))
         offset += len(pts)
 
     for part_id, side in ((1, np.asarray), (2, _mirror)):
         pts, tris, polar = _eyeball(side)
         add(pts, tris, part_id, polar=polar)
     for part_id, sign in ((3, 1.0), (4, -1.0)):
-        pts, tris, outer = _ear(sign)
-        add(pts, tris, part_id, outer=outer)
+        add(*_ear(sign), part_id)
     pts, tris = _mouth_cavity()
     add(pts, tris, 5)
 
@@ -508,8 +503,7 @@ def build_mesh() -> Mesh:
     lip_side[grid.index(lower_rows[:, None], np.arange(grid.n_cols)[None]).ravel()] = -1.0
     lip_side[lower_ids] = -1.0
     return Mesh(vertices=V, faces=np.concatenate(faces).astype(np.int64), part=np.concatenate(part),
-                grid=grid, lower_lip=lower_ids, lip_side=lip_side, eye_polar=np.concatenate(eye_polar),
-                ear_outer=np.concatenate(ear_outer))
+                grid=grid, lower_lip=lower_ids, lip_side=lip_side, eye_polar=np.concatenate(eye_polar))
 
 
 # ----------------------------------------------------------------------------------------------
