@@ -15,8 +15,8 @@ fp16 on a GPU) and for faster settings, each as a ratio against the naive loop o
   compile          torch.compile of the UNet (``render.sdxl.compile``)
   classic attention  diffusers' pre-SDPA attention, to show what SDPA (the default) buys
 
-On a CPU (the default without CUDA) it runs small: 128 px, 2 steps, 2 images, 3 variants, a few
-minutes and ~15 GB of RAM (the fp32 weights). ``--full`` runs the real figures on a CUDA GPU:
+On a CPU (the default without CUDA) it runs small: 128 px, 2 steps, 2 images, 3 variants: ~15 GB
+of RAM (the fp32 weights) and a few minutes on 2 idle cores (10 on a busy machine). ``--full`` runs the real figures on a CUDA GPU:
 1024 px, 40 steps, 8 images per variant, and prints s/image against the goal (<= 2 s per 1024 px
 image on an H100). ``--arch tiny`` checks the script itself in seconds.
 """
@@ -129,8 +129,7 @@ def build_pipeline(arch: str, conditioning: str, device, dtype, settings):
     from vggheads.render.sdxl import SCHEDULERS
     from vggheads.render.sdxl_arch import build_components, count_parameters
 
-    with torch.device(device):  # initialise the weights where they will run (fast on a GPU)
-        comps = build_components(arch, seed=0, conditioning=(conditioning,))
+    comps = build_components(arch, seed=0, conditioning=(conditioning,), device=str(device))  # init where they run
     counts = count_parameters(comps)
     cls = StableDiffusionXLAdapterPipeline if conditioning == "adapter" else StableDiffusionXLControlNetPipeline
     pipe = cls(**comps)
@@ -166,7 +165,8 @@ def apply_variant(pipe, v: Variant, base_dtype) -> None:
 
 
 def measure(pipe, settings, samples, batch_size: int, steps: int, device) -> dict:
-    """Warm up on one batch (2 steps: kernels, autotuning, compilation), then time every sample."""
+    """Warm up on one batch (kernels, autotuning, compilation: 2 steps on a GPU, 1 on a CPU), then time
+    every sample."""
     import torch
 
     from vggheads.render.sdxl import generate
@@ -177,7 +177,7 @@ def measure(pipe, settings, samples, batch_size: int, steps: int, device) -> dic
 
     batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
     t0 = time.perf_counter()
-    generate(pipe, settings, batches[0], steps=min(2, steps))
+    generate(pipe, settings, batches[0], steps=min(2 if device.type == "cuda" else 1, steps))
     sync()
     warmup = time.perf_counter() - t0
     if device.type == "cuda":

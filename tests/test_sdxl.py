@@ -434,3 +434,12 @@ def test_benchmark_script_runs(capsys, monkeypatch):
     assert "python benchmarks/bench_sdxl.py --full" in out  # how to get the GPU figures
     assert bench.main(["--full", "--device", "cpu"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_full_architecture_has_sdxls_size():
+    """The benchmark's random-weight SDXL has the published models' parameter counts (same compute)."""
+    from vggheads.render.sdxl_arch import build_components, count_parameters
+
+    counts = count_parameters(build_components("full", device="meta"))  # shapes only, no memory
+    assert counts == {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480,
+                      "text_encoder_2": 694_659_840, "adapter": 79_028_160}

@@ -63,7 +63,8 @@ ARCHS: dict[str, dict] = {
         "vae": dict(
             block_out_channels=(128, 256, 512, 512), in_channels=3, out_channels=3,
             down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4, sample_size=1024, norm_num_groups=32, scaling_factor=0.13025, force_upcast=True,
+            latent_channels=4, layers_per_block=2, sample_size=1024, norm_num_groups=32, scaling_factor=0.13025,
+            force_upcast=True,
         ),
         "text_encoder": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                              projection_dim=768, hidden_act="quick_gelu"),
@@ -84,13 +85,17 @@ def _text_encoder(cfg: dict, with_projection: bool):
     return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
 
 
-def build_components(arch: str, seed: int = 0, conditioning: tuple[str, ...] = ("adapter",)) -> dict:
+def build_components(arch: str, seed: int = 0, conditioning: tuple[str, ...] = ("adapter",),
+                     device: str | None = None) -> dict:
     """Random-weight SDXL components of architecture ``arch`` ("tiny" or "full").
 
     Returns the keyword arguments of ``StableDiffusionXLPipeline`` (unet, vae, text encoders,
     tokenizers, scheduler) plus ``adapter`` (a ``T2IAdapter``) and/or ``controlnet`` (a
-    ``ControlNetModel``) as listed in ``conditioning``. Same seed, same weights.
+    ``ControlNetModel``) as listed in ``conditioning``. Same seed, same weights. ``device``: where
+    the weights are initialised (a GPU does it in a moment; "meta" allocates nothing).
     """
+    import contextlib
+
     from ..offline import configure
 
     configure()
@@ -104,20 +109,20 @@ def build_components(arch: str, seed: int = 0, conditioning: tuple[str, ...] = (
     cfg = ARCHS[arch]
     torch.manual_seed(seed)
     tokenizer, tokenizer_2 = sdxl_tokenizers()
-    unet = UNet2DConditionModel(**cfg["unet"])
-    components = {
-        "unet": unet,
-        "vae": AutoencoderKL(**cfg["vae"]),
-        "text_encoder": _text_encoder(cfg["text_encoder"], with_projection=False),
-        "text_encoder_2": _text_encoder(cfg["text_encoder_2"], with_projection=True),
-        "tokenizer": tokenizer,
-        "tokenizer_2": tokenizer_2,
-        "scheduler": EulerDiscreteScheduler(**SCHEDULER_CONFIG),
-    }
-    if "adapter" in conditioning:
-        components["adapter"] = T2IAdapter(**cfg["adapter"])
-    if "controlnet" in conditioning:
-        components["controlnet"] = ControlNetModel.from_unet(unet, **cfg["controlnet"])
+    components = {"tokenizer": tokenizer, "tokenizer_2": tokenizer_2,
+                  "scheduler": EulerDiscreteScheduler(**SCHEDULER_CONFIG)}
+    with torch.device(device) if device else contextlib.nullcontext():
+        unet = UNet2DConditionModel(**cfg["unet"])
+        components.update(
+            unet=unet,
+            vae=AutoencoderKL(**cfg["vae"]),
+            text_encoder=_text_encoder(cfg["text_encoder"], with_projection=False),
+            text_encoder_2=_text_encoder(cfg["text_encoder_2"], with_projection=True),
+        )
+        if "adapter" in conditioning:
+            components["adapter"] = T2IAdapter(**cfg["adapter"])
+        if "controlnet" in conditioning:
+            components["controlnet"] = ControlNetModel.from_unet(unet, **cfg["controlnet"])
     for module in components.values():
         if isinstance(module, torch.nn.Module):
             module.eval().requires_grad_(False)
