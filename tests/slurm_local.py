@@ -1,8 +1,17 @@
 """A single-node SLURM on localhost for the cluster tests: install (Debian packages), configure, start, stop.
 
 The configuration lives in a temporary directory and reaches the clients through ``SLURM_CONF``;
-nothing is written to /etc/slurm, so other snakemake calls never wait on a controller. The daemons
-are stopped by their process ids.
+nothing is written to /etc/slurm, so other snakemake calls never wait on a controller (the
+executor plugin runs ``scontrol show config`` at import). Ports are picked free, so two test runs
+on one machine do not collide. The daemons this harness starts are stopped by their process ids
+(munged only when this harness started it); jobs still queued or running are cancelled first.
+
+Usage::
+
+    slurm = LocalSlurm(tmp_dir)
+    slurm.start()                 # installs the packages when missing (root), node idle in ~1 s
+    subprocess.run(["sbatch", ...], env=slurm.client_env(dict(os.environ)))
+    slurm.stop()
 """
 
 from __future__ import annotations
@@ -16,22 +25,27 @@ import time
 from pathlib import Path
 
 PACKAGES = ["munge", "slurmctld", "slurmd", "slurm-client"]
+BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel", "munged")
 
 
 def installed() -> bool:
-    return all(shutil.which(b) for b in ("slurmctld", "slurmd", "sbatch", "squeue", "munged"))
+    return all(shutil.which(b) or Path("/usr/sbin", b).exists() for b in BINARIES)
 
 
 def install() -> None:
-    """apt-get install the SLURM packages when missing (root only)."""
+    """apt-get install the SLURM packages when missing (root only; about 15 s on a fresh Debian 12)."""
     if installed():
         return
     if os.geteuid() != 0:
         raise RuntimeError(f"SLURM is not installed and this is not root: apt-get install {' '.join(PACKAGES)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES], check=True, env=env,
-                   capture_output=True, timeout=900)
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if res.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    if not installed():
+        raise RuntimeError(f"installed {PACKAGES} but some of {BINARIES} are still missing")
 
 
 def _mem_mb() -> int:
@@ -41,24 +55,69 @@ def _mem_mb() -> int:
     return 4000
 
 
-class LocalSlurm:
-    """Start with :meth:`start`, use :attr:`env` for clients, stop with :meth:`stop`."""
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    def __init__(self, root: Path, partition: str = "debug"):
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie child (not reaped yet) counts as gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class LocalSlurm:
+    """Start with :meth:`start`, run clients with :meth:`client_env`, stop with :meth:`stop`.
+
+    ``mem_mb``/``cpus`` are what the node advertises (``SlurmdParameters=config_overrides``: the
+    node is not drained when the machine has less). Nothing enforces memory here (no cgroups), so
+    the rules' real-cluster requests (GBs per job) schedule on a small CI machine as they are.
+    """
+
+    def __init__(self, root: Path, partition: str = "debug", mem_mb: int | None = None, cpus: int | None = None):
         self.root = Path(root)
         self.partition = partition
         self.host = socket.gethostname().split(".")[0]
         self.conf = self.root / "slurm.conf"
-        self.pids: dict[str, int] = {}
+        self.bin = self.root / "bin"
+        self.mem_mb = mem_mb or max(_mem_mb(), 64000)
+        self.cpus = cpus or max(os.cpu_count() or 2, 2)
+        self.pids: dict[str, int] = {}     # daemons this harness started and has not stopped yet
+        self.stopped: dict[str, int] = {}  # daemons stop() ended (for the caller to check)
 
-    @property
-    def env(self) -> dict:
-        return {"SLURM_CONF": str(self.conf)}
+    def client_env(self, base: dict) -> dict:
+        """``base`` (e.g. the test's tool environment) for SLURM clients: ``SLURM_CONF`` set, ``bin/srun`` first on PATH.
+
+        The executor plugin's job step (snakemake-executor-plugin-slurm-jobstep 0.6) drops every
+        ``SLURM_*`` variable but the job's identity before its inner ``srun``, ``SLURM_CONF``
+        included. A real cluster keeps slurm.conf in /etc/slurm (or runs configless), so srun finds
+        it anyway; this harness keeps it in a temporary directory, so its ``srun`` wrapper puts it back.
+        """
+        env = dict(base)
+        env["SLURM_CONF"] = str(self.conf)
+        env["PATH"] = f"{self.bin}:{base.get('PATH', '')}"
+        return env
+
+    def _write_wrappers(self) -> None:
+        self.bin.mkdir(parents=True, exist_ok=True)
+        srun = shutil.which("srun") or "/usr/bin/srun"
+        wrapper = self.bin / "srun"
+        wrapper.write_text(f'#!/bin/sh\nexport SLURM_CONF="${{SLURM_CONF:-{self.conf}}}"\nexec {srun} "$@"\n')
+        wrapper.chmod(0o755)
 
     def _write_conf(self) -> None:
         for d in ("state", "spool", "log", "run"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
-        cpus = os.cpu_count() or 2
+        ctld_port, d_port = _free_port(), _free_port()
+        while d_port == ctld_port:
+            d_port = _free_port()
         self.conf.write_text(f"""\
 ClusterName=vggheads-test
 SlurmctldHost={self.host}
@@ -71,8 +130,9 @@ SlurmctldPidFile={self.root}/run/slurmctld.pid
 SlurmdPidFile={self.root}/run/slurmd.pid
 SlurmctldLogFile={self.root}/log/slurmctld.log
 SlurmdLogFile={self.root}/log/slurmd.log
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -84,7 +144,7 @@ MinJobAge=300
 ReturnToService=2
 SchedulerType=sched/backfill
 MpiDefault=none
-NodeName={self.host} CPUs={cpus} RealMemory={_mem_mb()} State=UNKNOWN
+NodeName={self.host} CPUs={self.cpus} RealMemory={self.mem_mb} State=UNKNOWN
 PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
 
@@ -97,55 +157,99 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def _start_munge(self) -> None:
         if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0:
-            return  # one munged per machine; left running as the system's
+            return  # one munged per machine: an existing one is the system's, left alone
+        key = Path("/etc/munge/munge.key")
+        if not key.exists():  # normally written by the package's install script
+            subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True, timeout=30)
+            shutil.chown(key, "munge", "munge")
+            key.chmod(0o400)
         run_dir = Path("/run/munge")
         run_dir.mkdir(parents=True, exist_ok=True)
         shutil.chown(run_dir, "munge", "munge")
-        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True, timeout=30)
         pid_file = run_dir / "munged.pid"
-        for _ in range(50):
-            if pid_file.exists():
+        pid_file.unlink(missing_ok=True)
+        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True, timeout=30)
+        for _ in range(100):
+            if pid_file.exists() and pid_file.read_text().strip():
                 self.pids["munged"] = int(pid_file.read_text().strip())
                 return
             time.sleep(0.1)
+        raise RuntimeError("munged started but wrote no pid file in /run/munge")
+
+    def _log_tail(self) -> str:
+        out = []
+        for name in ("slurmctld", "slurmd"):
+            log = self.root / "log" / f"{name}.log"
+            if log.exists():
+                out.append(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
+        return "\n".join(out)
 
     def start(self, timeout: float = 60) -> None:
         install()
         self._hosts_entry()
         self._write_conf()
+        self._write_wrappers()
         self._start_munge()
-        env = dict(os.environ, **self.env)
-        subprocess.run(["slurmctld", "-f", str(self.conf)], check=True, env=env, timeout=30)
-        subprocess.run(["slurmd", "-f", str(self.conf)], check=True, env=env, timeout=30)
+        env = self.client_env(dict(os.environ))
         for name in ("slurmctld", "slurmd"):
+            res = subprocess.run([name, "-f", str(self.conf)], env=env, capture_output=True, text=True, timeout=30)
+            if res.returncode != 0:
+                raise RuntimeError(f"{name} did not start ({res.returncode}): {res.stderr}\n{self._log_tail()}")
             pid_file = self.root / "run" / f"{name}.pid"
             for _ in range(100):
                 if pid_file.exists() and pid_file.read_text().strip():
                     self.pids[name] = int(pid_file.read_text().strip())
                     break
                 time.sleep(0.1)
+            else:
+                raise RuntimeError(f"{name} wrote no pid file {pid_file}\n{self._log_tail()}")
         deadline = time.time() + timeout
+        state = ""
         while time.time() < deadline:
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout
-            if out.strip() in ("idle", "mix", "alloc"):
+            state = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout.strip()
+            if state in ("idle", "mix", "alloc"):
                 return
-            time.sleep(0.5)
-        raise RuntimeError(f"SLURM node not idle after {timeout}s; see {self.root}/log")
+            time.sleep(0.3)
+        raise RuntimeError(f"SLURM node not idle after {timeout}s (state {state!r})\n{self._log_tail()}")
+
+    def jobs(self) -> list[dict]:
+        """Every job the controller still knows (MinJobAge=300 keeps finished ones for 5 minutes):
+        id, name, comment (the executor plugin writes ``rule_<rule>_wildcards_<values>`` there),
+        state, memory (MB) and time limit as squeue prints them."""
+        res = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%j|%k|%T|%m|%l"],
+                             env=self.client_env(dict(os.environ)), capture_output=True, text=True, timeout=30)
+        keys = ("id", "name", "comment", "state", "mem", "time")
+        return [dict(zip(keys, line.split("|"))) for line in res.stdout.splitlines() if line.count("|") == 5]
 
     def stop(self) -> None:
+        """Cancel what is still queued or running, then stop the daemons this harness started, by pid."""
+        env = self.client_env(dict(os.environ))
+        if "slurmctld" in self.pids:
+            subprocess.run(["scancel", "--full", "--partition", self.partition], env=env, capture_output=True,
+                           timeout=30)
+            for _ in range(50):  # let slurmd tear the job steps down while it still runs
+                try:
+                    if not any(j["state"] in ("RUNNING", "COMPLETING", "CONFIGURING") for j in self.jobs()):
+                        break
+                except (subprocess.SubprocessError, OSError):
+                    break
+                time.sleep(0.2)
         for name in ("slurmd", "slurmctld", "munged"):
             pid = self.pids.pop(name, None)
             if pid is None:
                 continue
+            self.stopped[name] = pid
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
             for _ in range(100):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
+                if not _alive(pid):
                     break
                 time.sleep(0.1)
             else:
                 os.kill(pid, signal.SIGKILL)
+                for _ in range(50):
+                    if not _alive(pid):
+                        break
+                    time.sleep(0.1)
