@@ -1,0 +1,51 @@
+"""Atomic outputs: all or nothing, with ordinary permissions."""
+
+import os
+import stat
+
+import pytest
+
+from vggheads.io import atomic_dir, atomic_path, write_json
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.parquet"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_keeps_old_file_until_success(tmp_path):
+    target = tmp_path / "a.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{broken")
+            raise RuntimeError
+    assert target.read_text().strip().startswith("{") and '"v": 1' in target.read_text()
+
+
+def test_atomic_dir_replaces_whole_directory(tmp_path):
+    target = tmp_path / "images"
+    with atomic_dir(target) as d:
+        (d / "a.png").write_bytes(b"1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "b.png").write_bytes(b"2")
+            raise RuntimeError
+    assert sorted(p.name for p in target.iterdir()) == ["a.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["images"]
+
+
+def test_outputs_get_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
