@@ -67,8 +67,6 @@ class ProceduralRenderer:
     """Holds the head model, its decoding layer, the appearance assets and the rasteriser."""
 
     def __init__(self, head_model, cfg: dict | None = None, min_confidence: float = 0.3):
-        import torch
-
         from ..geometry import FlameLayer
         from .heads import build_assets
         from .raster import get_rasterizer
@@ -76,7 +74,6 @@ class ProceduralRenderer:
         self.cfg = {**DEFAULTS, **(cfg or {})}
         self.model = head_model
         self.min_confidence = float(min_confidence)
-        torch.set_grad_enabled(False)
         # only the sampled components are non-zero, so a layer over those gives the full model's
         # vertices (up to float rounding, ~1e-6 px) at a fraction of the cost
         self.layer = FlameLayer(head_model, n_shape=int(self.cfg["n_shape"]), n_expr=int(self.cfg["n_expr"]))
@@ -105,7 +102,8 @@ class ProceduralRenderer:
         import torch
 
         f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
-        return self.layer(f(shape), f(expr), f(jaw)).numpy().astype(np.float64)
+        with torch.no_grad():
+            return self.layer(f(shape), f(expr), f(jaw)).numpy().astype(np.float64)
 
     def _anchors(self, verts: np.ndarray):
         from .placement import anchors_from_mesh
@@ -120,6 +118,12 @@ class ProceduralRenderer:
 
         full_frame: also read back the PNCC, triangle-id and facing buffers (tests, debugging).
         """
+        import torch
+
+        with torch.no_grad():  # geometry only: no autograd graph, and nothing leaks to the caller
+            return self._render(persons, width, height, seed, full_frame)
+
+    def _render(self, persons, width, height, seed, full_frame) -> SceneResult:
         import torch
 
         from ..geometry import N_PARAMS, FlameParams, decode, join_params, matrix_to_rot6d
