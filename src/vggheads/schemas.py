@@ -110,6 +110,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("keep", pa.bool_()),
         ("reason", pa.string()),
         ("n_heads", pa.int32()),
+        ("stability", pa.float32()),    # mean best IoU of the boxes with those found on the flipped image (NaN: not run)
     ]),
     # build_manifest: the dataset. images.parquet, one row per kept image ...
     "images": pa.schema([

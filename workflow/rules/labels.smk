@@ -1,0 +1,133 @@
+# Phase: head detection, 3DMM pseudo-labels and filtering (paper sections 1.5-1.7; docs/dataset.md).
+# The detector trains once on a labelled subset, then every shard is detected, labelled and filtered.
+
+
+rule train_head_detector:
+    input:
+        tables=expand("data/render/{shard}.parquet", shard=SHARDS),
+        heads=expand("data/render/{shard}.heads.parquet", shard=SHARDS),
+        images=expand("data/render/{shard}", shard=SHARDS),
+        head_model=HEAD_MODEL,
+    output:
+        weights="data/detector/head_detector.pt",
+        metrics="metrics/detector.json",
+    log:
+        "logs/train_head_detector.log",
+    benchmark:
+        "logs/benchmark/train_head_detector.tsv"
+    params:
+        cfg=lambda w: config["detector"],
+    threads: 2
+    resources:
+        mem_mb=lambda w, attempt: 6000 * attempt,
+        runtime=lambda w, attempt: 60 * attempt,
+        gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
+    shell:
+        "vggheads train-head-detector"
+        " --params {PARAMS}"
+        " --render-tables {input.tables}"
+        " --head-model {input.head_model}"
+        " --out {output.weights}"
+        " --metrics {output.metrics}"
+        " --work-dir data/detector/.work"
+        " > {log} 2>&1"
+
+
+rule detect_heads:
+    input:
+        table="data/render/{shard}.parquet",
+        images="data/render/{shard}",
+        weights="data/detector/head_detector.pt",
+    output:
+        detections="data/detections/{shard}.parquet",
+        stats="data/detections/{shard}.stats.json",
+    log:
+        "logs/detect_heads/{shard}.log",
+    benchmark:
+        "logs/benchmark/detect_heads/{shard}.tsv"
+    params:
+        cfg=lambda w: config["detector"],
+    threads: 1
+    resources:
+        mem_mb=lambda w, attempt: 3000 * attempt,
+        runtime=lambda w, attempt: 30 * attempt,
+        gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
+    shell:
+        "vggheads detect-heads"
+        " --params {PARAMS}"
+        " --shard {wildcards.shard}"
+        " --render-table {input.table}"
+        " --images {input.images}"
+        " --weights {input.weights}"
+        " --out {output.detections}"
+        " --stats {output.stats}"
+        " > {log} 2>&1"
+
+
+rule label_3dmm:
+    input:
+        table="data/render/{shard}.parquet",
+        images="data/render/{shard}",
+        truth="data/render/{shard}.heads.parquet",
+        detections="data/detections/{shard}.parquet",
+        head_model=HEAD_MODEL,
+    output:
+        labels="data/labels/{shard}.parquet",
+        stats="data/labels/{shard}.stats.json",
+    log:
+        "logs/label_3dmm/{shard}.log",
+    benchmark:
+        "logs/benchmark/label_3dmm/{shard}.tsv"
+    params:
+        cfg=lambda w: config["labels"],
+    threads: 1
+    resources:
+        mem_mb=lambda w, attempt: 4000 * attempt,
+        runtime=lambda w, attempt: 60 * attempt,
+        gpu=lambda w: 1 if config["labels"]["labeller"] in ("dad3dnet", "model") and config["labels"]["device"] != "cpu" else 0,
+    shell:
+        "vggheads label-3dmm"
+        " --params {PARAMS}"
+        " --shard {wildcards.shard}"
+        " --render-table {input.table}"
+        " --images {input.images}"
+        " --detections {input.detections}"
+        " --truth {input.truth}"
+        " --head-model {input.head_model}"
+        " --out {output.labels}"
+        " --stats {output.stats}"
+        " > {log} 2>&1"
+
+
+rule filter:
+    input:
+        table="data/render/{shard}.parquet",
+        images="data/render/{shard}",
+        detections="data/detections/{shard}.parquet",
+        weights="data/detector/head_detector.pt",
+    output:
+        filter="data/filter/{shard}.parquet",
+        stats="data/filter/{shard}.stats.json",
+    log:
+        "logs/filter/{shard}.log",
+    benchmark:
+        "logs/benchmark/filter/{shard}.tsv"
+    params:
+        cfg=lambda w: config["filter"],
+        detector=lambda w: config["detector"],
+    threads: 1
+    resources:
+        mem_mb=lambda w, attempt: 3000 * attempt,
+        runtime=lambda w, attempt: 30 * attempt,
+        gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
+    shell:
+        "vggheads filter"
+        " --params {PARAMS}"
+        " --shard {wildcards.shard}"
+        " --render-table {input.table}"
+        " --images {input.images}"
+        " --detections {input.detections}"
+        " --weights {input.weights}"
+        " --out {output.filter}"
+        " --stats {output.stats}"
+        " > {log} 2>&1"

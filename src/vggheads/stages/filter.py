@@ -1,0 +1,106 @@
+"""Stage ``filter``: the paper's four image filters (section 1.7), each switchable.
+
+Per image, in the paper's order, the first failing rule is the reason it is dropped:
+``no_heads`` (the detector found none), ``flip_count`` (the detector, run again on the
+horizontally flipped image, counts differently), ``face_without_head`` (a face of the face
+detector overlaps no head box), ``split_count`` (left + right halves of the vertical split nearest
+the centre that cuts no box count differently). Unreadable images are dropped as ``unreadable``.
+One row per image (schema ``filter``, with the paper's unthresholded flip "stability" score);
+counts per reason and the yield in the stats JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path, detections_path: Path,
+                 weights: Path, out: Path, out_stats: Path) -> dict:
+    """Filter one shard; returns the stats written to ``out_stats``."""
+    from tqdm import tqdm
+
+    from ..detection.infer import read_rgb as load_rgb
+    from ..errors import InputError
+    from ..filtering.rules import REASONS, check_image
+    from ..io import write_json
+    from ..schemas import from_rows, read_table, write_table
+    from ..tracking import log_run
+    from .label_3dmm import _detections_by_sample
+
+    cfg = params["filter"]
+    rules = {r: bool(cfg[r]) for r in ("no_heads", "flip", "face", "split")}
+    rows = read_table(render_table, "render", columns=["sample_id", "image"]).to_pylist()
+    detections = _detections_by_sample(read_table(detections_path, "detections"))
+    detector = None
+    if rules["flip"] or rules["split"]:
+        from ..detection.infer import HeadBoxDetector
+
+        detector = HeadBoxDetector.from_params(weights, params["detector"])
+    find_faces = None
+    if rules["face"]:
+        from ..filtering.faces import FaceDetector
+
+        find_faces = FaceDetector(cfg["face_detector"], min_score=cfg["face_score"], min_face_size=cfg["min_face_size"])
+    counts = {r: 0 for r in REASONS}
+    out_rows, stability = [], []
+    start = time.perf_counter()
+    for row in tqdm(rows, desc=f"filter {shard}", unit="image"):
+        sid = row["sample_id"]
+        boxes = detections.get(sid, (np.zeros((0, 4)), None))[0]
+        try:
+            image = load_rgb(Path(images_dir) / row["image"])
+        except InputError as exc:
+            log.warning("dropped: %s", exc)
+            counts["unreadable"] += 1
+            out_rows.append({"sample_id": sid, "keep": False, "reason": "unreadable", "n_heads": len(boxes),
+                             "stability": float("nan")})
+            continue
+        res = check_image(image, boxes, detector, find_faces, rules, cfg["min_split_side"])
+        if res.reason:
+            counts[res.reason] += 1
+        if np.isfinite(res.stability):
+            stability.append(res.stability)
+        out_rows.append({"sample_id": sid, "keep": res.keep, "reason": res.reason, "n_heads": res.n_heads,
+                         "stability": res.stability})
+    kept = sum(r["keep"] for r in out_rows)
+    stats = {"images": len(rows), "kept": kept, "dropped": len(rows) - kept, "reasons": counts,
+             "yield": round(kept / len(rows), 4) if rows else None, "rules": rules,
+             "face_detector": cfg["face_detector"] if rules["face"] else None,
+             "mean_flip_stability": round(float(np.mean(stability)), 4) if stability else None,
+             "seconds": round(time.perf_counter() - start, 3)}
+    write_table(from_rows("filter", out_rows), out, "filter")
+    write_json(out_stats, stats)
+    log_run("filter", params, shard=shard, metrics=stats, run_params={"filter": cfg})
+    log.info("shard %s: kept %d of %d images; dropped %s", shard, kept, len(rows),
+             {k: v for k, v in counts.items() if v})
+    return stats
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ..config import load_params
+
+    params = load_params(args.params)
+    filter_shard(params, args.shard, args.render_table, args.images, args.detections, args.weights, args.out,
+                 args.stats)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("filter", help="drop images by the paper's four rules",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--shard", required=True)
+    p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")
+    p.add_argument("--images", type=Path, required=True, help="the shard's image folder")
+    p.add_argument("--detections", type=Path, required=True, help="detections parquet of the shard")
+    p.add_argument("--weights", type=Path, required=True, help="detector weights (the flip and split rules rerun it)")
+    p.add_argument("--out", type=Path, required=True, help="filter parquet to write")
+    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
+    p.set_defaults(func=_cli)

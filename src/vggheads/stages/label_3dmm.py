@@ -1,0 +1,203 @@
+"""Stage ``label_3dmm``: 3DMM pseudo-labels for every detected head of a shard (paper 1.6).
+
+Per detection: the box extended by ``labels.crop_extension`` (25 %) per side and clipped, then
+the labeller ``labels.labeller`` (``truth``, ``dad3dnet``, ``model`` or ``landmark-fit``),
+optionally refined by the landmark fit (``labels.refine``). Output per head (schema ``labels``):
+box, extended box, score, 413 parameters in image pixels, 68 landmarks (decoded from the
+parameters through the head model; exact with visibility for ``truth``), yaw/pitch/roll.
+
+Label quality: on procedural renders, the labels (and those of ``labels.quality_labellers``, on
+the same detections) are scored against the exact truth (:mod:`vggheads.labelling.quality`);
+the per-shard sums go to the stats JSON and MLflow, ``build_manifest`` gathers them into
+``metrics/label_quality.json``. Unreadable images and heads a labeller cannot label are counted
+drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _detections_by_sample(table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    cols = table.to_pydict()
+    grouped: dict[str, list] = {}
+    for sid, head, box, score in zip(cols["sample_id"], cols["head"], cols["box"], cols["score"]):
+        grouped.setdefault(sid, []).append((head, box, score))
+    out = {}
+    for sid, items in grouped.items():
+        items.sort(key=lambda t: t[0])
+        out[sid] = (np.asarray([t[1] for t in items], dtype=np.float64).reshape(-1, 4),
+                    np.asarray([t[2] for t in items], dtype=np.float64))
+    return out
+
+
+class _Collected:
+    """Heads labelled by one labeller over the shard, decoded in batches at the end."""
+
+    def __init__(self):
+        self.image_of: list[int] = []
+        self.det_index: list[int] = []
+        self.params: list[np.ndarray] = []
+        self.landmarks: list[np.ndarray | None] = []
+
+    def add(self, image_index: int, labels) -> None:
+        for d in np.flatnonzero(labels.ok):
+            self.image_of.append(image_index)
+            self.det_index.append(int(d))
+            self.params.append(labels.params[d])
+            self.landmarks.append(None if labels.landmarks is None else labels.landmarks[d])
+
+    def decode(self, layer):
+        from ..labelling.base import decode_labels
+
+        params = np.asarray(self.params, dtype=np.float32).reshape(-1, 413)
+        dec = decode_labels(params, layer)
+        for i, lm in enumerate(self.landmarks):
+            if lm is not None and np.isfinite(lm).all():
+                dec.landmarks[i] = lm
+        return params, dec
+
+
+def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, detections_path: Path,
+               truth_path: Path, head_model_path: Path, out: Path, out_stats: Path) -> dict:
+    """Label one shard; returns the stats written to ``out_stats``."""
+    from tqdm import tqdm
+
+    from ..geometry import FlameLayer
+    from ..headmodel import load_head_model
+    from ..io import write_json
+    from ..labelling.crops import extend_boxes
+    from ..labelling.factory import build_labeller, landmark_fitter
+    from ..labelling.landmark_fit import refine_labels
+    from ..labelling.quality import QualityAccumulator
+    from ..labelling.truth import truth_by_sample
+    from ..schemas import from_rows, read_table, write_table
+    from ..tracking import log_run
+    from .detect_heads import iter_images
+
+    cfg = params["labels"]
+    rows = read_table(render_table, "render", columns=["sample_id", "image", "width", "height"]).to_pylist()
+    detections = _detections_by_sample(read_table(detections_path, "detections"))
+    truth_table = read_table(truth_path, "render_heads")
+    has_truth = truth_table.num_rows > 0 or params["render"]["backend"] == "procedural"
+    truth = truth_by_sample(truth_table) if has_truth else None
+    head_model = load_head_model(head_model_path)
+    layer = FlameLayer(head_model)
+    main_name = cfg["labeller"]
+    labeller = build_labeller(main_name, cfg, head_model, truth, head_model_path)
+    extra = {}
+    if has_truth:
+        extra = {name: build_labeller(name, cfg, head_model, truth, head_model_path) for name in cfg["quality_labellers"]
+                 if name != main_name}
+    fitter = landmark_fitter(cfg, head_model) if cfg["refine"] else None
+    name = main_name + ("+refine" if fitter is not None else "")
+
+    stats: dict = {"images": len(rows), "unreadable": 0, "unreadable_ids": [], "detections": 0, "labelled": 0,
+                   "dropped": {}, "refined": 0, "labeller": name}
+    collected = {name: _Collected(), **{n: _Collected() for n in extra}}
+    meta = []                                  # per readable image: (sample id, boxes, scores, extended)
+    seconds = {n: 0.0 for n in collected}
+    with tqdm(total=len(rows), desc=f"label {shard} ({name})", unit="image") as bar:
+        for chunk in iter_images(rows, images_dir, 8, stats):
+            for row, image in chunk:
+                sid = row["sample_id"]
+                boxes, scores = detections.get(sid, (np.zeros((0, 4)), np.zeros(0)))
+                H, W = image.shape[:2]
+                ext = extend_boxes(boxes, cfg["crop_extension"], W, H)
+                idx = len(meta)
+                meta.append((sid, boxes, scores, ext))
+                stats["detections"] += len(boxes)
+                t0 = time.perf_counter()
+                labels = labeller(image, sid, boxes, ext)
+                if fitter is not None and labels.ok.any():
+                    points, _ = fitter.landmarks(image, boxes, ext)
+                    labels.landmarks = None          # refined parameters: landmarks are decoded again
+                    labels, changed = refine_labels(labels, points, fitter, layer)
+                    stats["refined"] += changed
+                seconds[name] += time.perf_counter() - t0
+                for reason in labels.reasons:
+                    if reason:
+                        stats["dropped"][reason] = stats["dropped"].get(reason, 0) + 1
+                collected[name].add(idx, labels)
+                for n, other in extra.items():
+                    t0 = time.perf_counter()
+                    collected[n].add(idx, other(image, sid, boxes, ext))
+                    seconds[n] += time.perf_counter() - t0
+            bar.update(len(chunk))
+
+    quality = {}
+    out_rows = []
+    for n, col in collected.items():
+        t0 = time.perf_counter()
+        p, dec = col.decode(layer)
+        seconds[n] += time.perf_counter() - t0
+        if n == name:
+            for k, (i, d) in enumerate(zip(col.image_of, col.det_index)):
+                sid, boxes, scores, ext = meta[i]
+                out_rows.append({"sample_id": sid, "head": d, "box": boxes[d].astype(np.float32), "extended_box": ext[d],
+                                 "score": float(scores[d]), "flame_params": p[k], "landmarks": dec.landmarks[k],
+                                 "yaw": float(dec.yaw[k]), "pitch": float(dec.pitch[k]), "roll": float(dec.roll[k]),
+                                 "labeller": name})
+        if has_truth:
+            acc = QualityAccumulator(cfg["match_iou"])
+            by_image: dict[int, list[int]] = {}
+            for k, i in enumerate(col.image_of):
+                by_image.setdefault(i, []).append(k)
+            angles = np.stack([dec.yaw, dec.pitch, dec.roll], axis=1) if len(p) else np.zeros((0, 3))
+            for i, (sid, boxes, _, _) in enumerate(meta):
+                ks = by_image.get(i, [])
+                dets = [col.det_index[k] for k in ks]
+                acc.add(truth.get(sid), boxes, boxes[dets], p[ks], dec.landmarks[ks], angles[ks])
+            quality[n] = {"state": acc.state(), "metrics": acc.metrics()}
+        n_heads = len(col.params)
+        quality.setdefault(n, {})["heads_per_second"] = round(n_heads / seconds[n], 3) if seconds[n] > 0 else None
+    stats["labelled"] = len(out_rows)
+    stats["quality"] = quality
+    stats["seconds"] = {n: round(s, 3) for n, s in seconds.items()}
+    if fitter is not None or main_name == "landmark-fit":
+        src = (fitter or labeller).face_sources
+        stats["face_rectangles"] = dict(src)
+    write_table(from_rows("labels", out_rows), out, "labels")
+    write_json(out_stats, stats)
+    summary = {k: v for k, v in stats.items() if k != "quality"}
+    summary["quality"] = {n: q.get("metrics", {}) | {"heads_per_second": q.get("heads_per_second")}
+                          for n, q in quality.items()}
+    log_run("label_3dmm", params, shard=shard, metrics=summary, run_params={"labels": cfg})
+    main_q = quality.get(name, {}).get("metrics")
+    if main_q and main_q["nme"] is not None:
+        log.info("shard %s: %d heads labelled by %s; vs truth: detection recall %.3f, NME %.2f %%, pose MAE %.2f deg",
+                 shard, stats["labelled"], name, main_q["detection_recall"] or 0, main_q["nme"], main_q["pose_mae"])
+    else:
+        log.info("shard %s: %d heads labelled by %s", shard, stats["labelled"], name)
+    return stats
+
+
+def _cli(args: argparse.Namespace) -> int:
+    from ..config import load_params
+
+    params = load_params(args.params)
+    label_3dmm(params, args.shard, args.render_table, args.images, args.detections, args.truth, args.head_model,
+               args.out, args.stats)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("label-3dmm", help="3DMM pseudo-labels for the detected heads of a shard",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--shard", required=True)
+    p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")
+    p.add_argument("--images", type=Path, required=True, help="the shard's image folder")
+    p.add_argument("--detections", type=Path, required=True, help="detections parquet of the shard")
+    p.add_argument("--truth", type=Path, required=True, help="render_heads parquet (procedural truth; may be empty)")
+    p.add_argument("--head-model", type=Path, required=True, help="head model (.npz or FLAME .pkl)")
+    p.add_argument("--out", type=Path, required=True, help="labels parquet to write")
+    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write (with label quality)")
+    p.set_defaults(func=_cli)
