@@ -6,7 +6,8 @@ stage per rule: ``foreach`` over the shard ids for scattered rules, a plain stag
 Per stage: ``cmd`` (the rule's shell command without its log redirection, reading
 ``params.yaml``), ``deps`` (the rule's inputs plus the package code its stage module imports),
 ``params`` (the config sections the rule passes as ``params:``, plus ``seed``) and ``outs``.
-JSON outputs under ``metrics/`` become DVC metrics, files under ``plots/`` DVC plots.
+JSON outputs under ``metrics/`` become DVC metrics, files under ``plots/`` DVC plots (both cached,
+as those folders are git-ignored: push/pull and ``metrics diff`` work on them like on any output).
 """
 
 from __future__ import annotations
@@ -119,10 +120,13 @@ def build(snakefile: Path | None = None, params_path: Path | None = None) -> dic
                  "params": sections}
         outs, metrics, plots = [], [], []
         for path in map(rel, outputs):
+            # Metrics and plots stay in the DVC cache like every other output (metrics/ and plots/
+            # are git-ignored): `dvc push`/`pull` carry them, and `dvc metrics diff`/`plots diff`
+            # read other revisions' versions from the cache.
             if path.startswith("metrics/") and path.endswith(".json"):
-                metrics.append({path: {"cache": False}})
+                metrics.append(path)
             elif path.startswith("plots/"):
-                plots.append({path: {"cache": False}})
+                plots.append(path)
             else:
                 outs.append(path)
         for key, val in (("outs", outs), ("metrics", metrics), ("plots", plots)):
