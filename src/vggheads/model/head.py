@@ -1,10 +1,13 @@
 """``FlameDetect``: ultralytics' Detect head plus the paper's FLAME branches at every pyramid level.
 
-Per level, next to Detect's box (DFL) and class branches, a FLAME stem (depthwise 3x3 + 1x1) feeds
-six branches, one per parameter group (paper section 3): shape, expression, jaw, rotation (6D),
-translation and scale, each a depthwise 3x3, a 1x1 and a 1x1 output conv. The paper uses two
-RepVGG blocks per branch on YOLO-NAS; the lighter depthwise branches keep the FLAME cost within
-about 15 % of the plain detector on a CPU (``benchmarks/bench_model.py``).
+Per level, next to Detect's box (DFL) and class branches, a FLAME stem (a depthwise 3x3 + 1x1 block,
+like one block of YOLO11's class branch) feeds six branches, one per parameter group (paper section
+3): shape, expression, jaw, rotation (6D), translation and scale, each a 1x1 hidden conv (a quarter
+of the stem's width) and a 1x1 output conv. The six hidden convs run as one conv (the same
+arithmetic as six separate ones, one kernel launch). The paper gives every branch two RepVGG blocks
+of its own on YOLO-NAS; the shared, lighter stem keeps the CPU cost of the FLAME branches near the
+15 % budget of issue 6 (``benchmarks/bench_model.py``: two depthwise blocks and half-width branches
+cost about 20 %).
 
 Activations (paper section 3): shape and expression ``3 tanh``; translation ``xy = (raw + anchor
 centre) * stride`` pixels, ``z = raw * stride``; scale ``exp(raw) / 0.05 * stride`` (pixels per
@@ -55,12 +58,11 @@ class FlameDetect(Detect):
         self.sizes = branch_sizes(self.n_shape, self.n_expr)
         self.n_flame = sum(self.sizes.values())
         c = int(flame_channels or ch[0])
-        cb = max(c // 2, 16)
+        self.branch_channels = cb = max(c // 4, 16)
         self.flame_stem = nn.ModuleList(nn.Sequential(DWConv(x, x, 3), Conv(x, c, 1)) for x in ch)
-        self.flame = nn.ModuleDict({
-            name: nn.ModuleList(nn.Sequential(DWConv(c, c, 3), Conv(c, cb, 1), nn.Conv2d(cb, n, 1)) for _ in ch)
-            for name, n in self.sizes.items()
-        })
+        self.flame_hidden = nn.ModuleList(Conv(c, cb * len(self.sizes), 1) for _ in ch)  # the six branches' 1x1
+        self.flame = nn.ModuleDict({name: nn.ModuleList(nn.Conv2d(cb, n, 1) for _ in ch)
+                                    for name, n in self.sizes.items()})
 
     def forward_head(self, x: list[Tensor], box_head=None, cls_head=None) -> dict[str, Tensor]:
         preds = super().forward_head(x, box_head, cls_head)
@@ -69,8 +71,9 @@ class FlameDetect(Detect):
         bs = x[0].shape[0]
         levels = []
         for i in range(self.nl):
-            f = self.flame_stem[i](x[i])
-            levels.append(torch.cat([self.flame[name][i](f) for name in self.sizes], 1).view(bs, self.n_flame, -1))
+            hidden = self.flame_hidden[i](self.flame_stem[i](x[i])).split(self.branch_channels, 1)
+            out = [self.flame[name][i](h) for name, h in zip(self.sizes, hidden)]
+            levels.append(torch.cat(out, 1).view(bs, self.n_flame, -1))
         preds["flame"] = torch.cat(levels, 2)
         return preds
 
@@ -98,8 +101,7 @@ class FlameDetect(Detect):
         frontal = torch.tensor(FRONTAL, dtype=torch.float32)
         rot6d = torch.cat([frontal[:, 0], frontal[:, 1]])
         for name, levels in self.flame.items():
-            for level in levels:
-                out = level[-1]
+            for out in levels:
                 nn.init.normal_(out.weight, std=0.01)
                 nn.init.zeros_(out.bias)
                 if name == "rotation":
