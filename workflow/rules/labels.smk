@@ -16,7 +16,10 @@ rule train_head_detector:
     benchmark:
         "logs/benchmark/train_head_detector.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["detector"],
+        poses=lambda w: config["poses"],
+        procedural=lambda w: config["render"].get("procedural"),
     threads: 2
     resources:
         mem_mb=lambda w, attempt: 6000 * attempt,
@@ -24,7 +27,7 @@ rule train_head_detector:
         gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
     shell:
         "vggheads train-head-detector"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --render-tables {input.tables}"
         " --head-model {input.head_model}"
         " --out {output.weights}"
@@ -46,6 +49,7 @@ rule detect_heads:
     benchmark:
         "logs/benchmark/detect_heads/{shard}.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["detector"],
     threads: 1
     resources:
@@ -54,7 +58,7 @@ rule detect_heads:
         gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
     shell:
         "vggheads detect-heads"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --shard {wildcards.shard}"
         " --render-table {input.table}"
         " --images {input.images}"
@@ -79,6 +83,7 @@ rule label_3dmm:
     benchmark:
         "logs/benchmark/label_3dmm/{shard}.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["labels"],
     threads: 1
     resources:
@@ -87,7 +92,7 @@ rule label_3dmm:
         gpu=lambda w: 1 if config["labels"]["labeller"] in ("dad3dnet", "model") and config["labels"]["device"] != "cpu" else 0,
     shell:
         "vggheads label-3dmm"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --shard {wildcards.shard}"
         " --render-table {input.table}"
         " --images {input.images}"
@@ -113,6 +118,7 @@ rule filter:
     benchmark:
         "logs/benchmark/filter/{shard}.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["filter"],
         detector=lambda w: config["detector"],
     threads: 1
@@ -122,7 +128,7 @@ rule filter:
         gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
     shell:
         "vggheads filter"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --shard {wildcards.shard}"
         " --render-table {input.table}"
         " --images {input.images}"

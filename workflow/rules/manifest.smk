@@ -20,6 +20,7 @@ rule build_manifest:
     benchmark:
         "logs/benchmark/build_manifest.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["manifest"],
         shards=SHARDS,
     threads: 1
@@ -28,7 +29,7 @@ rule build_manifest:
         runtime=lambda w, attempt: 30 * attempt,
     shell:
         "vggheads build-manifest"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --shards {params.shards}"
         " --render-tables {input.tables}"
         " --labels {input.labels}"
