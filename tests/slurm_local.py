@@ -76,12 +76,14 @@ def _alive(pid: int) -> bool:
 class LocalSlurm:
     """Start with :meth:`start`, run clients with :meth:`client_env`, stop with :meth:`stop`.
 
-    ``mem_mb``/``cpus`` are what the node advertises (``SlurmdParameters=config_overrides``: the
-    node is not drained when the machine has less). Nothing enforces memory here (no cgroups), so
-    the rules' real-cluster requests (GBs per job) schedule on a small CI machine as they are.
+    ``mem_mb``/``cpus``/``gpus`` are what the node advertises (``SlurmdParameters=config_overrides``:
+    the node is not drained when the machine has less). Nothing enforces memory here (no cgroups), so
+    the rules' real-cluster requests (GBs per job) schedule on a small CI machine as they are, and
+    GPU rules' ``--gpus=1`` is granted (a counted GPU without a device: their code runs on the CPU).
     """
 
-    def __init__(self, root: Path, partition: str = "debug", mem_mb: int | None = None, cpus: int | None = None):
+    def __init__(self, root: Path, partition: str = "debug", mem_mb: int | None = None, cpus: int | None = None,
+                 gpus: int = 1):
         self.root = Path(root)
         self.partition = partition
         self.host = socket.gethostname().split(".")[0]
@@ -89,6 +91,7 @@ class LocalSlurm:
         self.bin = self.root / "bin"
         self.mem_mb = mem_mb or max(_mem_mb(), 64000)
         self.cpus = cpus or max(os.cpu_count() or 2, 2)
+        self.gpus = gpus
         self.pids: dict[str, int] = {}     # daemons this harness started and has not stopped yet
         self.stopped: dict[str, int] = {}  # daemons stop() ended (for the caller to check)
 
@@ -144,9 +147,14 @@ MinJobAge=300
 ReturnToService=2
 SchedulerType=sched/backfill
 MpiDefault=none
-NodeName={self.host} CPUs={self.cpus} RealMemory={self.mem_mb} State=UNKNOWN
+GresTypes=gpu
+NodeName={self.host} CPUs={self.cpus} RealMemory={self.mem_mb} Gres=gpu:{self.gpus} State=UNKNOWN
 PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
+        # slurm reads gres.conf beside slurm.conf. /dev/null stands in for the GPU device files, so
+        # jobs of GPU rules (--gpus=1) schedule and run; their code finds no CUDA and uses the CPU.
+        (self.root / "gres.conf").write_text(
+            f"AutoDetect=off\nNodeName={self.host} Name=gpu File=/dev/null Count={self.gpus}\n")
 
     def _hosts_entry(self) -> None:
         try:
@@ -185,6 +193,15 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         return "\n".join(out)
 
     def start(self, timeout: float = 60) -> None:
+        """Install when missing, configure, start munged (unless one runs), slurmctld and slurmd; wait
+        for the node to be idle. On any failure the daemons already started are stopped again."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
         install()
         self._hosts_entry()
         self._write_conf()
@@ -212,14 +229,20 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             time.sleep(0.3)
         raise RuntimeError(f"SLURM node not idle after {timeout}s (state {state!r})\n{self._log_tail()}")
 
+    FIELDS = {"id": "JobID", "name": "Name", "comment": "Comment", "state": "State", "mem": "MinMemory",
+              "time": "TimeLimit", "tres": "tres-per-job", "cpus": "cpus-per-task", "account": "Account",
+              "partition": "Partition"}
+
     def jobs(self) -> list[dict]:
-        """Every job the controller still knows (MinJobAge=300 keeps finished ones for 5 minutes):
-        id, name, comment (the executor plugin writes ``rule_<rule>_wildcards_<values>`` there),
-        state, memory (MB) and time limit as squeue prints them."""
-        res = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%j|%k|%T|%m|%l"],
-                             env=self.client_env(dict(os.environ)), capture_output=True, text=True, timeout=30)
-        keys = ("id", "name", "comment", "state", "mem", "time")
-        return [dict(zip(keys, line.split("|"))) for line in res.stdout.splitlines() if line.count("|") == 5]
+        """Every job the controller still knows (MinJobAge=300 keeps finished ones for 5 minutes), as
+        squeue prints the :attr:`FIELDS`: the executor plugin writes ``rule_<rule>_wildcards_<values>``
+        into the comment; ``tres`` is ``gres:gpu:1`` for ``--gpus=1``; ``mem`` like ``2000M``."""
+        fmt = ",".join(f"{f}:|" for f in self.FIELDS.values())
+        res = subprocess.run(["squeue", "--states=all", "-h", "-O", fmt], env=self.client_env(dict(os.environ)),
+                             capture_output=True, text=True, timeout=30)
+        n = len(self.FIELDS)
+        return [dict(zip(self.FIELDS, line.split("|")[:n])) for line in res.stdout.splitlines()
+                if line.count("|") >= n]
 
     def stop(self) -> None:
         """Cancel what is still queued or running, then stop the daemons this harness started, by pid."""

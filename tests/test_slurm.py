@@ -131,6 +131,22 @@ def _outputs(project: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(project).parts))
 
 
+def _declared_resources(log: str) -> dict[str, dict]:
+    """Per rule, the threads and gpu Snakemake printed for its jobs (``rule x:`` ... ``resources: ...``)."""
+    import re
+
+    out = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", log):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        res = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        if not m or not res or m.group(1) == "all":
+            continue
+        values = dict(kv.split("=", 1) for kv in res.group(1).split(", ") if "=" in kv)
+        threads = re.search(r"^\s+threads: (\d+)$", block, flags=re.M)
+        out[m.group(1)] = {"threads": int(threads.group(1)) if threads else 1, "gpu": int(values.get("gpu", 0))}
+    return out
+
+
 def _mb(mem: str) -> int:
     """squeue's memory column (``2000M``, ``4G``) in MB."""
     return int(float(mem[:-1]) * {"M": 1, "G": 1024, "T": 1024 ** 2}[mem[-1]])
@@ -186,6 +202,16 @@ def test_pipeline_on_slurm_equals_local_run_despite_faults(cluster, local_run, t
     jobs = cluster.jobs()
     states = [j["state"] for j in jobs]
     assert states.count("FAILED") == 2 and states.count("COMPLETED") >= len(calls) - 2, jobs
+    # Each job asked SLURM for what its rule declares: the user's account and partition, the rule's
+    # threads, and a GPU exactly for the jobs whose rule says gpu=1.
+    declared = _declared_resources(log)
+    assert {"sample_captions", "extract_poses", "render"} <= set(declared), declared
+    for j in jobs:
+        rule = j["comment"].removeprefix("rule_").split("_wildcards_")[0]
+        assert (j["account"], j["partition"]) == (ACCOUNT, PARTITION), j
+        assert rule in declared, (rule, declared)
+        assert int(j["cpus"]) == declared[rule]["threads"], (j, declared[rule])
+        assert ("gpu:1" in j["tres"]) == (declared[rule]["gpu"] == 1), (j, declared[rule])
     # The retry asked SLURM for more: the rules scale mem_mb and runtime with the attempt.
     for rule in ("sample_captions", "extract_poses"):
         failed = [j for j in jobs if j["comment"].startswith(f"rule_{rule}_") and j["state"] == "FAILED"]
