@@ -69,14 +69,32 @@ def _section_keys(value, config: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def code_deps(rule: str) -> list[str]:
-    """The stage module of ``rule`` and the vggheads modules/packages it imports (one level)."""
-    stage = REPO_ROOT / "src" / "vggheads" / "stages" / f"{rule}.py"
-    if not stage.exists():
-        return []
-    deps = {stage.relative_to(REPO_ROOT).as_posix()}
+def project_root() -> Path:
+    """The project in the working directory (a copy of the repository), else the repository itself."""
+    cwd = Path.cwd()
+    return cwd if (cwd / "Snakefile").exists() and (cwd / "params.yaml").exists() else REPO_ROOT
+
+
+def _command_module(rule: str, cmd: str) -> Path | None:
+    """The module behind a rule's ``vggheads <command>``: its stage module, or a command module."""
     pkg = REPO_ROOT / "src" / "vggheads"
-    for node in ast.walk(ast.parse(stage.read_text())):
+    match = re.search(r"\bvggheads\s+([\w-]+)", cmd)
+    names = [rule] + ([match.group(1).replace("-", "_")] if match else [])
+    for name in names:
+        for cand in (pkg / "stages" / f"{name}.py", pkg / "commands" / f"{name}.py"):
+            if cand.exists():
+                return cand
+    return None
+
+
+def code_deps(rule: str, cmd: str = "") -> list[str]:
+    """The module running ``rule`` and the vggheads modules/packages it imports (one level)."""
+    module = _command_module(rule, cmd)
+    if module is None:
+        return []
+    deps = {module.relative_to(REPO_ROOT).as_posix()}
+    pkg = REPO_ROOT / "src" / "vggheads"
+    for node in ast.walk(ast.parse(module.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
             top = node.module.split(".")[0]
             for cand in (pkg / top, pkg / f"{top}.py"):
@@ -87,8 +105,9 @@ def code_deps(rule: str) -> list[str]:
 
 def build(snakefile: Path | None = None, params_path: Path | None = None) -> dict:
     """The dvc.yaml document for the workflow and params file."""
-    snakefile = snakefile or REPO_ROOT / "Snakefile"
-    params_path = params_path or REPO_ROOT / "params.yaml"
+    root = project_root()
+    snakefile = snakefile or root / "Snakefile"
+    params_path = params_path or root / "params.yaml"
     config = load_params(params_path)
     root = snakefile.resolve().parent
     by_rule: dict[str, list] = {}
@@ -116,7 +135,7 @@ def build(snakefile: Path | None = None, params_path: Path | None = None) -> dic
                 if key not in sections:
                     sections.append(key)
         stage = {"cmd": cmd,
-                 "deps": sorted({rel(p) for p in inputs}) + code_deps(job[0]),
+                 "deps": sorted({rel(p) for p in inputs}) + code_deps(job[0], cmd),
                  "params": sections}
         outs, metrics, plots = [], [], []
         for path in map(rel, outputs):
@@ -190,7 +209,7 @@ def render(doc: dict) -> str:
 
 def sync(check: bool = False, out: Path | None = None) -> tuple[bool, str]:
     """Write (or with ``check``, compare) dvc.yaml; returns (up to date, text)."""
-    out = out or REPO_ROOT / "dvc.yaml"
+    out = out or project_root() / "dvc.yaml"
     text = render(build())
     current = out.read_text() if out.exists() else ""
     if check:
