@@ -21,6 +21,7 @@ rule evaluate:
     benchmark:
         "logs/benchmark/evaluate.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["evaluate"],
         model=" --model data/model" if EVAL_MODEL else "",
     threads: 2
@@ -29,7 +30,7 @@ rule evaluate:
         runtime=lambda w, attempt: 120 * attempt,
     shell:
         "vggheads evaluate"
-        " --params {PARAMS}"
+        " --params {params.file}"
         "{params.model}"
         " --head-model {input.head_model}"
         " --val-images {input.images}"

@@ -13,6 +13,7 @@ if not config["headmodel"]["flame"]:
         benchmark:
             "logs/benchmark/build_head_model.tsv"
         params:
+            file=PARAMS,
             cfg=lambda w: config["headmodel"],
         threads: 1
         resources:
@@ -20,6 +21,6 @@ if not config["headmodel"]["flame"]:
             runtime=15,
         shell:
             "vggheads headmodel build"
-            " --params {PARAMS}"
+            " --params {params.file}"
             " --out {output.model}"
             " > {log} 2>&1"

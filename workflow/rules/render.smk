@@ -41,6 +41,7 @@ rule render:
     benchmark:
         "logs/benchmark/render/{shard}.tsv"
     params:
+        file=PARAMS,
         cfg=lambda w: config["render"],
     threads: 2
     resources:
@@ -49,7 +50,7 @@ rule render:
         gpu=lambda w: 1 if config["render"]["backend"] == "sdxl" else 0,
     shell:
         "vggheads render"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --shard {wildcards.shard}"
         " --captions {input.captions}"
         " --poses {input.poses}"
