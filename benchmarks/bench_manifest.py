@@ -84,13 +84,13 @@ def _shards(n_heads: int):
     return [HEADS_PER_SHARD] * full + ([rest] if rest else [])
 
 
-def run_streamed(out: Path, n_heads: int, row_group_size: int) -> dict:
+def run_streamed(out: Path, n_heads: int, row_group_size: int, compression: str = "zstd") -> dict:
     from vggheads.manifest.io import TableWriter, iter_batches
 
     block = _block(HEADS_PER_SHARD)
     t0 = time.perf_counter()
-    with TableWriter(out / "images.parquet", "images", row_group_size) as wi, \
-            TableWriter(out / "heads.parquet", "heads", row_group_size) as wh:
+    with TableWriter(out / "images.parquet", "images", row_group_size, compression) as wi, \
+            TableWriter(out / "heads.parquet", "heads", row_group_size, compression) as wh:
         for s, n in enumerate(_shards(n_heads)):
             images, heads = shard_tables(s, n, block)
             wi.write(images)
@@ -131,7 +131,10 @@ def run_naive(out: Path, n_heads: int) -> dict:
 def _child(mode: str, n_heads: int, row_group_size: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-manifest-") as tmp:
         out = Path(tmp)
-        res = run_streamed(out, n_heads, row_group_size) if mode == "streamed" else run_naive(out, n_heads)
+        if mode.startswith("streamed"):
+            res = run_streamed(out, n_heads, row_group_size, "lz4" if mode.endswith("lz4") else "zstd")
+        else:
+            res = run_naive(out, n_heads)
         res["bytes"] = sum(p.stat().st_size for p in out.iterdir())
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return res
@@ -148,19 +151,24 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=1_000_000)
     ap.add_argument("--naive-heads", type=int, default=200_000, help="size of the naive baseline (extrapolated)")
     ap.add_argument("--row-group-size", type=int, default=16384)
-    ap.add_argument("--child", choices=["streamed", "naive"], help=argparse.SUPPRESS)
+    ap.add_argument("--lz4", action="store_true", help="also measure the streamed path with lz4 instead of zstd")
+    ap.add_argument("--child", choices=["streamed", "streamed-lz4", "naive"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(_child(args.child, args.heads, args.row_group_size)))
         return
     s = measure("streamed", args.heads, args.row_group_size)
     n = measure("naive", args.naive_heads, args.row_group_size)
+    z = measure("streamed-lz4", args.heads, args.row_group_size) if args.lz4 else None
     f = args.heads / args.naive_heads
     print(f"heads: {args.heads:,} ({s['images']:,} images), row groups of {args.row_group_size}, "
           f"{s['bytes'] / 1e6:.0f} MB on disk")
     print(f"{'':34s}{'write s':>9s}{'read s':>9s}{'total s':>9s}{'peak RSS MB':>13s}")
     print(f"{'streamed (TableWriter/iter_batches)':34s}{s['write_s']:9.2f}{s['read_s']:9.2f}"
           f"{s['write_s'] + s['read_s']:9.2f}{s['peak_rss_mb']:13.0f}")
+    if z:
+        print(f"{'streamed, lz4 instead of zstd':34s}{z['write_s']:9.2f}{z['read_s']:9.2f}"
+              f"{z['write_s'] + z['read_s']:9.2f}{z['peak_rss_mb']:13.0f}  ({z['bytes'] / 1e6:.0f} MB)")
     label = "naive (one table)" + (f" at {args.naive_heads:,}" if f != 1 else "")
     print(f"{label:34s}{n['write_s']:9.2f}{n['read_s']:9.2f}{n['write_s'] + n['read_s']:9.2f}{n['peak_rss_mb']:13.0f}")
     if f != 1:

@@ -245,3 +245,29 @@ def test_train_head_detector_stage_on_procedural_renders(head_model, tmp_path, p
     assert metrics["heldout"]["images"] == 3                         # the shard's images were never trained on
     assert metrics["heldout"]["heads"] > 0
     assert json.loads((tmp_path / "det.json").read_text())["heldout"]["heads"] == metrics["heldout"]["heads"]
+
+
+def test_oracle_detections_are_the_render_truth(tmp_path, params):
+    from PIL import Image
+
+    from vggheads.schemas import from_rows, read_table, write_table
+    from vggheads.stages.detect_heads import detect_heads
+
+    (tmp_path / "00000").mkdir()
+    rows, heads = [], []
+    for i in range(2):
+        Image.new("RGB", (32, 32)).save(tmp_path / "00000" / f"s{i}.png")
+        rows.append({"sample_id": f"s{i}", "image": f"s{i}.png", "width": 32, "height": 32, "backend": "procedural",
+                     "seed": i, "prompt": "", "negative_prompt": "", "base_model": "", "condition_model": "",
+                     "seconds": 0.0})
+    heads.append({"sample_id": "s1", "head": 3, "box": [1, 2, 10, 12], "flame_params": np.zeros(413),
+                  "landmarks": np.zeros(204), "yaw": 0.0, "pitch": 0.0, "roll": 0.0, "visible_fraction": 1.0})
+    write_table(from_rows("render", rows), tmp_path / "00000.parquet", "render")
+    write_table(from_rows("render_heads", heads), tmp_path / "00000.heads.parquet", "render_heads")
+    params["detector"]["oracle"] = True
+    params["tracking"]["enabled"] = False
+    stats = detect_heads(params, "00000", tmp_path / "00000.parquet", tmp_path / "00000", tmp_path / "no.pt",
+                         tmp_path / "det.parquet", tmp_path / "det.json", tmp_path / "00000.heads.parquet")
+    det = read_table(tmp_path / "det.parquet", "detections").to_pylist()
+    assert stats["oracle"] and stats["heads"] == 1 and stats["images_without_heads"] == 1
+    assert det[0]["sample_id"] == "s1" and det[0]["box"] == [1, 2, 10, 12] and det[0]["score"] == 1.0

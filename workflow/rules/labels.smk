@@ -40,6 +40,7 @@ rule detect_heads:
     input:
         table="data/render/{shard}.parquet",
         images="data/render/{shard}",
+        truth="data/render/{shard}.heads.parquet",
         weights="data/detector/head_detector.pt",
     output:
         detections="data/detections/{shard}.parquet",
@@ -63,6 +64,7 @@ rule detect_heads:
         " --render-table {input.table}"
         " --images {input.images}"
         " --weights {input.weights}"
+        " --truth {input.truth}"
         " --out {output.detections}"
         " --stats {output.stats}"
         " > {log} 2>&1"

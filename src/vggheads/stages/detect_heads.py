@@ -3,6 +3,9 @@
 Plain resize to ``detector.imgsz`` (the paper's RT-DETR inference), score > ``score_threshold``,
 greedy NMS at ``nms_iou`` (paper: 0.5 / 0.5). One row per head (schema ``detections``); an
 unreadable image is a counted drop (no row), an image without heads simply has no row.
+
+``detector.oracle: true`` (procedural renders only) writes the exact truth boxes instead, score
+1: tests and ablations that isolate the labeller and the filter from the detector.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import argparse
 import logging
 import time
 from pathlib import Path
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +43,57 @@ def iter_images(rows: list[dict], images_dir: Path, batch: int, stats: dict):
         yield chunk
 
 
+class OracleDetector:
+    """The exact truth boxes of procedural renders, in the detector's interface (score 1)."""
+
+    def __init__(self, truth_table):
+        from ..labelling.truth import truth_by_sample
+
+        self.truth = truth_by_sample(truth_table)
+
+    def boxes(self, sample_id: str):
+        from ..detection.infer import Detections
+
+        t = self.truth.get(sample_id)
+        boxes = np.zeros((0, 4), np.float32) if t is None else t.boxes.astype(np.float32)
+        return Detections(boxes, np.ones(len(boxes), np.float32))
+
+
 def detect_heads(params: dict, shard: str, render_table: Path, images_dir: Path, weights: Path, out: Path,
-                 out_stats: Path) -> dict:
+                 out_stats: Path, truth: Path | None = None) -> dict:
     """Detect the heads of one shard; returns the stats written to ``out_stats``."""
     from tqdm import tqdm
 
     from ..detection.infer import HeadBoxDetector
+    from ..errors import ConfigError
     from ..io import write_json
     from ..schemas import from_rows, read_table, write_table
     from ..tracking import log_run
 
     cfg = params["detector"]
     rows = read_table(render_table, "render", columns=["sample_id", "image", "width", "height"]).to_pylist()
-    detector = HeadBoxDetector.from_params(weights, cfg)
+    if cfg["oracle"]:
+        truth_table = read_table(truth, "render_heads") if truth is not None else None
+        if truth_table is None or (truth_table.num_rows == 0 and params["render"]["backend"] != "procedural"):
+            raise ConfigError("detector.oracle needs the exact truth of procedural renders (render.backend: procedural)")
+        oracle = OracleDetector(truth_table)
+        detector = lambda chunk: [oracle.boxes(row["sample_id"]) for row, _ in chunk]  # noqa: E731
+    else:
+        model = HeadBoxDetector.from_params(weights, cfg)
+        detector = lambda chunk: model([im for _, im in chunk])  # noqa: E731
     stats = {"images": len(rows), "unreadable": 0, "unreadable_ids": [], "heads": 0, "images_without_heads": 0}
     out_rows = []
     start = time.perf_counter()
     with tqdm(total=len(rows), desc=f"detect {shard}", unit="image") as bar:
         for chunk in iter_images(rows, images_dir, cfg["batch"], stats):
-            for (row, _), found in zip(chunk, detector([im for _, im in chunk])):
+            for (row, _), found in zip(chunk, detector(chunk)):
                 stats["heads"] += len(found)
                 stats["images_without_heads"] += int(len(found) == 0)
                 for k, (box, score) in enumerate(zip(found.boxes, found.scores)):
                     out_rows.append({"sample_id": row["sample_id"], "head": k, "box": box, "score": float(score)})
             bar.update(len(chunk))
     stats["seconds"] = round(time.perf_counter() - start, 3)
+    stats["oracle"] = bool(cfg["oracle"])
     read = stats["images"] - stats["unreadable"]
     stats["heads_per_image"] = round(stats["heads"] / read, 4) if read else 0.0
     write_table(from_rows("detections", out_rows), out, "detections")
@@ -76,7 +107,7 @@ def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
     params = load_params(args.params)
-    detect_heads(params, args.shard, args.render_table, args.images, args.weights, args.out, args.stats)
+    detect_heads(params, args.shard, args.render_table, args.images, args.weights, args.out, args.stats, args.truth)
     return 0
 
 
@@ -88,6 +119,7 @@ def register(sub) -> None:
     p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")
     p.add_argument("--images", type=Path, required=True, help="the shard's image folder")
     p.add_argument("--weights", type=Path, required=True, help="detector weights from train_head_detector")
+    p.add_argument("--truth", type=Path, default=None, help="render_heads parquet (used by detector.oracle)")
     p.add_argument("--out", type=Path, required=True, help="detections parquet to write")
     p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
     p.set_defaults(func=_cli)
