@@ -20,6 +20,7 @@ rule train:
     benchmark:
         "logs/benchmark/train.tsv"
     params:
+        file=PARAMS,
         model=lambda w: config["model"],
         train=lambda w: config["train"],
     threads: 2
@@ -29,7 +30,7 @@ rule train:
         gpu=lambda w: 0 if config["train"]["device"] == "cpu" else 1,
     shell:
         "vggheads train"
-        " --params {PARAMS}"
+        " --params {params.file}"
         " --images {input.images}"
         " --heads {input.heads}"
         " --head-model {input.head_model}"

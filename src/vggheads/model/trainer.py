@@ -72,7 +72,7 @@ class HeadTrainer(DetectionTrainer):
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> HeadDataset:
         split = img_path  # get_dataset maps the data keys to manifest splits
         return HeadDataset(self.images, self.heads, split, imgsz=self.args.imgsz, augment=mode == "train",
-                           hyp=self.args, max_images=self.max_images, seed=self.args.seed)
+                           hyp=self.args, max_images=self.max_images if mode == "train" else None, seed=self.args.seed)
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True) -> HeadDetectionModel:
         model = HeadDetectionModel(cfg if isinstance(cfg, dict) else self.arch, verbose=False)

@@ -60,7 +60,7 @@ def _overrides(params: dict, arch, run_dir: Path) -> dict:
             "optimizer": "AdamW", "lr0": t["lr"], "lrf": t["lr_final"], "cos_lr": True,
             "warmup_epochs": t["warmup_epochs"], "warmup_bias_lr": 0.0, "weight_decay": t["weight_decay"],
             "momentum": 0.937, "conf": t["val_conf"], "iou": t["nms_iou"], "seed": params["seed"],
-            "deterministic": True, "project": str(run_dir.parent), "name": run_dir.name, "exist_ok": True,
+            "deterministic": True, "project": str(run_dir.parent.resolve()), "name": run_dir.name, "exist_ok": True,
             "degrees": aug["degrees"], "scale": aug["scale"], "translate": aug["translate"],
             "hsv_h": aug["hsv_h"], "hsv_s": aug["hsv_s"], "hsv_v": aug["hsv_v"], "verbose": True, "val": True}
 
