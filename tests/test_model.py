@@ -363,6 +363,8 @@ def saved_model(tmp_path_factory, head_path):
 
     torch.manual_seed(0)
     model = HeadDetectionModel(ModelConfig(size="n", n_shape=6, n_expr=3, imgsz=64, head_model=str(head_path))).eval()
+    for level in model.model[-1].cv3:  # spread the untrained scores so that NMS has no ties
+        torch.nn.init.normal_(level[-1].weight, std=0.05)
     out = tmp_path_factory.mktemp("model")
     save_model(model, out / "model.safetensors")
     export_onnx(model, out / "model.onnx")

@@ -119,3 +119,18 @@ def test_the_trainer_never_flips_and_rotates_targets_with_the_image(toy):
             assert torch.allclose(lm, item["landmarks"][..., :2], atol=0.1)
             checked += 1
     assert checked >= 3
+
+
+def test_a_manifest_without_training_images_is_a_clear_error(params, tmp_path):
+    from test_model import _write_manifest, tiny_head_model
+
+    from vggheads.errors import InputError
+    from vggheads.headmodel import save_head_model
+    from vggheads.stages.train import train
+
+    images, heads = _write_manifest(tmp_path, tiny_head_model(), n_images=1)   # its one image is 'val'
+    save_head_model(tiny_head_model(), tmp_path / "head.npz")
+    with pytest.raises(InputError, match="no image with split 'train'"):
+        train(tiny(params), images, heads, tmp_path / "head.npz", tmp_path / "model", tmp_path / "m.json",
+              tmp_path / "plots", tmp_path / "work")
+    assert not (tmp_path / "model").exists()

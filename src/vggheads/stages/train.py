@@ -157,9 +157,10 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
     """Train (or resume), export and log; returns the metrics written to ``metrics_path``."""
     import torch
 
+    from ..errors import InputError
     from ..io import write_json
     from ..model.config import ModelConfig
-    from ..model.dataset import HeadDataset
+    from ..model.dataset import HeadDataset, load_manifest
     from ..model.export import check_onnx, export_onnx, load_model, save_model
     from ..model.inference import HeadDetector
     from ..model.loss import LossSettings
@@ -170,6 +171,8 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
 
     start = time.perf_counter()
     images, heads, head_model = Path(images), Path(heads), Path(head_model)
+    if not load_manifest(images, heads, "train", max_images=1):
+        raise InputError(f"{images}: no image with split 'train'; the detector needs training images")
     out_dir, plots_dir, work_dir = Path(out_dir), Path(plots_dir), Path(work_dir)
     arch = ModelConfig.from_params(params, head_model)
     loss = LossSettings.from_params(params["train"]["loss"])
