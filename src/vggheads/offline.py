@@ -54,8 +54,11 @@ def configure() -> None:
         shutil.copyfile(dejavu, tmp)
         os.replace(tmp, font)
     settings = font_dir / "settings.json"
+    # Only keys ultralytics knows: it rewrites the file (and says so) when it meets others.
     wanted = {"sync": False, "mlflow": False, "clearml": False, "comet": False, "dvc": False,
-              "neptune": False, "raytune": False, "tensorboard": False, "wandb": False, "hub": False}
+              "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False, "openvino_msg": False,
+              # stray run/weight/dataset folders go under the config dir, never into the repository
+              "runs_dir": str(cfg / "runs"), "weights_dir": str(cfg / "weights"), "datasets_dir": str(cfg / "datasets")}
     current = json.loads(settings.read_text()) if settings.exists() else {}
     if any(current.get(k) != v for k, v in wanted.items()):
         current.update(wanted)
