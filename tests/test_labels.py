@@ -1,7 +1,6 @@
 """3DMM labels: crops, the truth / DAD-3DNet / landmark-fit labellers, label quality, stage label_3dmm."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,12 +210,11 @@ def test_quality_is_zero_for_exact_labels_and_sees_a_rotation(shard, layer):
 # ------------------------------------------------------------------ landmark fit
 
 def test_landmark_fit_labeller_gives_finite_parameters_near_the_head(shard, head_model):
+    from vggheads.detection.infer import read_rgb
     from vggheads.headmodel import load_head_model
     from vggheads.labelling.landmark_fit import LandmarkFitLabeller, face_from_head_box
     from vggheads.labelling.truth import truth_by_sample
     from vggheads.schemas import read_table
-
-    from vggheads.detection.infer import read_rgb
 
     truth = truth_by_sample(read_table(shard[1], "render_heads"))
     sid, t = next(iter(truth.items()))
@@ -287,11 +285,11 @@ def test_label_3dmm_stage_counts_bad_images_and_false_positives(shard, head_mode
 def test_label_3dmm_stage_refuses_a_missing_labeller_file_before_writing(shard, head_model, tmp_path, params):
     from vggheads.stages.label_3dmm import label_3dmm
 
+    from vggheads.schemas import from_rows, write_table
+
     params = _stage_params(params)
     params["labels"]["labeller"] = "dad3dnet"
     params["labels"]["dad3dnet"]["weights"] = str(tmp_path / "nope.trcd")
-    from vggheads.schemas import from_rows, write_table
-
     write_table(from_rows("detections", []), tmp_path / "det.parquet", "detections")
     with pytest.raises(MissingWeightsError, match="nope.trcd"):
         label_3dmm(params, "00000", shard[0], shard[2], tmp_path / "det.parquet", shard[1], head_model,
