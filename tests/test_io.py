@@ -49,3 +49,16 @@ def test_outputs_get_umask_permissions(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_ultralytics_leaves_pil_alone_on_corrupt_images(tmp_path):
+    """ultralytics' PIL patch would try to pip-install a HEIF plugin on an unreadable file."""
+    from PIL import Image, UnidentifiedImageError
+
+    from vggheads.offline import import_ultralytics
+
+    import_ultralytics()
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(bad)

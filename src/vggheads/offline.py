@@ -17,6 +17,7 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_DATASETS_OFFLINE": "1",
     "YOLO_OFFLINE": "1",
+    "YOLO_AUTOINSTALL": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
     "DVC_NO_ANALYTICS": "1",
@@ -76,4 +77,11 @@ def import_ultralytics():
 
     SETTINGS.update({"sync": False, "mlflow": False, "dvc": False, "tensorboard": False, "wandb": False,
                      "clearml": False, "comet": False, "raytune": False})
+    # ultralytics patches PIL.Image.open to pip-install a HEIF plugin when PIL cannot identify a
+    # file: a corrupt image would then try the network instead of raising. Restore PIL's own.
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    if getattr(patches, "_image_open", None) is not None:
+        Image.open = patches._image_open
     return ultralytics
