@@ -67,8 +67,9 @@ def test_rerun_redoes_only_what_is_missing(snakemake_run):
 
 def test_changed_params_rerun_the_affected_stage(snakemake_run):
     project, _ = snakemake_run
-    dry = run(["snakemake", "--dry-run", "--quiet", "rules", "--config", "poses={'stickwidth': 6}"], project)
-    assert "extract_poses" in dry and "sample_captions" not in dry
+    (project / "over.yaml").write_text("poses:\n  stickwidth: 6\n")  # merged over params.yaml
+    dry = run(["snakemake", "--dry-run", "--quiet", "rules", "--configfile", "over.yaml"], project)
+    assert "extract_poses" in dry and "sample_captions" not in dry and "build_head_model" not in dry
 
 
 def test_dvc_repro_runs_the_same_pipeline(tmp_path):
