@@ -7,49 +7,82 @@ import json
 from pathlib import Path
 
 
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def _sum_stats(pattern: str) -> dict:
+    """Sum the numbers (and nested counters) of every per-shard stats JSON matching ``pattern``."""
     total: dict = {}
     for path in sorted(Path().glob(pattern)):
-        for key, value in json.loads(path.read_text()).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "shard":
+        for key, value in _load(path).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 total[key] = total.get(key, 0) + value
             elif isinstance(value, dict):
                 sub = total.setdefault(key, {})
                 for k, v in value.items():
-                    if isinstance(v, (int, float)):
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
                         sub[k] = sub.get(k, 0) + v
     return total
 
 
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _pick(data: dict, keys: list[str]) -> str:
+    parts = []
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, dict):
+            nonzero = {k: v for k, v in value.items() if v}
+            parts.append(f"{key}: " + (", ".join(f"{k} {_fmt(v)}" for k, v in nonzero.items()) or "none"))
+        elif value is not None:
+            parts.append(f"{key} {_fmt(value)}")
+    return "; ".join(parts)
+
+
 def summarise() -> str:
-    lines = ["vggheads run summary", "===================="]
-    sections = [("captions", "data/captions/*.stats.json", ["rows_in_shard", "kept", "dropped"]),
-                ("poses", "data/poses/*.stats.json", ["samples", "persons", "dropped"]),
-                ("render", "data/render/*.stats.json", ["images", "heads", "seconds"])]
-    for name, pattern, keys in sections:
-        stats = _sum_stats(pattern)
-        if not stats:
-            continue
-        parts = []
-        for key in keys:
-            if key not in stats:
-                continue
-            value = stats[key]
-            if isinstance(value, dict):
-                nonzero = {k: v for k, v in value.items() if v}
-                parts.append(f"{key}: " + (", ".join(f"{k} {v}" for k, v in nonzero.items()) or "none"))
-            else:
-                parts.append(f"{key} {round(value, 2)}")
-        lines.append(f"{name:<10} " + "; ".join(parts))
-    for path in sorted(Path("metrics").glob("*.json")):
-        data = json.loads(path.read_text())
-        flat = {k: v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        lines.append(f"{path.stem:<10} " + ", ".join(f"{k} {v:.4g}" for k, v in list(flat.items())[:8]))
-    for results in sorted(Path("metrics").glob("*.md")):
-        lines.append(f"results table: {results}")
-    if len(lines) == 2:
-        lines.append("nothing yet: run `make run` (or `snakemake --cores 2`)")
-    return "\n".join(lines)
+    lines = []
+
+    def add(name: str, text: str) -> None:
+        if text:
+            lines.append(f"{name:<14} {text}")
+
+    add("captions", _pick(_sum_stats("data/captions/*.stats.json"), ["rows_in_shard", "kept", "dropped"]))
+    add("poses", _pick(_sum_stats("data/poses/*.stats.json"), ["samples", "persons", "dropped"]))
+    add("render", _pick(_sum_stats("data/render/*.stats.json"), ["images", "heads"]))
+    detector = _load(Path("metrics/detector.json"))
+    if detector.get("heldout"):
+        add("detector", "held-out images: " + _pick(detector["heldout"], ["recall", "precision", "ap50"]))
+    add("detect_heads", _pick(_sum_stats("data/detections/*.stats.json"), ["images", "heads"]))
+    quality = _load(Path("metrics/label_quality.json"))
+    for labeller, q in quality.items():
+        if isinstance(q, dict):
+            add("label quality", f"{labeller}: " + _pick(q, ["detection_recall", "nme", "failure_rate", "geodesic_deg"]))
+    add("filter", _pick(_sum_stats("data/filter/*.stats.json"), ["images", "kept", "reasons"]))
+    add("manifest", _pick(_load(Path("metrics/dataset_card.json")), ["images", "heads", "heads_per_image_mean"]))
+    train = _load(Path("metrics/train.json"))
+    if train:
+        add("train", _pick(train, ["epochs", "train_images", "seconds"]))
+        for phase in ("untrained", "val"):
+            if isinstance(train.get(phase), dict):
+                add("", f"{phase}: " + _pick(train[phase], ["ap50", "nme68", "nme68_anchor", "fr"]))
+    for path in sorted(Path("metrics/evaluate").glob("*.json")):
+        for system, m in _load(path).items():
+            if isinstance(m, dict):
+                add(f"eval {path.stem}"[:14], f"{system}: " + _pick(m, ["ap50", "nme", "failure_rate", "mae", "recall",
+                                                                        "easy", "medium", "hard"]))
+    for results in sorted(Path("reports").rglob("*.md")):
+        add("results table", str(results))
+    if not lines:
+        return "nothing yet: run `make run` (or `snakemake --cores 2`)"
+    return "\n".join(["vggheads run summary", "===================="] + lines)
 
 
 def _cli(args: argparse.Namespace) -> int:
