@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 PACKAGES = ["munge", "slurmctld", "slurmd", "slurm-client"]
-BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel", "munged")
+BINARIES = ("slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scancel", "munged", "munge", "unmunge")
 
 
 def installed() -> bool:
@@ -143,7 +143,7 @@ SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-MinJobAge=300
+MinJobAge=86400
 ReturnToService=2
 SchedulerType=sched/backfill
 MpiDefault=none
@@ -164,8 +164,8 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 fh.write(f"127.0.0.1 {self.host}\n")
 
     def _start_munge(self) -> None:
-        if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0:
-            return  # one munged per machine: an existing one is the system's, left alone
+        if self._munge_works():
+            return  # one munged per machine: a working one is the system's (or another run's), left alone
         key = Path("/etc/munge/munge.key")
         if not key.exists():  # normally written by the package's install script
             subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True, timeout=30)
@@ -180,9 +180,26 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         for _ in range(100):
             if pid_file.exists() and pid_file.read_text().strip():
                 self.pids["munged"] = int(pid_file.read_text().strip())
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("munged started but wrote no pid file in /run/munge")
+        for _ in range(50):
+            if self._munge_works():
                 return
             time.sleep(0.1)
-        raise RuntimeError("munged started but wrote no pid file in /run/munge")
+        raise RuntimeError("munged runs but a munge/unmunge round trip fails")
+
+    @staticmethod
+    def _munge_works() -> bool:
+        """A credential round trip through the running munged (a stopped one may linger as a zombie
+        that pgrep still lists, so ask the daemon itself)."""
+        try:
+            cred = subprocess.run(["munge", "-n"], capture_output=True, timeout=10)
+            return cred.returncode == 0 and subprocess.run(["unmunge"], input=cred.stdout, capture_output=True,
+                                                           timeout=10).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
 
     def _log_tail(self) -> str:
         out = []
@@ -234,7 +251,7 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
               "partition": "Partition"}
 
     def jobs(self) -> list[dict]:
-        """Every job the controller still knows (MinJobAge=300 keeps finished ones for 5 minutes), as
+        """Every job the controller still knows (MinJobAge=86400 keeps finished ones for a day), as
         squeue prints the :attr:`FIELDS`: the executor plugin writes ``rule_<rule>_wildcards_<values>``
         into the comment; ``tres`` is ``gres:gpu:1`` for ``--gpus=1``; ``mem`` like ``2000M``."""
         fmt = ",".join(f"{f}:|" for f in self.FIELDS.values())

@@ -168,16 +168,19 @@ def test_plots_show_writes_a_page_that_needs_no_network(repo):
     page = project / "dvc_plots" / "index.html"
     html = page.read_text()
     assert not re.search(r"<script[^>]+src=[\"']?(https?:)?//", html), "the page loads a script from the network"
-    assert "cdn.jsdelivr" not in html and "vegaEmbed(" in html
+    assert "cdn.jsdelivr" not in html and "/* vega-embed@" in html  # the library itself, inline
     declared = {p for stage in doc["stages"].values() for p in (stage.get("do", stage).get("plots") or [])}
     assert {"plots/dataset", "plots/evaluate"} <= declared
     # every image is a local file beside the page; every CSV plot got a vega div
-    images = re.findall(r"<img[^>]+src=\"([^\"]+)\"", html)
+    outside_scripts = re.sub(r"<script.*?</script>", "", html, flags=re.S)
+    images = re.findall(r"<img[^>]+src=\"([^\"]+)\"", outside_scripts)
     assert images and all(not src.startswith("http") and (page.parent / src).is_file() for src in images), images
     csvs = [p for p in (project / "plots").rglob("*.csv")]
-    assert csvs and html.count("vegaEmbed(") >= len(csvs)
-    shown = json.loads(sh(["dvc", "plots", "show", "--json"], project))
-    assert any("plots/dataset/" in key for key in shown), list(shown)[:20]
+    assert csvs and html.count("vegaEmbed('#") >= len(csvs)  # one vega chart per CSV plot
+    shown = json.loads(sh(["dvc", "plots", "show", "--json"], project))["data"]
+    files = {p.relative_to(project).as_posix() for d in ("dataset", "evaluate", "train")
+             for p in (project / "plots" / d).glob("*") if p.suffix in (".csv", ".png")}
+    assert files and files <= set(shown), sorted(files - set(shown))
 
 
 @slow
@@ -191,7 +194,9 @@ def test_dvc_commit_records_a_snakemake_run(repo):
         node = node[part]
     node[key] = EXP_VALUE
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    log = sh(["snakemake", "--cores", "2"], project, timeout=3000)
+    # The outputs here were made by DVC, so Snakemake has no record of the params they were made
+    # with (its params trigger cannot fire): name the rule to rerun (docs/cluster.md).
+    log = sh(["snakemake", "--cores", "2", "--forcerun", "evaluate"], project, timeout=3000)
     assert "rule evaluate:" in log and "rule train:" not in log, log[-3000:]
     status = sh(["dvc", "status"], project)
     assert "evaluate" in status and "changed" in status, status
