@@ -14,8 +14,10 @@ rule evaluate:
         weights=["data/model/model.safetensors"] if EVAL_MODEL else [],
     output:
         metrics=expand("metrics/evaluate/{benchmark}.json", benchmark=EVAL_BENCHMARKS),
-        plots=directory("plots/evaluate"),
-        report="reports/evaluate/results.md",
+        plots=report(directory("plots/evaluate"), patterns=["{name}.png"], category="Evaluation",
+                     subcategory="Curves and histograms", caption="../report/evaluation_plots.rst"),
+        report=report("reports/evaluate/results.md", category="Evaluation", subcategory="Results table",
+                      caption="../report/evaluation.rst"),
     log:
         "logs/evaluate.log",
     benchmark:

@@ -14,7 +14,8 @@ rule build_manifest:
         heads="data/manifest/heads.parquet",
         card="metrics/dataset_card.json",
         quality="metrics/label_quality.json",
-        plots=directory("plots/dataset"),
+        plots=report(directory("plots/dataset"), patterns=["{name}.png"], category="Dataset card",
+                     caption="../report/dataset_card.rst"),
     log:
         "logs/build_manifest.log",
     benchmark:

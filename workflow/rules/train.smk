@@ -13,8 +13,8 @@ rule train:
         onnx="data/model/model.onnx",
         metrics="metrics/train.json",
         history="plots/train/history.csv",
-        curves="plots/train/curves.png",
-        predictions="plots/train/predictions.png",
+        curves=report("plots/train/curves.png", category="Training", caption="../report/training.rst"),
+        predictions=report("plots/train/predictions.png", category="Training", caption="../report/training.rst"),
     log:
         "logs/train.log",
     benchmark:
