@@ -4,7 +4,8 @@ The configuration lives in a temporary directory and reaches the clients through
 nothing is written to /etc/slurm, so other snakemake calls never wait on a controller (the
 executor plugin runs ``scontrol show config`` at import). Ports are picked free, so two test runs
 on one machine do not collide. The daemons this harness starts are stopped by their process ids
-(munged only when this harness started it); jobs still queued or running are cancelled first.
+(munged included: each cluster runs its own, on its own socket and key); jobs still queued or
+running are cancelled first.
 
 Usage::
 
@@ -21,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,6 +91,11 @@ class LocalSlurm:
         self.host = socket.gethostname().split(".")[0]
         self.conf = self.root / "slurm.conf"
         self.bin = self.root / "bin"
+        self.munge_dir = self.root / "munge"
+        self.munge_socket = self.munge_dir / "munge.socket"
+        if len(str(self.munge_socket)) > 100:  # a unix socket path has at most 107 bytes
+            self.munge_dir = Path(tempfile.mkdtemp(prefix="vggheads-munge-"))
+            self.munge_socket = self.munge_dir / "munge.socket"
         self.mem_mb = mem_mb or max(_mem_mb(), 64000)
         self.cpus = cpus or max(os.cpu_count() or 2, 2)
         self.gpus = gpus
@@ -127,6 +134,7 @@ SlurmctldHost={self.host}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=socket={self.munge_socket}
 StateSaveLocation={self.root}/state
 SlurmdSpoolDir={self.root}/spool
 SlurmctldPidFile={self.root}/run/slurmctld.pid
@@ -164,40 +172,42 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 fh.write(f"127.0.0.1 {self.host}\n")
 
     def _start_munge(self) -> None:
-        if self._munge_works():
-            return  # one munged per machine: a working one is the system's (or another run's), left alone
-        key = Path("/etc/munge/munge.key")
-        if not key.exists():  # normally written by the package's install script
-            subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True, timeout=30)
-            shutil.chown(key, "munge", "munge")
+        """This cluster's own munged: its own key, socket, pid, log and seed files under the
+        temporary directory (``AuthInfo=socket=...`` points slurm at it). Nothing is shared with a
+        system munged or with another test run on the machine, so none can stop the other's."""
+        d = self.munge_dir
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = d / "munge.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(1024))
             key.chmod(0o400)
-        run_dir = Path("/run/munge")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.chown(run_dir, "munge", "munge")
-        pid_file = run_dir / "munged.pid"
+        pid_file = d / "munged.pid"
         pid_file.unlink(missing_ok=True)
-        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True, timeout=30)
+        res = subprocess.run(["munged", "--force", f"--socket={self.munge_socket}", f"--key-file={key}",
+                              f"--pid-file={pid_file}", f"--log-file={d / 'munged.log'}",
+                              f"--seed-file={d / 'munged.seed'}"], capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            raise RuntimeError(f"munged did not start ({res.returncode}): {res.stderr}")
         for _ in range(100):
             if pid_file.exists() and pid_file.read_text().strip():
                 self.pids["munged"] = int(pid_file.read_text().strip())
                 break
             time.sleep(0.1)
         else:
-            raise RuntimeError("munged started but wrote no pid file in /run/munge")
+            raise RuntimeError(f"munged started but wrote no pid file {pid_file}")
         for _ in range(50):
             if self._munge_works():
                 return
             time.sleep(0.1)
-        raise RuntimeError("munged runs but a munge/unmunge round trip fails")
+        raise RuntimeError(f"munged runs but a munge/unmunge round trip on {self.munge_socket} fails")
 
-    @staticmethod
-    def _munge_works() -> bool:
-        """A credential round trip through the running munged (a stopped one may linger as a zombie
-        that pgrep still lists, so ask the daemon itself)."""
+    def _munge_works(self) -> bool:
+        """A credential round trip through this cluster's munged."""
+        sock = f"--socket={self.munge_socket}"
         try:
-            cred = subprocess.run(["munge", "-n"], capture_output=True, timeout=10)
-            return cred.returncode == 0 and subprocess.run(["unmunge"], input=cred.stdout, capture_output=True,
-                                                           timeout=10).returncode == 0
+            cred = subprocess.run(["munge", "-n", sock], capture_output=True, timeout=10)
+            return cred.returncode == 0 and subprocess.run(["unmunge", sock], input=cred.stdout,
+                                                           capture_output=True, timeout=10).returncode == 0
         except (OSError, subprocess.SubprocessError):
             return False
 
@@ -210,7 +220,7 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         return "\n".join(out)
 
     def start(self, timeout: float = 60) -> None:
-        """Install when missing, configure, start munged (unless one runs), slurmctld and slurmd; wait
+        """Install when missing, configure, start munged, slurmctld and slurmd; wait
         for the node to be idle. On any failure the daemons already started are stopped again."""
         try:
             self._start(timeout)
@@ -293,3 +303,5 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                     if not _alive(pid):
                         break
                     time.sleep(0.1)
+        if not self.munge_dir.is_relative_to(self.root):
+            shutil.rmtree(self.munge_dir, ignore_errors=True)
