@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/captions.smk"
 include: "workflow/rules/headmodel.smk"

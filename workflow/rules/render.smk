@@ -65,3 +65,33 @@ rule render:
 
 
 FINAL_TARGETS += expand("data/render/{shard}.parquet", shard=SHARDS)
+
+
+rule draw_samples:
+    input:
+        images="data/render/{shard}",
+        heads="data/render/{shard}.heads.parquet",
+        head_model=HEAD_MODEL,
+    output:
+        drawn=report(directory("plots/samples/{shard}"), patterns=["{sample}.png"], category="Samples",
+                     subcategory="shard {shard}", caption="../report/samples.rst"),
+    log:
+        "logs/draw_samples/{shard}.log",
+    benchmark:
+        "logs/benchmark/draw_samples/{shard}.tsv"
+    params:
+        limit=4,
+    threads: 1
+    resources:
+        mem_mb=lambda w, attempt: 2000 * attempt,
+        runtime=lambda w, attempt: 10 * attempt,
+    shell:
+        "vggheads draw {input.images}"
+        " --heads {input.heads}"
+        " --head-model {input.head_model}"
+        " --limit {params.limit}"
+        " --out plots/samples"
+        " > {log} 2>&1"
+
+
+FINAL_TARGETS += expand("plots/samples/{shard}", shard=SHARDS)
