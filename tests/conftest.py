@@ -71,6 +71,32 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def head_model_file(pytestconfig) -> Path:
+    """The project's head model (seed 0) as a file, built once and kept in pytest's cache, keyed by
+    the head-model package's source so a changed builder rebuilds it (a build takes 20-60 s)."""
+    import hashlib
+
+    import vggheads.headmodel as hm
+    from vggheads.headmodel import build_head_model, save_head_model
+
+    src = b"".join(p.read_bytes() for p in sorted(Path(hm.__file__).parent.glob("*.py")))
+    path = pytestconfig.cache.mkdir("vggheads-headmodel") / f"{hashlib.sha256(src).hexdigest()[:16]}.npz"
+    if not path.exists():
+        for stale in path.parent.glob("*.npz"):
+            stale.unlink()
+        save_head_model(build_head_model(seed=0), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def head_model(head_model_file):
+    """The project's head model (seed 0), loaded (see head_model_file)."""
+    from vggheads.headmodel import load_head_model
+
+    return load_head_model(head_model_file)
+
+
 @pytest.fixture
 def params():
     """The default params.yaml, validated (tests shrink it as they need)."""

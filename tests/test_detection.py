@@ -12,20 +12,10 @@ from vggheads.detection.data import (LabelledImage, coco_subset, in_labelled_sub
 from vggheads.errors import InputError, MissingWeightsError
 
 
-def shared_head_model(tmp_path_factory) -> Path:
-    """The procedural head model, built once per test session (shared by the label/filter tests)."""
-    from vggheads.headmodel import build_head_model, save_head_model
-
-    path = tmp_path_factory.getbasetemp() / "shared" / "head_model.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        save_head_model(build_head_model(0), path)
-    return path
-
-
 @pytest.fixture(scope="session")
-def head_model(tmp_path_factory):
-    return shared_head_model(tmp_path_factory)
+def head_model(head_model_file):
+    """These tests take the head model as a file."""
+    return head_model_file
 
 
 def _blob_images(tmp_path, n=8, size=96, seed=0):

@@ -8,22 +8,6 @@ import pytest
 from vggheads import viz
 
 
-def cached_head_model(pytestconfig):
-    """The project's head model (seed 0), built once and kept in pytest's cache, keyed by the
-    builder's source so a changed builder rebuilds it."""
-    import hashlib
-    from pathlib import Path
-
-    import vggheads.headmodel as hm
-    from vggheads.headmodel import build_head_model, load_head_model, save_head_model
-
-    src = b"".join(p.read_bytes() for p in sorted(Path(hm.__file__).parent.glob("*.py")))
-    path = pytestconfig.cache.mkdir("vggheads-headmodel") / f"{hashlib.sha256(src).hexdigest()[:16]}.npz"
-    if not path.exists():
-        save_head_model(build_head_model(seed=0), path)
-    return load_head_model(path)
-
-
 def test_a_box_is_drawn_just_outside_its_pixels():
     img = np.zeros((40, 40, 3), np.uint8)
     viz.draw_box(img, [10, 12, 20, 25], (255, 0, 0))
@@ -60,7 +44,7 @@ def test_wireframe_draws_front_faces_only_and_axes_point_along_the_rotation():
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory, pytestconfig):
+def rendered(tmp_path_factory, head_model):
     """A tiny procedural render on disk: an image dir, its heads table and the head model."""
     from PIL import Image
 
@@ -69,7 +53,7 @@ def rendered(tmp_path_factory, pytestconfig):
     from vggheads.schemas import from_rows, write_table
 
     tmp = tmp_path_factory.mktemp("draw")
-    model = cached_head_model(pytestconfig)
+    model = head_model
     save_head_model(model, tmp / "head.npz")
     kp = np.zeros((17, 3))
     kp[:5] = [[64, 60, 0.9], [72, 50, 0.9], [56, 50, 0.9], [82, 56, 0.9], [46, 56, 0.9]]

@@ -14,28 +14,6 @@ from vggheads.evaluation.types import BenchmarkResult
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def head_model(pytestconfig):
-    """The project's head model: the DAG's copy if built, else built once (deterministic, ~10 s of
-    CPU) and kept in pytest's cache for later runs."""
-    from vggheads.headmodel import build_head_model, load_head_model, save_head_model
-
-    built = REPO / "data" / "headmodel" / "head_model.npz"
-    if built.exists():
-        return load_head_model(built)
-    import hashlib
-
-    import vggheads.headmodel.builder as builder
-
-    version = hashlib.sha256(Path(builder.__file__).read_bytes()).hexdigest()[:12]    # rebuilt when the builder changes
-    cached = pytestconfig.cache.mkdir("vggheads-head-model") / f"head_model_seed0_{version}.npz"
-    if not cached.exists():
-        for stale in cached.parent.glob("*.npz"):
-            stale.unlink()
-        save_head_model(build_head_model(0), cached)
-    return load_head_model(cached)
-
-
 @pytest.fixture
 def aflw(shared_data):
     root = shared_data / "benchmarks" / "aflw2000_sample"

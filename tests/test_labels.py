@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from test_detection import shared_head_model
 from vggheads.errors import InputError, MissingWeightsError
 from vggheads.labelling.crops import extend_box, extend_boxes
 from vggheads.labelling.dad3dnet import OUTPUT_KEY, Dad3dNetLabeller, dad_to_image, image_to_release, preprocess
 
 
 @pytest.fixture(scope="session")
-def head_model(tmp_path_factory):
-    return shared_head_model(tmp_path_factory)
+def head_model(head_model_file):
+    """These tests take the head model as a file."""
+    return head_model_file
 
 
 @pytest.fixture(scope="session")

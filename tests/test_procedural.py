@@ -11,27 +11,6 @@ from vggheads.render.procedural import BODY_INSTANCE, ProceduralRenderer
 W = H = 256
 
 
-def cached_head_model(pytestconfig):
-    """The project's head model (seed 0), built once and kept in pytest's cache, keyed by the
-    builder's source so a changed builder rebuilds it."""
-    import hashlib
-    from pathlib import Path
-
-    import vggheads.headmodel as hm
-    from vggheads.headmodel import build_head_model, load_head_model, save_head_model
-
-    src = b"".join(p.read_bytes() for p in sorted(Path(hm.__file__).parent.glob("*.py")))
-    path = pytestconfig.cache.mkdir("vggheads-headmodel") / f"{hashlib.sha256(src).hexdigest()[:16]}.npz"
-    if not path.exists():
-        save_head_model(build_head_model(seed=0), path)
-    return load_head_model(path)
-
-
-@pytest.fixture(scope="module")
-def head_model(pytestconfig):
-    return cached_head_model(pytestconfig)
-
-
 @pytest.fixture(scope="module")
 def renderer(head_model):
     return ProceduralRenderer(head_model, {"supersample": 2, "noise_std": 0.0})
