@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The real data samples (LAION rows, benchmark samples): ../shared/data beside the checkout, or
+# wherever VGGHEADS_SHARED_DATA points. Read from there, never copied into the repository.
+SHARED_DATA = Path(os.environ.get("VGGHEADS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 from vggheads.offline import OFFLINE_ENV, configure  # noqa: E402
 
