@@ -73,6 +73,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def aflw(shared_data) -> Path:
+    """The AFLW2000-3D samples (jpg + mat pairs) among the real data."""
+    root = shared_data / "benchmarks" / "aflw2000_sample"
+    if not root.exists():
+        pytest.skip(f"AFLW2000-3D samples not found at {root}")
+    return root
+
+
 @pytest.fixture(scope="session")
 def head_model_file(pytestconfig) -> Path:
     """The project's head model (seed 0) as a file, built once and kept in pytest's cache, keyed by

@@ -27,14 +27,6 @@ KNOWN = {
 }
 
 
-@pytest.fixture
-def aflw(shared_data):
-    root = shared_data / "benchmarks" / "aflw2000_sample"
-    if not root.exists():
-        pytest.skip(f"AFLW2000-3D samples not found at {root}")
-    return root
-
-
 def test_reader_gives_the_known_angles(aflw):
     samples, filtered = read_aflw2000(aflw)
     assert filtered == 0

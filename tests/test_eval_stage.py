@@ -14,14 +14,6 @@ from vggheads.evaluation.types import BenchmarkResult
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def aflw(shared_data):
-    root = shared_data / "benchmarks" / "aflw2000_sample"
-    if not root.exists():
-        pytest.skip(f"AFLW2000-3D samples not found at {root}")
-    return root
-
-
 def test_dlib_68_with_the_head_model_fit_scores_aflw(aflw, head_model):
     """The paper's "Dlib" row (13.29 MAE on the full AFLW2000): dlib's 68 points + a rigid fit of
     this project's head model, on the 8 real samples (measured: MAE 8.5 on 6 detected, NME 5.0)."""
