@@ -62,3 +62,22 @@ def test_ultralytics_leaves_pil_alone_on_corrupt_images(tmp_path):
     bad.write_bytes(b"not an image")
     with pytest.raises(UnidentifiedImageError):
         Image.open(bad)
+
+
+def test_next_write_clears_what_a_killed_write_left(tmp_path):
+    """SIGKILL leaves the partial file; the next write of the same target removes it, and only it."""
+    target, other = tmp_path / "00000.parquet", tmp_path / "00000"
+    stale = tmp_path / ".00000.parquet.partial-abc123.parquet"
+    stale.write_bytes(b"half")
+    stale_dir = tmp_path / ".00000.partial-xyz"
+    stale_dir.mkdir()
+    with atomic_path(target) as tmp:
+        assert tmp.name.startswith(".00000.parquet.partial-")
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert not stale.exists()
+    assert stale_dir.exists()  # another target's (the directory 00000) partial is left alone
+    with atomic_dir(other) as d:
+        (d / "a.png").write_bytes(b"1")
+    assert not stale_dir.exists() and (other / "a.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00000", "00000.parquet"]

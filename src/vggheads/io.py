@@ -1,4 +1,9 @@
-"""Atomic file output: a killed job leaves either the old state or the finished file, never half of one."""
+"""Atomic file output: a killed job leaves either the old state or the finished file, never half of one.
+
+Work in progress goes to a hidden ``.NAME.partial-XXXX`` beside the target and is renamed onto it
+when complete. A process killed with SIGKILL cannot remove its partial file; the next write of the
+same target does (one job writes a given output, so no live writer owns it).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,19 @@ def _umask() -> int:
     return mask
 
 
+def _partial_prefix(path: Path) -> str:
+    return f".{path.name}.partial-"
+
+
+def _clear_partials(path: Path) -> None:
+    """Remove what an earlier, killed write of ``path`` left behind."""
+    for stale in path.parent.glob(_partial_prefix(path) + "*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -28,7 +46,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) or ".tmp",
+    _clear_partials(path)
+    fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(path), suffix=suffix or "".join(path.suffixes) or ".tmp",
                                dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
     os.close(fd)
@@ -46,7 +65,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _clear_partials(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
