@@ -49,6 +49,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	@# facenet-pytorch ships MTCNN's weights but pins torch<2.3: install it without its stale pins.
 	$(VENV)/bin/python -m pip install --quiet --no-deps facenet-pytorch==2.6.0
+	@# img2dataset pins pandas<3 and opencv-python-headless<5, albumentations/albucore want opencv-python-headless
+	@# (a second cv2 over ultralytics' opencv-python), gliner pins transformers<5.17: all run on our pins
+	@# (tests/test_download.py, tests/test_names.py), so install them without their pins; their other
+	@# imports are in pyproject.toml.
+	$(VENV)/bin/python -m pip install --quiet --no-deps img2dataset==1.47.0 albumentations==1.4.24 albucore==0.0.23 gliner==0.2.29
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
