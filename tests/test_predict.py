@@ -95,3 +95,59 @@ def test_predict_on_a_real_photo(capsys, model_dir, shared_data, tmp_path):
 
     overlay = Image.open(tmp_path / "0_Parade_marchingband_1_765.png")
     assert overlay.size == (rec["width"], rec["height"]), "a large photo is drawn at its own size"
+
+
+def test_out_in_the_inputs_folder_never_overwrites_an_input(capsys, model_dir, tmp_path):
+    from PIL import Image
+
+    from vggheads.cli import main
+
+    photo = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(photo)
+    before = photo.read_bytes()
+    assert main(["predict", str(photo), "--weights", str(model_dir), "--out", str(tmp_path), "--conf", "0.0"]) == 0
+    assert photo.read_bytes() == before, "the input photo must never be replaced by its overlay"
+    assert (tmp_path / "street_pred.png").exists() and (tmp_path / "street_pred.json").exists()
+    assert not (tmp_path / "street.json").exists(), "json and overlay keep one name"
+    # a second run again leaves the input alone and writes the same names
+    assert main(["predict", str(photo), "--weights", str(model_dir), "--out", str(tmp_path / "."), "--conf", "0.0"]) == 0
+    assert photo.read_bytes() == before and not (tmp_path / "street_pred_pred.png").exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--conf", "1.5"), ("--conf", "-0.1"), ("--iou", "2"), ("--iou", "nan"),
+                                        ("--conf", "high")])
+def test_thresholds_outside_the_unit_interval_are_refused(capsys, model_dir, photo, flag, value):
+    from vggheads.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(photo), "--weights", str(model_dir), flag, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "[0, 1]" in err
+
+
+def test_vertices_only_on_request(capsys, model_dir, photo):
+    _, (plain,) = predict(capsys, photo, "--weights", model_dir, "--conf", "0.0")
+    _, (full,) = predict(capsys, photo, "--weights", model_dir, "--conf", "0.0", "--vertices")
+    head = plain["heads"][0]
+    assert {"box", "score", "flame_params", "landmarks", "yaw", "pitch", "roll"} <= set(head) and "vertices" not in head
+    assert np.shape(full["heads"][0]["vertices"]) == (240, 3)
+    assert len(json.dumps(plain)) < len(json.dumps(full)) / 2
+
+
+def test_a_bad_file_is_reported_and_the_rest_still_run(capsys, model_dir, photo, tmp_path):
+    from vggheads.cli import main
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    missing = tmp_path / "missing.jpg"
+    out = tmp_path / "out"
+    code = main(["predict", str(photo), str(broken), str(missing), str(photo), "--weights", str(model_dir),
+                 "--out", str(out), "--conf", "0.0"])
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    assert code == 1, "a failed image makes the exit status non-zero, after the others ran"
+    assert [r["image"] for r in records] == [str(photo), str(photo)]
+    assert "broken.png" in captured.err and "missing.jpg" in captured.err and "2 of 4 images failed" in captured.err
+    assert "Traceback" not in captured.err
+    assert (out / "street.json").exists() and (out / "street_2.json").exists()
