@@ -61,6 +61,7 @@ class SceneResult:
     supersample: int = 1
     vertices: list = field(default_factory=list)   # per kept head: (V, 3) image vertices (canvas pixels)
     meshes: list = field(default_factory=list)     # the raster.Mesh list that was drawn (supersampled pixels)
+    mesh_kinds: list = field(default_factory=list)  # per mesh: "head", "neck", "hair" or "body" (scene conditions)
 
 
 class ProceduralRenderer:
@@ -171,6 +172,7 @@ class ProceduralRenderer:
 
         # 2. meshes (in canvas pixels; scaled by k for the supersampled raster)
         meshes: list[Mesh] = []
+        kinds: list[str] = []  # what each mesh is, for the condition images of render.scene_conditions
         vertices_img = []
         for j, (i, R, s, t2) in enumerate(placed):
             pid, kp = persons[i]
@@ -183,9 +185,11 @@ class ProceduralRenderer:
             faces = self.assets.faces
             meshes.append(Mesh(v_img * k, faces[self.assets.head_faces], colors, instance=head_id,
                                pncc=self.assets.template, specular=look.specular))
+            kinds.append("head")
             if len(self.assets.neck_faces):
                 meshes.append(Mesh(v_img * k, faces[self.assets.neck_faces], colors, instance=body_id,
                                    pncc=self.assets.template, specular=look.specular))
+                kinds.append("neck")
             # hair: built in the model frame on the decoded canonical vertices, then projected like them
             canon_j = dec.vertices_canonical[j].numpy().astype(np.float64)
             hair = hair_shell(self.assets, look, canon_j, rng)
@@ -194,6 +198,7 @@ class ProceduralRenderer:
                 Rm = dec.R[j].numpy().astype(np.float64)
                 hv_img = float(params[j, 412]) * hv @ Rm.T + params[j, 409:412].astype(np.float64)
                 meshes.append(Mesh(hv_img * k, hf, hc, instance=head_id, pncc=ht, specular=0.05))
+                kinds.append("hair")
             # body
             neck_top = v_img[self.assets.neck_bottom].mean(0) if len(self.assets.neck_bottom) else None
             joints = _body_joints(kp, self.min_confidence, width, height)
@@ -203,6 +208,7 @@ class ProceduralRenderer:
             if parts:
                 bv, bf, bc = B.merge(parts)
                 meshes.append(Mesh(bv * k, bf, bc, instance=body_id, specular=0.05))
+                kinds.append("body")
 
         # 3. lights, background, raster
         lights = _sample_lights(rng)
@@ -244,7 +250,7 @@ class ProceduralRenderer:
             kept_vertices.append(vertices_img[j])
         counts["heads"] = len(heads)
         return SceneResult(image=image, heads=heads, counts=counts, frame=frame, supersample=k,
-                           vertices=kept_vertices, meshes=meshes)
+                           vertices=kept_vertices, meshes=meshes, mesh_kinds=kinds)
 
     def _landmark_visibility(self, frame, lm_img: np.ndarray, v_img: np.ndarray, head_id: int, scale: float,
                              k: int) -> np.ndarray:
@@ -382,6 +388,13 @@ def _clothes(rng: np.random.Generator, look) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the backend entry point
 
+def head_rows(sample_id: str, heads: list[HeadTruth]) -> list[dict]:
+    """Rows of the ``render_heads`` table for one image's truth (also written by ``sdxl`` head-mesh renders)."""
+    return [{"sample_id": sample_id, "head": h.person, "box": h.box, "flame_params": h.params,
+             "landmarks": h.landmarks, "yaw": h.yaw, "pitch": h.pitch, "roll": h.roll,
+             "visible_fraction": h.visible_fraction} for h in heads]
+
+
 def render_shard(ctx):
     """Render every caption row of the shard; see the module docstring."""
     import io
@@ -435,10 +448,7 @@ def render_shard(ctx):
                        "negative_prompt": cap.get("negative_prompt") or "",
                        "base_model": f"procedural:{model.name or ctx.head_model.name}",
                        "condition_model": "coco17-keypoints", "seconds": float(seconds)})
-        for h in result.heads:
-            heads.append({"sample_id": sid, "head": h.person, "box": h.box, "flame_params": h.params,
-                          "landmarks": h.landmarks, "yaw": h.yaw, "pitch": h.pitch, "roll": h.roll,
-                          "visible_fraction": h.visible_fraction})
+        heads += head_rows(sid, result.heads)
     stats = {f"procedural_{k}": int(v) for k, v in totals.items()}
     stats["gl_renderer"] = renderer.raster.renderer
     if images:

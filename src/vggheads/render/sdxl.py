@@ -5,6 +5,14 @@ T2I-Adapter on RealVisXL V4.0, DPM-Solver++ SDE with Karras sigmas, 40 steps, gu
 adapter scale 0.7, fp16; ``StableDiffusionXLControlNetPipeline`` is the alternative. Settings
 live in ``params.yaml`` under ``render.sdxl``.
 
+``conditioning: head-mesh`` / ``pose+head-mesh`` draw the image around a procedural scene: the
+heads the ``procedural`` backend would place on the skeletons (random shape, expression, jaw;
+pose fitted to the face keypoints) are rendered to condition images (PNCC for the paper's
+``okupyn/head-mesh-controlnet-xl``, depth for a depth ControlNet; :mod:`.scene_conditions`), SDXL
+paints with one ControlNet per map (diffusers' multi-ControlNet), plus the skeleton through the
+openpose T2I-Adapter (:class:`AdapterInjector`) or one more ControlNet, and the heads table is the
+scene's exact truth, written as the procedural backend writes it.
+
 ``tiny-sdxl`` is the same code with the tiny random-weight model of
 :mod:`vggheads.render.tiny_sdxl`: its directories go through :func:`load_pipeline` exactly like
 real weights.
@@ -27,7 +35,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, MissingWeightsError
@@ -36,6 +44,7 @@ from . import RenderContext, RenderResult
 log = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
+HEAD_MESH_MODES = ("head-mesh", "pose+head-mesh")
 JPEG_QUALITY = 95
 SCHEDULERS = {  # name -> DPMSolverMultistepScheduler overrides of the base model's scheduler config
     "dpmpp-sde-karras": {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
@@ -52,8 +61,8 @@ class SdxlSettings:
 
     backend: str
     base_model: str
-    conditioning: str            # adapter | controlnet
-    condition_model: str         # the adapter or ControlNet used
+    conditioning: str            # adapter | controlnet | head-mesh | pose+head-mesh
+    condition_model: str         # the adapter and/or ControlNets used, "+"-joined
     vae: str | None
     variant: str | None
     safety_checker: str | None
@@ -69,6 +78,17 @@ class SdxlSettings:
     compile: bool
     vae_tiling: bool
     image_format: str
+    adapter: str | None = None                          # the openpose T2I-Adapter, when the pose goes through one
+    controlnets: tuple[tuple[str, str], ...] = ()       # (condition, model) per ControlNet: pose, pncc, depth
+    scales: tuple[tuple[str, float], ...] = ()          # (condition, conditioning scale)
+    maps: tuple[str, ...] = ()                          # the scene's condition images (head-mesh modes)
+
+    @property
+    def head_mesh(self) -> bool:
+        return self.conditioning in HEAD_MESH_MODES
+
+    def scale(self, condition: str) -> float:
+        return dict(self.scales)[condition]
 
     @classmethod
     def from_params(cls, params: dict, backend: str) -> "SdxlSettings":
@@ -85,8 +105,27 @@ class SdxlSettings:
             cfg.update(base_model=str(paths["base"]), adapter=str(paths["adapter"]),
                        controlnet=str(paths["controlnet"]), vae=None, variant=None,
                        steps=tiny["steps"], max_side=tiny["max_side"])
-        return cls(backend=backend, base_model=cfg["base_model"], conditioning=cfg["conditioning"],
-                   condition_model=cfg["adapter"] if cfg["conditioning"] == "adapter" else cfg["controlnet"],
+            cfg["head_mesh"] = dict(cfg.get("head_mesh") or {}, pncc_controlnet=str(paths["pncc_controlnet"]),
+                                    depth_controlnet=str(paths["depth_controlnet"]))
+        cond = cfg["conditioning"]
+        scale = float(cfg["conditioning_scale"])
+        if cond in HEAD_MESH_MODES:
+            hm = cfg.get("head_mesh")
+            if not hm:
+                raise ConfigError(f"render.sdxl.conditioning is '{cond}' but params have no render.sdxl.head_mesh "
+                                  f"section (copy it from the repository's params.yaml)")
+            maps = tuple(hm["maps"])
+            pose = hm["pose"] if cond == "pose+head-mesh" else None
+            scales = {"pose": scale, **{m: float(hm[f"{m}_scale"]) for m in maps}}
+        else:
+            maps, pose, scales = (), cond, {"pose": scale}
+        adapter = cfg["adapter"] if pose == "adapter" else None
+        controlnets = tuple(([("pose", cfg["controlnet"])] if pose == "controlnet" else [])
+                            + [(m, cfg["head_mesh"][f"{m}_controlnet"]) for m in maps])
+        condition_model = "+".join(([adapter] if adapter else []) + [ref for _, ref in controlnets])
+        return cls(backend=backend, base_model=cfg["base_model"], conditioning=cond,
+                   condition_model=condition_model, adapter=adapter, controlnets=controlnets,
+                   scales=tuple((c, scales[c]) for c in (["pose"] if pose else []) + list(maps)), maps=maps,
                    vae=cfg["vae"], variant=cfg["variant"], safety_checker=cfg["safety_checker"],
                    scheduler=cfg["scheduler"], steps=cfg["steps"], guidance_scale=float(cfg["guidance_scale"]),
                    conditioning_scale=float(cfg["conditioning_scale"]), max_side=cfg["max_side"],
@@ -188,15 +227,20 @@ def load_pipeline(settings: SdxlSettings, device=None, dtype=None):
     b = settings.backend
     base_dir = resolve_model(settings.base_model, "SDXL base model", "render.sdxl.base_model", b)
     extra = {}
-    if settings.conditioning == "adapter":
-        cond_dir = resolve_model(settings.condition_model, "T2I-Adapter", "render.sdxl.adapter", b)
-        extra["adapter"] = _from_pretrained(T2IAdapter, cond_dir, "T2I-Adapter", "render.sdxl.adapter", b,
-                                            dtype=dtype)
+    adapter = None
+    if settings.adapter:
+        cond_dir = resolve_model(settings.adapter, "T2I-Adapter", "render.sdxl.adapter", b)
+        adapter = _from_pretrained(T2IAdapter, cond_dir, "T2I-Adapter", "render.sdxl.adapter", b, dtype=dtype)
+    if not settings.controlnets:
+        extra["adapter"] = adapter
         pipeline_cls = StableDiffusionXLAdapterPipeline
     else:
-        cond_dir = resolve_model(settings.condition_model, "ControlNet", "render.sdxl.controlnet", b)
-        extra["controlnet"] = _from_pretrained(ControlNetModel, cond_dir, "ControlNet", "render.sdxl.controlnet",
-                                               b, dtype=dtype)
+        nets = []
+        for condition, ref in settings.controlnets:
+            key, what = CONTROLNET_KEYS[condition]
+            cond_dir = resolve_model(ref, what, key, b)
+            nets.append(_from_pretrained(ControlNetModel, cond_dir, what, key, b, dtype=dtype))
+        extra["controlnet"] = nets[0] if len(nets) == 1 else nets  # a list: diffusers' MultiControlNetModel
         pipeline_cls = StableDiffusionXLControlNetPipeline
     if settings.vae:
         vae_dir = resolve_model(settings.vae, "VAE", "render.sdxl.vae", b)
@@ -207,10 +251,77 @@ def load_pipeline(settings: SdxlSettings, device=None, dtype=None):
                             dtype=dtype, **extra)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, **SCHEDULERS[settings.scheduler])
     pipe.to(device)
+    if adapter is not None and settings.controlnets:  # pose+head-mesh with the pose through the adapter
+        AdapterInjector(pipe, adapter.to(device))
     pipe.set_progress_bar_config(disable=True)  # one bar over the shard's samples instead
+    if len(settings.controlnets) > 1:
+        _quiet_multicontrolnet_warning()
     optimize_pipeline(pipe, channels_last=settings.channels_last, compile=settings.compile,
                       vae_tiling=settings.vae_tiling)
     return pipe
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def _quiet_multicontrolnet_warning() -> None:
+    """diffusers warns on every call with several ControlNets and a list of prompts that "the
+    conditionings will be fixed across the prompts": true of a single condition image, not of the
+    (B, 3, H, W) batches passed here (one image per prompt, checked against the batch size)."""
+    logger = logging.getLogger("diffusers.pipelines.controlnet.pipeline_controlnet_sd_xl")
+    if not any(isinstance(f, _DropMessage) for f in logger.filters):
+        logger.addFilter(_DropMessage("The conditionings will be fixed across the prompts"))
+
+
+# condition -> (params key, what) of its ControlNet, for loading and error messages
+CONTROLNET_KEYS = {
+    "pose": ("render.sdxl.controlnet", "openpose ControlNet"),
+    "pncc": ("render.sdxl.head_mesh.pncc_controlnet", "head-mesh (PNCC) ControlNet"),
+    "depth": ("render.sdxl.head_mesh.depth_controlnet", "depth ControlNet"),
+}
+
+
+class AdapterInjector:
+    """A T2I-Adapter inside the ControlNet pipeline (``pose+head-mesh`` with ``head_mesh.pose: adapter``).
+
+    diffusers has no core pipeline for adapter + ControlNet, but the UNet takes both at once: the
+    ControlNets' residuals (``down_block_additional_residuals``) and the adapter's features
+    (``down_intrablock_additional_residuals``). A forward pre-hook on the UNet adds the adapter's
+    features, computed once per batch, scaled and repeated for classifier-free guidance, to every
+    denoising step, exactly as ``StableDiffusionXLAdapterPipeline`` does (at
+    ``adapter_conditioning_factor`` 1). The adapter runs once per image, not once per step.
+    """
+
+    def __init__(self, pipe, adapter):
+        self.adapter = adapter
+        self.states = None
+        self.handle = pipe.unet.register_forward_pre_hook(self._hook, with_kwargs=True)
+        pipe.vggheads_adapter = self  # for generate() and size_multiple()
+
+    def _hook(self, module, args, kwargs):
+        if self.states is None:
+            return None
+        sample = args[0] if args else kwargs["sample"]
+        reps = sample.shape[0] // self.states[0].shape[0]
+        kwargs = dict(kwargs)
+        kwargs["down_intrablock_additional_residuals"] = [s.repeat(reps, 1, 1, 1) for s in self.states]
+        return args, kwargs
+
+    def set(self, images: list, scale: float, device, dtype) -> None:
+        """The adapter's features for a batch of condition images (PIL, at the render size)."""
+        import torch
+
+        with torch.inference_mode():
+            self.states = [s * scale for s in self.adapter(_as_batch(images).to(device, self.adapter.dtype))]
+
+    def clear(self) -> None:
+        self.states = None
 
 
 def optimize_pipeline(pipe, *, channels_last: bool, compile: bool, vae_tiling: bool) -> None:
@@ -220,6 +331,8 @@ def optimize_pipeline(pipe, *, channels_last: bool, compile: bool, vae_tiling: b
     if channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
+        if getattr(pipe, "controlnet", None) is not None:
+            pipe.controlnet.to(memory_format=torch.channels_last)
     if vae_tiling:
         pipe.vae.enable_tiling()
     if compile:
@@ -230,6 +343,8 @@ def size_multiple(pipe) -> int:
     """Image sides must be multiples of this: VAE factor x UNet downsampling (x adapter's own)."""
     mult = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
     adapter = getattr(pipe, "adapter", None)
+    if adapter is None and getattr(pipe, "vggheads_adapter", None) is not None:
+        adapter = pipe.vggheads_adapter.adapter
     if adapter is not None:
         mult = math.lcm(mult, adapter.total_downscale_factor)
     return mult
@@ -285,6 +400,10 @@ class Sample:
     width: int
     height: int
     key: str = ""
+    canvas: tuple[int, int] = (0, 0)                 # the pose canvas (width, height)
+    persons: list = field(default_factory=list)      # (person, (17, 3) COCO keypoints in canvas pixels)
+    scene_key: str = ""                              # head-mesh modes: what decides the scene (and its truth)
+    scene: object = None                             # head-mesh modes: its SceneConditions while it renders
 
 
 def _file_digest(path: Path) -> str:
@@ -303,14 +422,35 @@ def image_key(settings: SdxlSettings, device, dtype, sample: Sample) -> str:
         "sample": [sample.prompt, sample.negative_prompt, sample.seed, sample.width, sample.height,
                    _file_digest(sample.condition)],
     }
+    if settings.head_mesh:
+        blob["head_mesh"] = [settings.adapter, [list(c) for c in settings.controlnets], [list(c) for c in settings.scales],
+                             sample.scene_key]
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def scene_keys(samples: list[Sample], params: dict, head_model: Path, maps: tuple[str, ...]) -> None:
+    """Set each sample's ``scene_key``: a digest of what decides its procedural scene (keypoints,
+    canvas, render.procedural, poses.min_confidence, the head-model file, the maps)."""
+    from .procedural import DEFAULTS
+
+    base = json.dumps({"procedural": {**DEFAULTS, **(params["render"].get("procedural") or {})},
+                       "min_confidence": float((params.get("poses") or {}).get("min_confidence", 0.3)),
+                       "head_model": _file_digest(Path(head_model)), "maps": list(maps)}, sort_keys=True)
+    for s in samples:
+        h = hashlib.sha256(base.encode())
+        h.update(json.dumps([s.canvas, [[p, [round(float(v), 4) for v in kp.ravel()]] for p, kp in s.persons]]).encode())
+        s.scene_key = h.hexdigest()[:20]
 
 
 def collect_samples(ctx: RenderContext, multiple: int, max_side: int | None, counts: dict) -> list[Sample]:
     """One sample per caption with a condition image; the others are counted drops."""
-    canvas = {}
-    for row in ctx.poses.select(["sample_id", "width", "height", "condition_image"]).to_pylist():
+    import numpy as np
+
+    canvas, persons = {}, {}
+    for row in ctx.poses.select(["sample_id", "person", "width", "height", "keypoints", "condition_image"]).to_pylist():
         canvas.setdefault(row["sample_id"], row)
+        persons.setdefault(row["sample_id"], []).append(
+            (int(row["person"]), np.asarray(row["keypoints"], dtype=np.float64).reshape(17, 3)))
     samples = []
     for cap in ctx.captions.select(["sample_id", "prompt", "negative_prompt", "seed"]).to_pylist():
         pose = canvas.get(cap["sample_id"])
@@ -324,7 +464,8 @@ def collect_samples(ctx: RenderContext, multiple: int, max_side: int | None, cou
             continue
         w, h = render_size(pose["width"], pose["height"], multiple, max_side)
         samples.append(Sample(cap["sample_id"], cap["prompt"], cap["negative_prompt"] or "", int(cap["seed"]),
-                              condition, w, h))
+                              condition, w, h, canvas=(int(pose["width"]), int(pose["height"])),
+                              persons=sorted(persons[cap["sample_id"]], key=lambda p: p[0])))
     return samples
 
 
@@ -342,6 +483,8 @@ def _load_record(work_dir: Path, sample: Sample, ext: str) -> dict | None:
     if record.get("key") != sample.key:
         return None
     if not record.get("nsfw") and not (work_dir / f"{sample.sample_id}.{ext}").is_file():
+        return None
+    if not record.get("nsfw") and sample.scene_key and not (work_dir / str(record.get("heads"))).is_file():
         return None
     return record
 
@@ -372,21 +515,56 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def generate(pipe, settings: SdxlSettings, batch: list[Sample], steps: int | None = None) -> list:
-    """Run the pipeline once for a batch of samples of one size; returns PIL images in order."""
-    import torch
+def condition_images(settings: SdxlSettings, batch: list[Sample]) -> dict[str, list]:
+    """PIL condition images of a batch per condition: ``pose`` (the skeleton image, resized) and the
+    scene's maps (rendered at the image size; ``sample.scene`` must be set)."""
     from PIL import Image
 
     width, height = batch[0].width, batch[0].height
-    conditions = [Image.open(s.condition).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-                  for s in batch]
-    scale_key = "adapter_conditioning_scale" if settings.conditioning == "adapter" else "controlnet_conditioning_scale"
+    out = {}
+    if settings.adapter or any(c == "pose" for c, _ in settings.controlnets):
+        out["pose"] = [Image.open(s.condition).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+                       for s in batch]
+    for m in settings.maps:
+        out[m] = [Image.fromarray(s.scene.maps[m]) for s in batch]
+    return out
+
+
+def _as_batch(images: list) -> "torch.Tensor":  # noqa: F821
+    """PIL images -> (B, 3, H, W) float32 in [0, 1], the values diffusers' image processors make of them."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images]).transpose(0, 3, 1, 2))
+
+
+def generate(pipe, settings: SdxlSettings, batch: list[Sample], steps: int | None = None) -> list:
+    """Run the pipeline once for a batch of samples of one size; returns PIL images in order."""
+    import torch
+
+    width, height = batch[0].width, batch[0].height
+    images = condition_images(settings, batch)
+    injector = getattr(pipe, "vggheads_adapter", None)
+    if not settings.controlnets:  # StableDiffusionXLAdapterPipeline
+        kwargs = {"image": images["pose"], "adapter_conditioning_scale": settings.scale("pose")}
+    else:
+        conds = [c for c, _ in settings.controlnets]
+        if len(conds) == 1:
+            kwargs = {"image": images[conds[0]], "controlnet_conditioning_scale": settings.scale(conds[0])}
+        else:  # MultiControlNetModel: one (B, 3, H, W) batch in [0, 1] and one scale per ControlNet
+            kwargs = {"image": [_as_batch(images[c]) for c in conds],   # (it takes no nested lists of images)
+                      "controlnet_conditioning_scale": [settings.scale(c) for c in conds]}
+        if injector is not None:
+            injector.set(images["pose"], settings.scale("pose"), pipe.device, pipe.unet.dtype)
     generators = [torch.Generator("cpu").manual_seed(s.seed) for s in batch]
-    with torch.inference_mode():
-        out = pipe(prompt=[s.prompt for s in batch], negative_prompt=[s.negative_prompt for s in batch],
-                   image=conditions, height=height, width=width, num_inference_steps=steps or settings.steps,
-                   guidance_scale=settings.guidance_scale, generator=generators, output_type="pil",
-                   **{scale_key: settings.conditioning_scale})
+    try:
+        with torch.inference_mode():
+            out = pipe(prompt=[s.prompt for s in batch], negative_prompt=[s.negative_prompt for s in batch],
+                       height=height, width=width, num_inference_steps=steps or settings.steps,
+                       guidance_scale=settings.guidance_scale, generator=generators, output_type="pil", **kwargs)
+    finally:
+        if injector is not None:
+            injector.clear()
     return out.images
 
 
@@ -419,6 +597,19 @@ def render_shard(ctx: RenderContext) -> RenderResult:
         if stray.is_file():
             stray.unlink()
     samples = collect_samples(ctx, size_multiple(pipe), settings.max_side, counts)
+    scener = None
+    if settings.head_mesh:
+        from ..headmodel import load_head_model
+        from .procedural import DEFAULTS
+        from .scene_conditions import SceneConditioner
+
+        scene_keys(samples, ctx.params, ctx.head_model, settings.maps)
+        scener = SceneConditioner(load_head_model(ctx.head_model),
+                                  {**DEFAULTS, **(ctx.params["render"].get("procedural") or {})},
+                                  float((ctx.params.get("poses") or {}).get("min_confidence", 0.3)))
+        log.info("head-mesh: scenes from %s (rasteriser %s), condition maps %s%s", ctx.head_model,
+                 scener.gl_renderer, "+".join(settings.maps),
+                 {"pose+head-mesh": " + the skeleton", "head-mesh": ""}[settings.conditioning])
     records: dict[str, dict] = {}
     todo, recheck = [], []
     for s in samples:
@@ -448,6 +639,9 @@ def render_shard(ctx: RenderContext) -> RenderResult:
     with tqdm(total=len(todo), desc=f"{backend} {ctx.shard}", unit="img", file=sys.stderr) as bar:
         for batch in _batches(todo, settings.batch_size):
             t0 = time.perf_counter()
+            if scener is not None:
+                for s in batch:
+                    s.scene = scener(s.persons, s.canvas, (s.width, s.height), s.seed, settings.maps)
             images = generate(pipe, settings, batch)
             flags = checker(images) if checker is not None else [False] * len(batch)
             seconds = (time.perf_counter() - t0) / len(batch)
@@ -456,13 +650,20 @@ def render_shard(ctx: RenderContext) -> RenderResult:
                     _save_image(image, ctx.work_dir / f"{s.sample_id}.{ext}", ext)
                 record = {"key": s.key, "nsfw": nsfw, "checked_by": settings.safety_checker,
                           "row": _row(settings, s, ext, seconds)}
+                if s.scene is not None:
+                    record["scene"] = {k: int(v) for k, v in s.scene.counts.items()}
+                    if not nsfw:  # the truth goes with the image: written before the record that commits both
+                        record["heads"] = f"{s.sample_id}.heads.npz"
+                        _save_heads(ctx.work_dir / record["heads"], s.sample_id, s.scene.heads)
+                    s.scene = None
                 _write_record(ctx.work_dir, s.sample_id, record)
                 records[s.sample_id] = record
             counts["rendered"] += len(batch)
             bar.update(len(batch))
     render_s = time.perf_counter() - render_start
 
-    rows = []
+    rows, heads = [], []
+    scene_counts: Counter = Counter()
     for s in samples:
         record = records[s.sample_id]
         if record["nsfw"]:
@@ -470,6 +671,9 @@ def render_shard(ctx: RenderContext) -> RenderResult:
             continue
         _link(ctx.work_dir / f"{s.sample_id}.{ext}", ctx.images_dir / f"{s.sample_id}.{ext}")
         rows.append(record["row"])
+        if scener is not None:
+            heads += _load_heads(ctx.work_dir / record["heads"])
+            scene_counts.update(record.get("scene") or {})
     stats = {
         "captions": ctx.captions.num_rows, "samples": len(samples), "rendered": counts["rendered"],
         "reused": counts["reused"], "dropped_no_pose": counts["dropped_no_pose"],
@@ -478,10 +682,45 @@ def render_shard(ctx: RenderContext) -> RenderResult:
         "dtype": str(dtype).removeprefix("torch."), "steps": settings.steps, "batch_size": settings.batch_size,
         "load_seconds": round(load_s, 3), "render_seconds": round(render_s, 3),
         "seconds_per_image": round(render_s / counts["rendered"], 4) if counts["rendered"] else None,
+        "conditioning": settings.conditioning,
     }
+    if scener is not None:
+        stats["maps"] = list(settings.maps)
+        stats["gl_renderer"] = scener.gl_renderer
+        stats.update({f"scene_{k}": int(scene_counts.get(k, 0))
+                      for k in ("persons", "heads", "no_head_keypoints", "occluded", "outside")})
     log.info("%d images (%d rendered now, %d reused, %d NSFW dropped)", len(rows), counts["rendered"],
              counts["reused"], counts["dropped_nsfw"])
-    return RenderResult(images=rows, stats=stats)
+    return RenderResult(images=rows, heads=heads, stats=stats)
+
+
+HEAD_FIELDS = ("head", "box", "flame_params", "landmarks", "yaw", "pitch", "roll", "visible_fraction")
+
+
+def _save_heads(path: Path, sample_id: str, truth: list) -> None:
+    """One image's scene truth (rows of ``render_heads`` as the procedural backend makes them), as .npz."""
+    import numpy as np
+
+    from ..io import atomic_path
+    from .procedural import head_rows
+
+    rows = head_rows(sample_id, truth)
+    arrays = {f: np.asarray([r[f] for r in rows], dtype=np.int32 if f == "head" else np.float32) for f in HEAD_FIELDS}
+    arrays["box"] = arrays["box"].reshape(-1, 4)
+    arrays["flame_params"] = arrays["flame_params"].reshape(-1, 413)
+    arrays["landmarks"] = arrays["landmarks"].reshape(-1, 68, 3)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, sample_id=np.array(sample_id), **arrays)
+
+
+def _load_heads(path: Path) -> list[dict]:
+    import numpy as np
+
+    with np.load(path) as z:
+        sid = str(z["sample_id"])
+        cols = {f: z[f] for f in HEAD_FIELDS}
+    return [{"sample_id": sid, **{f: (cols[f][i] if cols[f].ndim > 1 else cols[f][i].item()) for f in HEAD_FIELDS}}
+            for i in range(len(cols["head"]))]
 
 
 def _row(settings: SdxlSettings, s: Sample, ext: str, seconds: float) -> dict:
@@ -498,4 +737,4 @@ def _write_record(work_dir: Path, sample_id: str, record: dict) -> None:
 
 
 __all__ = ["SdxlSettings", "load_pipeline", "optimize_pipeline", "render_shard", "render_size", "resolve_model",
-           "size_multiple", "generate", "SafetyChecker"]
+           "size_multiple", "generate", "SafetyChecker", "AdapterInjector", "HEAD_MESH_MODES"]

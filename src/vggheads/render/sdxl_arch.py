@@ -6,7 +6,8 @@ Both are assembled from the same diffusers / transformers classes as the real ch
   ``save_pretrained`` so the render backend loads it exactly like real weights (tests, CPU runs).
 - ``full``: the configs of ``stabilityai/stable-diffusion-xl-base-1.0`` (RealVisXL V4.0 is a
   fine-tune with the same architecture), ``TencentARC/t2i-adapter-openpose-sdxl-1.0`` and an SDXL
-  openpose ControlNet. Random weights cost the same compute as trained ones, so
+  ControlNet (openpose; ``okupyn/head-mesh-controlnet-xl`` and ``diffusers/controlnet-depth-sdxl-1.0``
+  have the same architecture). Random weights cost the same compute as trained ones, so
   ``benchmarks/bench_sdxl.py`` measures the real speed without downloading 7 GB.
 """
 
@@ -85,14 +86,34 @@ def _text_encoder(cfg: dict, with_projection: bool):
     return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
 
 
+# ``conditioning`` names -> component keys: the openpose adapter and ControlNet, and the ControlNets
+# of the head-mesh modes (PNCC renders, depth maps of the procedural scene).
+CONDITIONING_KEYS = {"adapter": "adapter", "controlnet": "controlnet", "pncc": "controlnet_pncc",
+                     "depth": "controlnet_depth"}
+
+
+def _liven(controlnet, std: float) -> None:
+    """Small random weights in a ControlNet's zero convolutions: a freshly initialised ControlNet adds
+    exactly zero to the UNet, so with random weights its condition would never reach the pixels."""
+    import torch
+
+    for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+        torch.nn.init.normal_(block.weight, 0.0, std)
+        torch.nn.init.zeros_(block.bias)
+
+
 def build_components(arch: str, seed: int = 0, conditioning: tuple[str, ...] = ("adapter",),
-                     device: str | None = None) -> dict:
+                     device: str | None = None, live_controlnets: float | None = None) -> dict:
     """Random-weight SDXL components of architecture ``arch`` ("tiny" or "full").
 
     Returns the keyword arguments of ``StableDiffusionXLPipeline`` (unet, vae, text encoders,
-    tokenizers, scheduler) plus ``adapter`` (a ``T2IAdapter``) and/or ``controlnet`` (a
-    ``ControlNetModel``) as listed in ``conditioning``. Same seed, same weights. ``device``: where
-    the weights are initialised (a GPU does it in a moment; "meta" allocates nothing).
+    tokenizers, scheduler) plus, as listed in ``conditioning``: ``adapter`` (the openpose
+    ``T2IAdapter``), ``controlnet`` (openpose), ``controlnet_pncc`` and ``controlnet_depth``
+    (``ControlNetModel`` s of the head-mesh modes; same architecture, their own random condition
+    embedding). Same seed, same weights. ``device``: where the weights are initialised (a GPU does
+    it in a moment; "meta" allocates nothing). ``live_controlnets``: the standard deviation of
+    random weights put in the ControlNets' zero convolutions (None: zeros, as a real ControlNet
+    starts its training).
     """
     import contextlib
 
@@ -106,6 +127,9 @@ def build_components(arch: str, seed: int = 0, conditioning: tuple[str, ...] = (
 
     if arch not in ARCHS:
         raise KeyError(f"unknown SDXL architecture '{arch}' (known: {', '.join(ARCHS)})")
+    unknown = [c for c in conditioning if c not in CONDITIONING_KEYS]
+    if unknown:
+        raise KeyError(f"unknown conditioning {unknown} (known: {', '.join(CONDITIONING_KEYS)})")
     cfg = ARCHS[arch]
     torch.manual_seed(seed)
     tokenizer, tokenizer_2 = sdxl_tokenizers()
@@ -121,8 +145,12 @@ def build_components(arch: str, seed: int = 0, conditioning: tuple[str, ...] = (
         )
         if "adapter" in conditioning:
             components["adapter"] = T2IAdapter(**cfg["adapter"])
-        if "controlnet" in conditioning:
-            components["controlnet"] = ControlNetModel.from_unet(unet, **cfg["controlnet"])
+        for name in ("controlnet", "pncc", "depth"):  # this order: the same seed gives the same openpose ControlNet
+            if name in conditioning:
+                net = ControlNetModel.from_unet(unet, **cfg["controlnet"])
+                if live_controlnets:
+                    _liven(net, live_controlnets)
+                components[CONDITIONING_KEYS[name]] = net
     for module in components.values():
         if isinstance(module, torch.nn.Module):
             module.eval().requires_grad_(False)

@@ -5,11 +5,15 @@ repositories hold, so the ``sdxl`` backend loads it with the very same code)::
 
     base/            StableDiffusionXLPipeline: unet, vae, text_encoder(_2), tokenizer(_2), scheduler
     t2i-adapter/     T2IAdapter (full_adapter_xl), the paper's conditioning
-    controlnet/      ControlNetModel, the alternative conditioning
+    controlnet/      ControlNetModel (openpose), the alternative conditioning
+    controlnet-pncc/ ControlNetModel for PNCC renders of the scene's heads (conditioning head-mesh)
+    controlnet-depth/ ControlNetModel for depth maps of the scene (conditioning head-mesh)
     safety-checker/  StableDiffusionSafetyChecker + CLIPImageProcessor (flags nothing: thresholds at 1)
     build.json       what was built, with which seed and library versions
 
-The images it renders are noise-like (random weights); the point is the code path.
+The images it renders are noise-like (random weights); the point is the code path. The
+ControlNets' zero convolutions get small random weights (:data:`LIVE_STD`) so that each condition
+changes the pixels, as a trained one does (freshly initialised, a ControlNet adds exactly zero).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PARTS = {"base": "base", "adapter": "t2i-adapter", "controlnet": "controlnet", "safety_checker": "safety-checker"}
+PARTS = {"base": "base", "adapter": "t2i-adapter", "controlnet": "controlnet", "pncc_controlnet": "controlnet-pncc",
+         "depth_controlnet": "controlnet-depth", "safety_checker": "safety-checker"}
+LIVE_STD = 0.05
 
 
 def tiny_paths(model_dir: str | Path) -> dict[str, Path]:
@@ -39,7 +45,7 @@ def _tiny_safety_checker():
 
 
 def build_tiny_sdxl(out: str | Path, seed: int = 0) -> Path:
-    """Build the tiny SDXL (+ adapter, ControlNet, safety checker) and save it atomically at ``out``."""
+    """Build the tiny SDXL (+ adapter, ControlNets, safety checker) and save it atomically at ``out``."""
     import diffusers
     import torch
     import transformers
@@ -48,10 +54,13 @@ def build_tiny_sdxl(out: str | Path, seed: int = 0) -> Path:
     from ..io import atomic_dir, write_json
     from .sdxl_arch import build_components, count_parameters
 
-    components = build_components("tiny", seed=seed, conditioning=("adapter", "controlnet"))
+    components = build_components("tiny", seed=seed, conditioning=("adapter", "controlnet", "pncc", "depth"),
+                                  live_controlnets=LIVE_STD)
     counts = count_parameters(components)
     adapter = components.pop("adapter")
     controlnet = components.pop("controlnet")
+    pncc = components.pop("controlnet_pncc")
+    depth = components.pop("controlnet_depth")
     checker, processor = _tiny_safety_checker()
     out = Path(out)
     with atomic_dir(out) as tmp:
@@ -59,6 +68,8 @@ def build_tiny_sdxl(out: str | Path, seed: int = 0) -> Path:
         StableDiffusionXLPipeline(**components).save_pretrained(paths["base"])
         adapter.save_pretrained(paths["adapter"])
         controlnet.save_pretrained(paths["controlnet"])
+        pncc.save_pretrained(paths["pncc_controlnet"])
+        depth.save_pretrained(paths["depth_controlnet"])
         checker.save_pretrained(paths["safety_checker"])
         processor.save_pretrained(paths["safety_checker"])
         write_json(tmp / "build.json", {
