@@ -112,6 +112,30 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("n_heads", pa.int32()),
         ("stability", pa.float32()),    # mean best IoU of the boxes with those found on the flipped image (NaN: not run)
     ]),
+    # filter, head-mesh renders: agreement of each image with the scene it was drawn around ...
+    "agreement": pa.schema([
+        ("sample_id", pa.string()),
+        ("scene_heads", pa.int32()),
+        ("detected", pa.int32()),       # the head detector's boxes on the image
+        ("matched", pa.int32()),        # one-to-one matches at IoU >= filter.agreement.min_iou
+        ("recall", pa.float32()),
+        ("precision", pa.float32()),
+        ("f1", pa.float32()),           # 2 matched / (scene heads + detected); 1 when both are 0
+        ("mean_iou", pa.float32()),     # over the scene heads, 0 for one not found (NaN: no scene head)
+        ("nme", pa.float32()),          # labeller landmarks vs the scene's, percent of sqrt(w h) (NaN: not measured)
+        ("agree", pa.bool_()),          # passes filter.agreement's thresholds
+    ]),
+    # ... and of each scene head.
+    "agreement_heads": pa.schema([
+        ("sample_id", pa.string()),
+        ("head", pa.int32()),
+        ("box", _fixed(pa.float32(), 4)),            # the scene's
+        ("detected_box", _fixed(pa.float32(), 4)),   # the matched detection (NaN: none)
+        ("matched", pa.bool_()),
+        ("iou", pa.float32()),                       # with the matched detection, else the best overlap
+        ("nme", pa.float32()),
+        ("nme_visible", pa.float32()),               # over the landmarks the scene marks visible
+    ]),
     # build_manifest: the dataset. images.parquet, one row per kept image ...
     "images": pa.schema([
         ("image_id", pa.string()),

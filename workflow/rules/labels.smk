@@ -112,9 +112,13 @@ rule filter:
         images="data/render/{shard}",
         detections="data/detections/{shard}.parquet",
         weights="data/detector/head_detector.pt",
+        truth="data/render/{shard}.heads.parquet",
+        labels="data/labels/{shard}.parquet",
     output:
         filter="data/filter/{shard}.parquet",
         stats="data/filter/{shard}.stats.json",
+        agreement="data/filter/{shard}.agreement.parquet",
+        agreement_heads="data/filter/{shard}.agreement_heads.parquet",
     log:
         "logs/filter/{shard}.log",
     benchmark:
@@ -123,6 +127,7 @@ rule filter:
         file=PARAMS,
         cfg=lambda w: config["filter"],
         detector=lambda w: config["detector"],
+        labeller=lambda w: config["labels"]["labeller"],
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 3000 * attempt,
@@ -136,6 +141,10 @@ rule filter:
         " --images {input.images}"
         " --detections {input.detections}"
         " --weights {input.weights}"
+        " --truth {input.truth}"
+        " --labels {input.labels}"
         " --out {output.filter}"
         " --stats {output.stats}"
+        " --agreement {output.agreement}"
+        " --agreement-heads {output.agreement_heads}"
         " > {log} 2>&1"

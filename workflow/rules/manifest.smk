@@ -9,6 +9,7 @@ rule build_manifest:
         labels=expand("data/labels/{shard}.parquet", shard=SHARDS),
         label_stats=expand("data/labels/{shard}.stats.json", shard=SHARDS),
         filters=expand("data/filter/{shard}.parquet", shard=SHARDS),
+        agreement=expand("data/filter/{shard}.agreement.parquet", shard=SHARDS),
     output:
         images="data/manifest/images.parquet",
         heads="data/manifest/heads.parquet",
@@ -36,6 +37,7 @@ rule build_manifest:
         " --labels {input.labels}"
         " --filters {input.filters}"
         " --label-stats {input.label_stats}"
+        " --agreement {input.agreement}"
         " --out-dir data/manifest"
         " --card {output.card}"
         " --quality {output.quality}"

@@ -2,6 +2,9 @@
 # Backends (params render.backend): procedural | tiny-sdxl | sdxl. Real SDXL weights come from a
 # local directory or the Hugging Face cache (docs/sdxl.md), not from a rule; the tiny random-weight
 # SDXL is built here, once, when render.backend is tiny-sdxl (then rerun `vggheads dvc-sync`).
+# With render.sdxl.conditioning head-mesh / pose+head-mesh the SDXL backends paint around the
+# procedural scene built from the head model (an input either way) and write its exact truth as the
+# heads table; the filter rule then measures each image's agreement with its scene.
 
 TINY_SDXL = config["render"]["sdxl"]["tiny"]["model_dir"] if config["render"]["backend"] == "tiny-sdxl" else []
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-REASONS = ("unreadable", "no_heads", "flip_count", "face_without_head", "split_count")
+REASONS = ("unreadable", "no_heads", "flip_count", "face_without_head", "split_count", "agreement")  # agreement: .agreement
 RULES = ("no_heads", "flip", "face", "split")
 
 

@@ -1,4 +1,5 @@
-"""The dataset card: counts, filter yield, heads per image, yaw/pitch/roll and box-size histograms.
+"""The dataset card: counts, filter yield, heads per image, yaw/pitch/roll and box-size histograms,
+and, for head-mesh renders, how far the images agree with the scenes they were painted around.
 
 Filled while the manifests stream (fixed bins, so memory does not grow with the dataset), then
 written as one JSON (a DVC metric), CSV files (DVC plots) and PNG pictures (DVC plots, MLflow).
@@ -29,6 +30,7 @@ class DatasetCard:
         self.box_size = np.zeros(len(BOX_BINS) - 1, dtype=np.int64)
         self.labellers: dict[str, int] = {}
         self.shards: list[str] = []
+        self.agreement: dict | None = None   # head-mesh renders: see add_agreement
 
     def add_shard(self, shard: str, split: str, rendered: int, reasons: dict[str, int], kept_without_labels: int,
                   heads_per_image: np.ndarray, yaw, pitch, roll, boxes: np.ndarray, labellers: list[str]) -> None:
@@ -54,6 +56,50 @@ class DatasetCard:
         for name in labellers:
             self.labellers[name] = self.labellers.get(name, 0) + 1
 
+    def add_agreement(self, rows: list[dict]) -> None:
+        """One shard's per-image agreement with its scenes (rows of the ``agreement`` table): histograms
+        of F1, mean IoU and landmark NME over every measured image, kept or dropped."""
+        from ..filtering.agreement import F1_BINS, NME_BINS
+
+        a = self.agreement
+        if a is None:
+            a = self.agreement = {"images": 0, "agree": 0, "scene_heads": 0, "detected": 0, "matched": 0,
+                                  "f1": np.zeros(len(F1_BINS) - 1, np.int64), "mean_iou": np.zeros(len(F1_BINS) - 1, np.int64),
+                                  "nme": np.zeros(len(NME_BINS) - 1, np.int64), "nme_images": 0, "sums": {}}
+        for r in rows:
+            a["images"] += 1
+            a["agree"] += int(bool(r["agree"]))
+            for k in ("scene_heads", "detected", "matched"):
+                a[k] += int(r[k])
+            for k in ("f1", "mean_iou", "nme", "recall", "precision"):
+                v = r[k]
+                if v is not None and np.isfinite(v):
+                    a["sums"][k] = a["sums"].get(k, [0.0, 0])
+                    a["sums"][k][0] += float(v)
+                    a["sums"][k][1] += 1
+        f1 = np.asarray([r["f1"] for r in rows], np.float64)
+        iou = np.asarray([r["mean_iou"] for r in rows], np.float64)
+        nme = np.asarray([r["nme"] for r in rows], np.float64)
+        a["f1"] += np.histogram(f1[np.isfinite(f1)], F1_BINS)[0]
+        a["mean_iou"] += np.histogram(iou[np.isfinite(iou)], F1_BINS)[0]
+        a["nme"] += np.histogram(nme[np.isfinite(nme)], NME_BINS)[0]
+        a["nme_images"] += int(np.isfinite(nme).sum())
+
+    def _agreement_dict(self) -> dict | None:
+        from ..filtering.agreement import F1_BINS, NME_BINS
+
+        a = self.agreement
+        if a is None:
+            return None
+        mean = lambda k: round(a["sums"][k][0] / a["sums"][k][1], 4) if a["sums"].get(k, [0, 0])[1] else None
+        return {"images": a["images"], "agree": a["agree"], "scene_heads": a["scene_heads"], "detected": a["detected"],
+                "matched": a["matched"], "mean_f1": mean("f1"), "mean_recall": mean("recall"),
+                "mean_precision": mean("precision"), "mean_iou": mean("mean_iou"), "mean_nme": mean("nme"),
+                "nme_images": a["nme_images"],
+                "histograms": {"f1": {"bins": F1_BINS[:-1], "counts": a["f1"].tolist()},
+                               "mean_iou": {"bins": F1_BINS[:-1], "counts": a["mean_iou"].tolist()},
+                               "nme": {"bins": NME_BINS[:-1], "counts": a["nme"].tolist()}}}
+
     def to_dict(self) -> dict:
         images = sum(s["images"] for s in self.splits.values())
         heads = sum(s["heads"] for s in self.splits.values())
@@ -74,6 +120,7 @@ class DatasetCard:
                 "roll": hist(self.angles["roll"], self.angle_bins),
                 "box_size": {"bins": [float(b) for b in BOX_BINS[:-1]] + ["inf"], "counts": self.box_size.tolist()},
             },
+            **({"agreement": self._agreement_dict()} if self.agreement is not None else {}),
         }
 
     def write_plots(self, directory: Path) -> list[Path]:
@@ -98,6 +145,16 @@ class DatasetCard:
         }
         reasons = {"kept": self.rendered - self.filtered_out, **dict(sorted(self.filter_reasons.items()))}
         series["filter_yield"] = ("outcome", list(reasons), np.array(list(reasons.values())), "filter outcome")
+        if self.agreement is not None:  # head-mesh renders: agreement of the images with their scenes
+            from ..filtering.agreement import F1_BINS, NME_BINS
+
+            f1_labels = [f"{b:g}" for b in F1_BINS[:-2]] + ["1"]
+            series["agreement_f1"] = ("f1", f1_labels, self.agreement["f1"],
+                                      "per image: F1 of detected vs scene heads (bin start)")
+            series["agreement_iou"] = ("mean_iou", f1_labels, self.agreement["mean_iou"],
+                                       "per image: mean IoU of the scene heads (bin start)")
+            series["agreement_nme"] = ("nme", [f"{b:g}" for b in NME_BINS[:-1]], self.agreement["nme"],
+                                       "per image: labeller landmarks vs scene, NME % (bin start)")
         for name, (xname, labels, counts, title) in series.items():
             csv = directory / f"{name}.csv"
             csv.write_text(f"{xname},count\n" + "".join(f"{x},{int(c)}\n" for x, c in zip(labels, counts)))

@@ -48,8 +48,9 @@ def gather_label_quality(stats_paths: list[Path]) -> dict:
 
 def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Path], labels: list[Path],
                          filters: list[Path], label_stats: list[Path], out_dir: Path, card_json: Path,
-                         quality_json: Path, plots_dir: Path) -> dict:
-    """Gather the shards; returns the dataset card (a dict)."""
+                         quality_json: Path, plots_dir: Path, agreement: list[Path] | None = None) -> dict:
+    """Gather the shards; returns the dataset card (a dict). ``agreement``: the filter's per-image
+    agreement tables (head-mesh renders; empty tables otherwise), for the card's agreement section."""
     from ..io import atomic_dir, write_json
     from ..manifest.build import ShardInputs, build_manifest
     from ..tracking import log_run
@@ -63,6 +64,7 @@ def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Pa
     inputs = [ShardInputs(s, Path(r), render_paths(Path(r))[2], Path(lab), Path(f))
               for s, r, lab, f in zip(shards, render_tables, labels, filters)]
     counts, card = build_manifest(params, inputs, out_dir)
+    add_agreement(card, agreement or [])
     doc = card.to_dict()
     doc["seconds"] = round(time.perf_counter() - start, 3)
     doc["val_shards"] = params["manifest"]["val_shards"]
@@ -81,12 +83,23 @@ def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Pa
     return doc
 
 
+def add_agreement(card, paths: list[Path]) -> None:
+    """The per-image agreement of head-mesh renders with their scenes into the card (nothing when the
+    tables are empty: the renders were not head-mesh renders)."""
+    from ..schemas import read_table
+
+    for path in paths:
+        rows = read_table(path, "agreement").to_pylist()
+        if rows:
+            card.add_agreement(rows)
+
+
 def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
     params = load_params(args.params)
     build_manifest_stage(params, args.shards, args.render_tables, args.labels, args.filters, args.label_stats,
-                         args.out_dir, args.card, args.quality, args.plots)
+                         args.out_dir, args.card, args.quality, args.plots, agreement=args.agreement)
     return 0
 
 
@@ -103,4 +116,6 @@ def register(sub) -> None:
     p.add_argument("--card", type=Path, required=True, help="dataset card JSON to write")
     p.add_argument("--quality", type=Path, required=True, help="gathered label quality JSON to write")
     p.add_argument("--plots", type=Path, required=True, help="directory of the card's CSV + PNG plots")
+    p.add_argument("--agreement", type=Path, nargs="*", default=[],
+                   help="per-image agreement parquet per shard (filter stage; head-mesh renders)")
     p.set_defaults(func=_cli)

@@ -7,6 +7,14 @@ detector overlaps no head box), ``split_count`` (left + right halves of the vert
 the centre that cuts no box count differently). Unreadable images are dropped as ``unreadable``.
 One row per image (schema ``filter``, with the paper's unthresholded flip "stability" score);
 counts per reason and the yield in the stats JSON.
+
+Head-mesh renders (``render.sdxl.conditioning: head-mesh`` / ``pose+head-mesh``) carry the exact
+truth of the scene they were painted around; a fifth rule, ``agreement``
+(:mod:`vggheads.filtering.agreement`, ``filter.agreement``), drops those whose detected heads (and,
+where the labeller reads the image, its landmarks) disagree with the scene's. The head detector's
+boxes are the detections, or, when ``detector.oracle`` wrote the scene's boxes there, the detector
+run here. Per image and per scene head the figures go to ``--agreement`` / ``--agreement-heads``
+(empty tables for other renders), their summary to the stats JSON.
 """
 
 from __future__ import annotations
@@ -22,8 +30,12 @@ log = logging.getLogger(__name__)
 
 
 def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path, detections_path: Path,
-                 weights: Path, out: Path, out_stats: Path) -> dict:
-    """Filter one shard; returns the stats written to ``out_stats``."""
+                 weights: Path, out: Path, out_stats: Path, truth: Path | None = None, labels: Path | None = None,
+                 agreement_out: Path | None = None, agreement_heads_out: Path | None = None) -> dict:
+    """Filter one shard; returns the stats written to ``out_stats``.
+
+    truth / labels: the render_heads and labels tables (the agreement rule of head-mesh renders);
+    agreement_out / agreement_heads_out: where its per-image / per-head tables go."""
     from tqdm import tqdm
 
     from ..detection.infer import read_rgb as load_rgb
@@ -39,7 +51,8 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
     rows = read_table(render_table, "render", columns=["sample_id", "image"]).to_pylist()
     detections = _detections_by_sample(read_table(detections_path, "detections"))
     detector = None
-    if rules["flip"] or rules["split"]:
+    agree = _agreement_setup(params, truth, labels)
+    if rules["flip"] or rules["split"] or (agree and params["detector"]["oracle"]):
         from ..detection.infer import HeadBoxDetector
 
         detector = HeadBoxDetector.from_params(weights, params["detector"])
@@ -63,6 +76,8 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
                              "stability": float("nan")})
             continue
         res = check_image(image, boxes, detector, find_faces, rules, cfg["min_split_side"])
+        if agree:
+            _agreement_rule(agree, sid, image, boxes, detector, res)
         if res.reason:
             counts[res.reason] += 1
         if np.isfinite(res.stability):
@@ -75,6 +90,7 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
              "face_detector": cfg["face_detector"] if rules["face"] else None,
              "mean_flip_stability": round(float(np.mean(stability)), 4) if stability else None,
              "seconds": round(time.perf_counter() - start, 3)}
+    stats["agreement"] = _agreement_write(agree, agreement_out, agreement_heads_out)
     write_table(from_rows("filter", out_rows), out, "filter")
     write_json(out_stats, stats)
     log_run("filter", params, shard=shard, metrics=stats, run_params={"filter": cfg})
@@ -83,12 +99,65 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
     return stats
 
 
+def _agreement_setup(params: dict, truth: Path | None, labels: Path | None) -> dict | None:
+    """What the agreement rule needs, or None when the images are not head-mesh renders."""
+    from ..errors import ConfigError
+    from ..filtering.agreement import head_mesh_render, scene_by_sample
+    from ..schemas import read_table
+
+    if not head_mesh_render(params):
+        return None
+    if truth is None:
+        raise ConfigError("render.sdxl.conditioning is a head-mesh mode: the filter stage needs the render's heads "
+                          "table (--truth data/render/<shard>.heads.parquet) for filter.agreement")
+    acfg = params["filter"]["agreement"]
+    out = {"cfg": acfg, "scene": scene_by_sample(read_table(truth, "render_heads")), "labels": {},
+           "oracle": bool(params["detector"]["oracle"]), "rows": [], "heads": []}
+    if labels is not None:  # landmarks of a labeller that reads the image (the truth labeller copies the scene)
+        table = read_table(labels, "labels", columns=["sample_id", "box", "landmarks", "labeller"]).to_pydict()
+        for sid, box, lm, name in zip(table["sample_id"], table["box"], table["landmarks"], table["labeller"]):
+            if name != "truth":
+                out["labels"].setdefault(sid, ([], []))
+                out["labels"][sid][0].append(box)
+                out["labels"][sid][1].append(lm)
+    return out
+
+
+def _agreement_rule(agree: dict, sid: str, image, boxes, detector, res) -> None:
+    """Measure one image against its scene; drop it (reason ``agreement``) when the paper's rules kept it
+    and it disagrees beyond filter.agreement's thresholds."""
+    from ..filtering.agreement import disagrees, measure
+
+    cfg = agree["cfg"]
+    found = detector([image])[0].boxes if agree["oracle"] else boxes
+    lab = agree["labels"].get(sid)
+    a = measure(agree["scene"].get(sid), found, *(lab if lab else (None, None)), min_iou=cfg["min_iou"])
+    ok = not disagrees(a, cfg["min_f1"], cfg["max_nme"])
+    agree["rows"].append(a.row(sid, ok))
+    agree["heads"] += [{"sample_id": sid, **h} for h in a.heads]
+    if cfg["enabled"] and res.keep and not ok:
+        res.keep, res.reason = False, "agreement"
+
+
+def _agreement_write(agree: dict | None, out: Path | None, out_heads: Path | None) -> dict | None:
+    from ..filtering.agreement import summary
+    from ..schemas import from_rows, write_table
+
+    rows, heads = (agree["rows"], agree["heads"]) if agree else ([], [])
+    if out is not None:
+        write_table(from_rows("agreement", rows), out, "agreement")
+    if out_heads is not None:
+        write_table(from_rows("agreement_heads", heads), out_heads, "agreement_heads")
+    return summary(rows, heads) if agree else None
+
+
 def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
     params = load_params(args.params)
     filter_shard(params, args.shard, args.render_table, args.images, args.detections, args.weights, args.out,
-                 args.stats)
+                 args.stats, truth=args.truth, labels=args.labels, agreement_out=args.agreement,
+                 agreement_heads_out=args.agreement_heads)
     return 0
 
 
@@ -103,4 +172,8 @@ def register(sub) -> None:
     p.add_argument("--weights", type=Path, required=True, help="detector weights (the flip and split rules rerun it)")
     p.add_argument("--out", type=Path, required=True, help="filter parquet to write")
     p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
+    p.add_argument("--truth", type=Path, help="render_heads parquet (head-mesh renders: the scene's truth)")
+    p.add_argument("--labels", type=Path, help="labels parquet (head-mesh renders: landmark agreement)")
+    p.add_argument("--agreement", type=Path, help="per-image agreement parquet to write (empty unless head-mesh)")
+    p.add_argument("--agreement-heads", type=Path, help="per-head agreement parquet to write (empty unless head-mesh)")
     p.set_defaults(func=_cli)
