@@ -162,6 +162,7 @@ def test_tiny_model_is_tiny_and_reproducible(tiny_model, tmp_path):
     info = json.loads((tiny_model / "build.json").read_text())
     assert 1e6 < info["parameters_total"] < 10e6
     for part in ("base/model_index.json", "t2i-adapter/config.json", "controlnet/config.json",
+                 "controlnet-pncc/config.json", "controlnet-depth/config.json",
                  "safety-checker/preprocessor_config.json"):
         assert (tiny_model / part).is_file(), part
     again = build_tiny_sdxl(tmp_path / "again")
@@ -398,6 +399,148 @@ def test_missing_models_give_clear_errors(tiny_params, tiny_model, tmp_path, mon
     p["render"]["sdxl"]["tiny"]["model_dir"] = str(broken)
     rc, err = _cli_render(p, shard, tmp_path / "out", tmp_path, capsys)
     assert rc == 2 and "Traceback" not in err and "unet" in err and str(broken / "base") in err
+
+
+# ---------------------------------------------------------------------------------------------
+# head-mesh conditioning: SDXL painted around the procedural scene, whose truth is the heads table
+
+
+def make_mesh_shard(root: Path, head_model_file: Path, persons_per_sample: list[int], canvas=(256, 192)) -> Path:
+    """A shard with real skeletons (the procedural pose sampler) and their OpenPose images."""
+    from vggheads.poses.openpose import draw_openpose
+    from vggheads.poses.procedural import sample_scene
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "conditions").mkdir(exist_ok=True)
+    shutil.copy(head_model_file, root / "head.npz")
+    w, h = canvas
+    captions, poses = [], []
+    for i, n in enumerate(persons_per_sample):
+        sid = f"{SHARD}_{i:06d}"
+        captions.append({"sample_id": sid, "shard": SHARD, "source_file": "test", "source_row": i, "url": "",
+                         "caption": "people", "prompt": f"a photo of {n} people", "negative_prompt": "low quality",
+                         "seed": 2000 + i})
+        persons = sample_scene(n, w, h, np.random.default_rng(i))
+        Image.fromarray(draw_openpose([p.keypoints for p in persons], w, h, 0.3, 4)).save(root / "conditions" / f"{sid}.png")
+        for k, p in enumerate(persons):
+            poses.append({"sample_id": sid, "person": k, "width": w, "height": h, "keypoints": p.keypoints,
+                          "box": p.box, "condition_image": f"{sid}.png", "backend": "procedural"})
+    write_table(from_rows("captions", captions), root / "captions.parquet", "captions")
+    write_table(from_rows("poses", poses), root / "poses.parquet", "poses")
+    return root
+
+
+def mesh_params(tiny_params: dict, conditioning: str = "head-mesh", **head_mesh) -> dict:
+    p = copy.deepcopy(tiny_params)
+    p["render"]["sdxl"]["conditioning"] = conditioning
+    p["render"]["sdxl"]["head_mesh"].update(head_mesh)
+    return p
+
+
+def test_head_mesh_render_writes_the_scene_truth(tiny_params, head_model, head_model_file, tmp_path, spy_generate):
+    from vggheads.render.procedural import DEFAULTS
+    from vggheads.render.scene_conditions import SceneConditioner
+
+    shard = make_mesh_shard(tmp_path / "in", head_model_file, [1, 2, 3, 2])
+    out, work = tmp_path / "out", tmp_path / "work"
+    p = mesh_params(tiny_params)
+    stats = run_render(p, shard, out, work)
+    table = read_table(out / "render.parquet", "render").to_pylist()
+    heads = read_table(out / "render.heads.parquet", "render_heads").to_pylist()
+    assert stats["images"] == 4 and stats["conditioning"] == "head-mesh" and stats["maps"] == ["pncc", "depth"]
+    assert stats["heads"] == len(heads) == stats["scene_heads"] and stats["scene_persons"] == 8
+    assert all(r["condition_model"].endswith("controlnet-pncc+" + str(Path(r["condition_model"].split("+")[1])))
+               for r in table)
+    assert all("controlnet-depth" in r["condition_model"] for r in table)
+    # the heads table is the scene's exact truth, as the procedural backend writes it, in the image's pixels
+    scener = SceneConditioner(head_model, {**DEFAULTS, **p["render"]["procedural"]}, p["poses"]["min_confidence"])
+    poses = read_table(shard / "poses.parquet", "poses").to_pylist()
+    for row in table:
+        persons = [(q["person"], np.asarray(q["keypoints"]).reshape(17, 3)) for q in poses if q["sample_id"] == row["sample_id"]]
+        scene = scener(persons, (256, 192), (row["width"], row["height"]), row["seed"])
+        mine = [h for h in heads if h["sample_id"] == row["sample_id"]]
+        assert len(mine) == len(scene.heads) > 0
+        for got, want in zip(mine, scene.heads):
+            assert got["head"] == want.person
+            np.testing.assert_array_equal(np.asarray(got["flame_params"], np.float32), want.params)
+            np.testing.assert_array_equal(np.asarray(got["box"], np.float32), want.box)
+            np.testing.assert_array_equal(np.asarray(got["landmarks"], np.float32), want.landmarks.ravel())
+            assert 0 <= got["box"][0] < got["box"][2] <= row["width"] and 0 <= got["box"][1] < got["box"][3] <= row["height"]
+    # resuming: nothing is painted again, the truth comes back from the work directory unchanged
+    first = (out / "render.heads.parquet").read_bytes()
+    spy_generate.clear()
+    stats = run_render(p, shard, out, work)
+    assert spy_generate == [] and stats["reused"] == 4 and (out / "render.heads.parquet").read_bytes() == first
+    # a lost truth file redoes its image; a changed scene setting redoes them all
+    (work / "00000_000002.heads.npz").unlink()
+    run_render(p, shard, out, work)
+    assert sum(spy_generate, []) == ["00000_000002"] and (out / "render.heads.parquet").read_bytes() == first
+    p["render"]["procedural"]["hair_p"] = 0.1
+    spy_generate.clear()
+    assert run_render(p, shard, out, work)["rendered"] == 4
+
+
+def test_head_mesh_conditions_reach_the_pixels(tiny_params, head_model_file, tmp_path):
+    shard = make_mesh_shard(tmp_path / "in", head_model_file, [2, 2])
+    run_render(mesh_params(tiny_params), shard, tmp_path / "on")
+    run_render(mesh_params(tiny_params, pncc_scale=0.0, depth_scale=0.0), shard, tmp_path / "off")
+    run_render(mesh_params(tiny_params, maps=["pncc"]), shard, tmp_path / "pncc")
+    for name in ("00000_000000.png", "00000_000001.png"):
+        on, off, pncc = (pixels(tmp_path / d / "images" / name) for d in ("on", "off", "pncc"))
+        assert np.abs(on - off).mean() > 1 and np.abs(on - pncc).mean() > 1
+
+
+def test_pose_plus_head_mesh_is_the_pose_pipeline_plus_the_controlnets(tiny_params, head_model_file, tmp_path):
+    """With the head-mesh ControlNets at scale 0, ``pose+head-mesh`` paints what the pose-only modes paint:
+    through the adapter, the UNet hook reproduces StableDiffusionXLAdapterPipeline; through a ControlNet,
+    the multi-ControlNet reproduces the single one. At their scales, the scene changes the image."""
+    shard = make_mesh_shard(tmp_path / "in", head_model_file, [1, 3, 2])
+    for pose in ("adapter", "controlnet"):
+        plain = copy.deepcopy(tiny_params)
+        plain["render"]["sdxl"]["conditioning"] = pose
+        run_render(plain, shard, tmp_path / pose)
+        off = mesh_params(tiny_params, "pose+head-mesh", pose=pose, pncc_scale=0.0, depth_scale=0.0)
+        run_render(off, shard, tmp_path / f"{pose}-off")
+        run_render(mesh_params(tiny_params, "pose+head-mesh", pose=pose), shard, tmp_path / f"{pose}-on")
+        for i in range(3):
+            name = f"00000_00000{i}.png"
+            a, b = pixels(tmp_path / pose / "images" / name), pixels(tmp_path / f"{pose}-off" / "images" / name)
+            diff = np.abs(a - b)
+            assert diff.max() <= 2 and (diff > 0).mean() < 0.01, (pose, i, diff.max())
+            assert np.abs(a - pixels(tmp_path / f"{pose}-on" / "images" / name)).mean() > 1, (pose, i)
+        table = read_table(tmp_path / f"{pose}-on" / "render.parquet", "render").to_pylist()
+        assert table[0]["condition_model"].split("+")[0].endswith("t2i-adapter" if pose == "adapter" else "controlnet")
+
+
+def test_head_mesh_batching_does_not_change_an_image(tiny_params, head_model_file, tmp_path):
+    """Each sample's condition images go with it through the multi-ControlNet batch."""
+    shard = make_mesh_shard(tmp_path / "in", head_model_file, [1, 2, 3])
+    for bs in (1, 3):
+        p = mesh_params(tiny_params, "pose+head-mesh")
+        p["render"]["sdxl"]["batch_size"] = bs
+        run_render(p, shard, tmp_path / f"b{bs}")
+    for i in range(3):
+        diff = np.abs(pixels(tmp_path / f"b1/images/00000_00000{i}.png") - pixels(tmp_path / f"b3/images/00000_00000{i}.png"))
+        assert diff.max() <= 2 and (diff > 0).mean() < 0.01, (i, diff.max())
+
+
+def test_missing_head_mesh_controlnet_gives_a_clear_error(tiny_params, tiny_model, head_model_file, tmp_path,
+                                                         monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    shard = make_mesh_shard(tmp_path / "in", head_model_file, [1])
+    p = mesh_params(tiny_params, "pose+head-mesh")
+    p["render"]["backend"] = "sdxl"
+    p["labels"]["labeller"] = "landmark-fit"   # (labels are not what this test is about)
+    p["render"]["sdxl"].update(base_model=str(tiny_model / "base"), adapter=str(tiny_model / "t2i-adapter"))
+    rc, err = _cli_render(p, shard, tmp_path / "out", tmp_path, capsys)
+    assert rc == 2 and "Traceback" not in err
+    assert "okupyn/head-mesh-controlnet-xl" in err and "render.sdxl.head_mesh.pncc_controlnet" in err
+    assert "hf download okupyn/head-mesh-controlnet-xl" in err
+    p["render"]["sdxl"]["head_mesh"]["pncc_controlnet"] = str(tiny_model / "controlnet-pncc")
+    rc, err = _cli_render(p, shard, tmp_path / "out", tmp_path, capsys)
+    assert rc == 2 and "diffusers/controlnet-depth-sdxl-1.0" in err and "render.sdxl.head_mesh.depth_controlnet" in err
     assert not (tmp_path / "out" / "render.parquet").exists()
 
 
