@@ -15,8 +15,10 @@ export YOLO_OFFLINE=1
 export MLFLOW_DISABLE_TELEMETRY=true
 export DO_NOT_TRACK=true
 export DVC_NO_ANALYTICS=1
-# Debian packages the headless rasteriser needs (EGL through Mesa's llvmpipe on a CPU).
-SYSTEM_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri
+export ORT_DISABLE_TELEMETRY=1
+# Debian packages the headless rasteriser needs (EGL through Mesa's llvmpipe on a CPU), and strace,
+# with which the tests record every connection attempt of a whole run (native libraries' included).
+SYSTEM_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri strace
 
 .PHONY: help run test test-fast env system-packages bench dvc-sync clean-data
 

@@ -1,11 +1,12 @@
 # vggheads: the whole pipeline. Run with `snakemake --cores N` (or `dvc repro`, or on SLURM with
 # `snakemake --profile workflow/profiles/slurm`). All logic lives in the vggheads package.
 from snakemake.utils import min_version
+from vggheads.workflow import checked_configfile
 
 min_version("9.0")
 
 
-configfile: "params.yaml"
+configfile: checked_configfile("params.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -17,6 +18,7 @@ include: "workflow/rules/headmodel.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/manifest.smk"
+include: "workflow/rules/release.smk"  # dataset.source: release (docs/release.md)
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 

@@ -159,3 +159,88 @@ def tool_env(extra: dict | None = None) -> dict:
     env.update(OFFLINE_ENV)
     env.update(extra or {})
     return env
+
+
+# ---------------------------------------------------------------- the tiny DAG, run once per session
+
+def run_tool(cmd: list[str], cwd: Path, timeout: int = 1500, check: bool = True, **env) -> str:
+    """Run a snakemake/dvc/... command offline in ``cwd`` (MLflow store in that folder); return its output."""
+    import subprocess
+
+    res = subprocess.run(cmd, cwd=cwd, env=tool_env({"MLFLOW_TRACKING_URI": "", **env}), capture_output=True,
+                         text=True, timeout=timeout)
+    if check:
+        assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-8000:]}"
+    return res.stdout + res.stderr
+
+
+def dag_outputs(project: Path) -> list[str]:
+    """Every output path of the project's DAG (as dvc.yaml lists them: outs, metrics, plots)."""
+    from vggheads.dvc_sync import build
+
+    doc = build(project / "Snakefile", project / "params.yaml")
+    paths = []
+    for stage in doc["stages"].values():
+        items = stage["foreach"] if "foreach" in stage else [None]
+        body = stage["do"] if "foreach" in stage else stage
+        for item in items:
+            for key in ("outs", "metrics", "plots"):
+                paths += [p.replace("${item}", item) if item else p for p in body.get(key) or []]
+    return paths
+
+
+def strace_works() -> bool:
+    """Whether ``strace`` is installed and may trace here (containers can forbid ptrace)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("strace"):
+        return False
+    res = subprocess.run(["strace", "-f", "-qq", "-e", "trace=none", "true"], capture_output=True)
+    return res.returncode == 0
+
+
+class TinyRun:
+    """A finished run of the whole DAG on tests/data/tiny.yaml (see the ``tiny_run`` fixture)."""
+
+    def __init__(self, project: Path, log: str, trace: Path | None, planted: list[Path]):
+        self.project, self.log, self.trace, self.planted = project, log, trace, planted
+
+    def clone(self, dest: Path) -> Path:
+        """A copy to change: outputs, Snakemake's records and the MLflow store, modification times kept."""
+        import shutil
+
+        shutil.copytree(self.project, dest, symlinks=True)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """The whole DAG on tiny params, run once per session with `snakemake --cores 2` and shared by
+    every end-to-end test (tests that change files work on ``tiny_run.clone(tmp_path)``).
+
+    Two checks ride along at no extra cost: beside every output the run will write, a stale partial
+    file is planted first, as a killed earlier write would leave it (``vggheads.io``: every write
+    must clear them); and the run goes under ``strace`` (when it may trace) to record every
+    ``connect``/``sendto`` of every process, native libraries' included.
+    """
+    project = copy_project(tmp_path_factory.mktemp("tiny_run"), tiny_params())
+    planted = []
+    for rel in dag_outputs(project):
+        out = project / rel
+        stale = out.parent / f".{out.name}.partial-stale{''.join(out.suffixes)}"
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix:
+            stale.write_bytes(b"half of a file a SIGKILL interrupted")
+        else:  # a folder output
+            stale.mkdir()
+            (stale / "half.png").write_bytes(b"half")
+        planted.append(stale)
+    cmd = ["snakemake", "--cores", "2"]
+    trace = None
+    if strace_works():
+        trace = project.parent / "network.strace"
+        cmd = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none",
+               "-o", str(trace), *cmd]
+    log = run_tool(cmd, project, timeout=2400)
+    return TinyRun(project, log, trace, planted)

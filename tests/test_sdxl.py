@@ -190,7 +190,7 @@ def test_tiny_sdxl_renders_a_shard(tiny_params, tmp_path):
         assert row["backend"] == "tiny-sdxl" and row["seed"] == 1000 + int(row["sample_id"][-1])
         assert row["prompt"].startswith("a photo of") and row["negative_prompt"] == "worst quality, low quality"
         assert row["base_model"] == str(Path(tiny_params["render"]["sdxl"]["tiny"]["model_dir"]) / "base")
-        assert row["condition_model"].endswith("t2i-adapter") and row["seconds"] > 0
+        assert row["condition_model"].endswith("t2i-adapter") and "seconds" not in row  # no wall-clock column
     sizes = {r["sample_id"]: (r["width"], r["height"]) for r in table}
     assert sizes["00000_000000"] == (64, 64) and sizes["00000_000003"] == (64, 40)  # max_side 64, multiple 8
     assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == sorted(r["image"] for r in table)

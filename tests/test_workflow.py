@@ -1,6 +1,7 @@
 """The workflow itself: lint, a dry run that resolves to the end, the SLURM profile, dvc.yaml in sync."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -81,3 +82,90 @@ def test_rules_are_thin_shell_calls_of_the_cli(rule):
     for directive in ("log:", "benchmark:", "shell:"):
         assert directive in block, f"rule {rule} lacks {directive}"
     assert '"vggheads ' in block and "run:" not in block and "script:" not in block
+
+
+# ---------------------------------------------------------------- a running job vs. other snakemake calls
+
+GATE_SHIM = """#!/usr/bin/env bash
+# Stands in front of the real vggheads: each job first writes half of its --out file when
+# SHIM_PARTIAL is set (as a job killed mid-write would leave it), says it started, then waits for
+# the test to open the gate before running the real command.
+if [ -n "${{SHIM_PARTIAL:-}}" ]; then
+  prev=""; for a in "$@"; do [ "$prev" = "--out" ] && mkdir -p "$(dirname "$a")" && echo half > "$a"; prev="$a"; done
+fi
+touch "{gate}/started"
+while [ ! -e "{gate}/go" ]; do sleep 0.2; done
+exec "{real}" "$@"
+"""
+
+
+def start_gated_job(project, tmp_path, target, **env):
+    """`snakemake --cores 1 TARGET` in the background, its job held at its start; returns (process, gate)."""
+    import os
+    import shutil
+    import sys
+    import time
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    shim_dir = tmp_path / "shim"
+    shim_dir.mkdir()
+    real = shutil.which("vggheads", path=str(Path(sys.executable).parent))
+    (shim_dir / "vggheads").write_text(GATE_SHIM.format(gate=gate, real=real))
+    (shim_dir / "vggheads").chmod(0o755)
+    full_env = tool_env({"PATH": f"{shim_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+                         "MLFLOW_TRACKING_URI": "", **env})
+    proc = subprocess.Popen(["snakemake", "--cores", "1", target], cwd=project, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (gate / "started").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.2)
+    return proc, gate
+
+
+def test_a_concurrent_dry_run_with_other_params_does_not_change_a_running_job(tmp_path):
+    """A job reads the params it was scheduled with, whatever another snakemake parses meanwhile."""
+    project = copy_project(tmp_path / "project", tiny_params())
+    target = "data/captions/00000.parquet"
+    proc, gate = start_gated_job(project, tmp_path, target)
+    try:
+        dry = snakemake("--dry-run", "--config", "seed=7", cwd=project)  # while the job waits at its start
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+    finally:
+        (gate / "go").touch()
+        out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    first = (project / target).read_bytes()
+    # the same job, undisturbed, writes the same bytes
+    again = snakemake("--cores", "1", target, "--forcerun", "sample_captions", cwd=project)
+    assert again.returncode == 0 and "rule sample_captions:" in again.stdout + again.stderr, again.stderr
+    assert (project / target).read_bytes() == first
+    # and Snakemake knows which params made it: nothing to do; with another seed, a rerun
+    assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(snakemake("--dry-run", target, cwd=project))
+    res = snakemake("--dry-run", target, "--config", "seed=7", cwd=project)
+    assert "sample_captions" in res.stdout + res.stderr and "Nothing to be done" not in res.stdout + res.stderr
+
+
+def test_the_default_profile_is_applied(tmp_path):
+    """profiles/default/ (Snakemake looks beside the root Snakefile) is loaded by a plain `snakemake`:
+    with its rerun-incomplete, the output of a job killed mid-write is redone, not a hard stop."""
+    import os
+    import signal
+
+    project = copy_project(tmp_path / "project", tiny_params())
+    target = "data/captions/00000.parquet"
+    proc, gate = start_gated_job(project, tmp_path, target, SHIM_PARTIAL="1")
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its job, as a node failure would
+    proc.communicate(timeout=60)
+    assert (project / target).read_text() == "half\n"
+    without = snakemake("--dry-run", "--workflow-profile", "none", target, cwd=project)
+    assert without.returncode != 0 and "incomplete" in (without.stdout + without.stderr).lower()
+    res = snakemake("--dry-run", target, cwd=project)
+    text = res.stdout + res.stderr
+    assert res.returncode == 0, text
+    assert "Using workflow specific profile profiles/default" in text
+    assert "rule sample_captions:" in text  # planned again (Snakemake gives "Forced execution" as the reason)
+    profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["rerun-incomplete"] is True

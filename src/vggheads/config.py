@@ -52,7 +52,8 @@ def _describe(schema: dict) -> str:
 
 
 def validate(params: dict, source: str = "params.yaml") -> dict:
-    """Validate ``params`` against the schema; raise :class:`ConfigError` naming every bad key."""
+    """Validate ``params`` against the schema, then the cross-key rules of :mod:`vggheads.config_rules`;
+    raise :class:`ConfigError` naming every bad key (or pair of keys)."""
     import jsonschema
 
     schema = _load_schema()
@@ -72,6 +73,11 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
             problems.append(f"key '{key}': expected {_describe(err.schema)}, got {err.instance!r}")
     if problems:
         raise ConfigError(f"{source}: invalid parameters:\n  - " + "\n  - ".join(problems))
+    from .config_rules import check
+
+    conflicts = check(params)  # keys against each other (only once every key is valid on its own)
+    if conflicts:
+        raise ConfigError(f"{source}: incompatible settings:\n  - " + "\n  - ".join(conflicts))
     return params
 
 
@@ -81,7 +87,8 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     if not path.exists():
         raise ConfigError(f"parameter file '{path}' not found")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        with open(path, encoding="utf-8") as fh:  # a stream, so that the error's position names the file
+            params = yaml.safe_load(fh) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(params, dict):

@@ -1,7 +1,9 @@
 """Keep every library offline and quiet; call :func:`configure` before importing any of them.
 
 Hugging Face, ultralytics and MLflow each try the network by default (update checks, telemetry, a
-font download). Weights come from local paths only; see the README.
+font download), and onnxruntime's native code sends telemetry (a DNS query for an events host)
+that no Python-level guard sees. Weights come from local paths only; see the README.
+tests/test_e2e.py runs the whole DAG under strace and fails on any connection to another host.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ OFFLINE_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
     "DVC_NO_ANALYTICS": "1",
+    "ORT_DISABLE_TELEMETRY": "1",          # onnxruntime's native telemetry (read when it starts)
     "TQDM_MININTERVAL": "1",
 }
 
@@ -41,6 +44,10 @@ def configure() -> None:
         return
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    import sys
+
+    if "onnxruntime" in sys.modules:  # imported before us: switch its telemetry off the other way
+        sys.modules["onnxruntime"].disable_telemetry_events()
     cfg = ultralytics_config_dir()
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cfg))
     font_dir = cfg / "Ultralytics"

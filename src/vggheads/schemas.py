@@ -69,7 +69,6 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("negative_prompt", pa.string()),
         ("base_model", pa.string()),
         ("condition_model", pa.string()),
-        ("seconds", pa.float32()),
     ]),
     # render (procedural backend): exact truth, one row per head.
     "render_heads": pa.schema([

@@ -63,15 +63,64 @@ def _flatten(prefix: str, value: Any, out: dict) -> None:
         out[prefix] = value
 
 
+def _local_store_dir(uri: str) -> Path | None:
+    """The folder of a SQLite store that lies in the working directory (the default ``mlflow.db``)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = Path(uri[len("sqlite:///"):]).resolve().parent
+    return folder if folder == Path.cwd().resolve() else None
+
+
 def _experiment(mlflow, name: str, uri: str) -> str:
+    """The experiment's id, created on first use.
+
+    Artifacts go next to the SQLite store. For the default store in the working directory (the
+    project) the experiment records the relative location ``mlruns/<name>``: MLflow itself would
+    record an absolute path, so that a copied or moved project (its ``mlflow.db`` included) would
+    go on writing into the original's ``mlruns/``. Jobs, like ``mlflow ui``, run in the project.
+    """
     exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
+    exp_id = exp.experiment_id if exp is not None else None
     if uri.startswith("sqlite:///"):
-        # Artifacts next to the SQLite store, not wherever the job happened to run.
-        artifacts = Path(uri[len("sqlite:///"):]).parent / "mlruns" / name
-        return mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
-    return mlflow.create_experiment(name)
+        store_dir = Path(uri[len("sqlite:///"):]).parent
+        if exp_id is None:
+            exp_id = mlflow.create_experiment(name, artifact_location=(store_dir / "mlruns" / name).resolve().as_uri())
+        if _local_store_dir(uri) is not None:
+            relative = f"mlruns/{name}"
+            if (exp.artifact_location if exp is not None else None) != relative:
+                import sqlite3
+
+                # MLflow resolves every local location to an absolute one; only the table keeps it relative.
+                with contextlib.closing(sqlite3.connect(uri[len("sqlite:///"):])) as db, db:
+                    db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                               (relative, int(exp_id)))
+        return exp_id
+    return exp_id if exp_id is not None else mlflow.create_experiment(name)
+
+
+def is_timing(key: str) -> bool:
+    """Whether a stats key holds a wall-clock figure (``seconds``, ``load_seconds``, ``heads_per_second``, ...)."""
+    return key == "seconds" or key.endswith("_seconds") or "seconds_per_" in key or key.endswith("_per_second")
+
+
+def split_timings(stats: dict) -> tuple[dict, dict]:
+    """``stats`` without its wall-clock figures, and those figures (nested dicts split alike).
+
+    Artefacts (stats JSONs, metrics DVC hashes) take the first: the same inputs give the same
+    bytes on any machine and load. The timings go to the job's log and to MLflow.
+    """
+    kept: dict = {}
+    timings: dict = {}
+    for key, value in stats.items():
+        if is_timing(str(key)):
+            timings[key] = value
+        elif isinstance(value, dict):
+            kept[key], sub = split_timings(value)
+            if sub:
+                timings[key] = sub
+        else:
+            kept[key] = value
+    return kept, timings
 
 
 def enabled(params: dict | None) -> bool:

@@ -2,12 +2,68 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .config import shard_ids, validate
 from .errors import ConfigError, InputError
 
-FROZEN_PARAMS = Path(".vggheads") / "params.yaml"
+FROZEN_DIR = Path(".vggheads") / "params"
+
+
+class FrozenParams(tuple):
+    """The frozen params file a job reads, ``.vggheads/params/<sha256 of its content>.yaml``.
+
+    A file is written once for each distinct merged config and never rewritten, so a job reads the
+    parameters it was scheduled with even when another ``snakemake`` (a dry run with
+    ``--config seed=7``, say) parses the workflow meanwhile: that one writes its own file.
+
+    Rules pass it as ``params: file=PARAMS``; in a shell command it formats as the path. Snakemake's
+    params trigger records ``repr()`` of each param, which here is the setting every stage reads
+    (the seed), not the path: a changed seed reruns every job, a changed key elsewhere only the
+    rules whose own config sections (their other ``params:``) changed.
+
+    Why a one-element tuple: Snakemake keeps a tuple param as it is and formats it element by
+    element (so, as the path), whereas it copies a ``str`` param to a plain string when applying
+    wildcards, and leaves any other object out of its params trigger.
+    """
+
+    seed: int
+
+    def __new__(cls, path: str, seed: int):
+        obj = super().__new__(cls, (str(path),))
+        obj.seed = seed
+        return obj
+
+    def __getnewargs__(self):
+        return self[0], self.seed
+
+    @property
+    def path(self) -> str:
+        return self[0]
+
+    def __str__(self) -> str:
+        return self[0]
+
+    def __fspath__(self) -> str:
+        return self[0]
+
+    def __repr__(self) -> str:
+        return f"frozen params (seed {self.seed})"
+
+
+def freeze(config: dict, directory: Path = FROZEN_DIR) -> FrozenParams:
+    """Write ``config`` to its content-addressed file (once; atomically) and return its path."""
+    import yaml
+
+    from .io import atomic_path
+
+    text = yaml.safe_dump(config, sort_keys=True)
+    path = Path(directory) / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return FrozenParams(str(path), config["seed"])
 
 
 def _workflow_error(exc: Exception):
@@ -16,26 +72,30 @@ def _workflow_error(exc: Exception):
     return WorkflowError(str(exc))
 
 
-def prepare(config: dict) -> tuple[str, list[str]]:
-    """Validate Snakemake's merged config; return (frozen params path, shard ids).
-
-    The jobs read the frozen copy, so ``--configfile``/``--config`` overrides reach them. Its path
-    never changes (Snakemake's params trigger sees the same value), and it is rewritten only when
-    its content changes.
-    """
+def checked_configfile(path: str) -> str:
+    """``path``, after checking that it parses as YAML: Snakemake's own error names no file or line."""
     import yaml
 
-    from .io import atomic_path
+    try:
+        with open(path, encoding="utf-8") as fh:
+            yaml.safe_load(fh)
+    except OSError as exc:
+        raise _workflow_error(ConfigError(f"parameter file '{path}' cannot be read: {exc.strerror}")) from None
+    except yaml.YAMLError as exc:
+        raise _workflow_error(ConfigError(f"{path}: not valid YAML: {exc}")) from None
+    return path
 
+
+def prepare(config: dict) -> tuple[FrozenParams, list[str]]:
+    """Validate Snakemake's merged config; return (frozen params path, shard ids).
+
+    The jobs read the frozen copy, so ``--configfile``/``--config`` overrides reach them.
+    """
     try:
         validate(config, "params.yaml (with --config/--configfile overrides)")
     except ConfigError as exc:
         raise _workflow_error(exc) from None
-    text = yaml.safe_dump(config, sort_keys=True)
-    if not FROZEN_PARAMS.exists() or FROZEN_PARAMS.read_text() != text:
-        with atomic_path(FROZEN_PARAMS) as tmp:
-            tmp.write_text(text)
-    return str(FROZEN_PARAMS), shard_ids(config)
+    return freeze(config), shard_ids(config)
 
 
 def caption_sources(config: dict) -> list[str]:

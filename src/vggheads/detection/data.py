@@ -137,7 +137,7 @@ def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: i
         Image.fromarray(scene.image).save(images_dir / f"{sid}.png")
         images.append({"sample_id": sid, "image": f"{sid}.png", "width": width, "height": height,
                        "backend": "procedural", "seed": s, "prompt": "", "negative_prompt": "",
-                       "base_model": "procedural", "condition_model": "coco17-keypoints", "seconds": 0.0})
+                       "base_model": "procedural", "condition_model": "coco17-keypoints"})
         for h in scene.heads:
             heads.append({"sample_id": sid, "head": h.person, "box": h.box, "flame_params": h.params,
                           "landmarks": h.landmarks, "yaw": h.yaw, "pitch": h.pitch, "roll": h.roll,

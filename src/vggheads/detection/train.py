@@ -10,6 +10,7 @@ copied (atomically) to the stage's output.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import shutil
 from pathlib import Path
@@ -97,8 +98,26 @@ def train_detector(cfg: dict, train: list[LabelledImage], val: list[LabelledImag
     if not best.exists():
         best = save_dir / "weights" / "last.pt"
     with atomic_path(out_weights) as tmp:
-        shutil.copyfile(best, tmp)
+        _save_without_provenance(best, tmp)
     return {"curves": _curves(save_dir / "results.csv"), "save_dir": str(save_dir)}
+
+
+def _save_without_provenance(checkpoint: Path, out: Path) -> None:
+    """Copy an ultralytics checkpoint without what differs between identical runs: the save time,
+    the git commit and message, and absolute paths (same inputs, same bytes; DVC hashes the file)."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for key in ("date", "git"):
+        ckpt.pop(key, None)
+    args = ckpt.get("train_args")
+    if isinstance(args, dict):
+        for key in ("project", "data", "save_dir", "name"):
+            if key in args:
+                args[key] = None if key != "data" else Path(str(args[key])).name
+    buffer = io.BytesIO()  # torch.save names the archive's folder after a file: the temporary's random name
+    torch.save(ckpt, buffer)
+    Path(out).write_bytes(buffer.getvalue())
 
 
 def score_detections(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],

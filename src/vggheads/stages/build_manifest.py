@@ -25,7 +25,6 @@ def gather_label_quality(stats_paths: list[Path]) -> dict:
     from ..labelling.quality import QualityAccumulator
 
     states: dict[str, list] = {}
-    speed: dict[str, list] = {}
     main = None
     for path in stats_paths:
         try:
@@ -36,13 +35,9 @@ def gather_label_quality(stats_paths: list[Path]) -> dict:
         for name, q in (stats.get("quality") or {}).items():
             if "state" in q:
                 states.setdefault(name, []).append(q["state"])
-            if q.get("heads_per_second"):
-                speed.setdefault(name, []).append(q["heads_per_second"])
     out: dict = {"labeller": main, "available": bool(states)}
     for name, sts in states.items():
-        m = QualityAccumulator.merge(sts).metrics()
-        m["heads_per_second"] = round(sum(speed.get(name, [])) / len(speed[name]), 3) if speed.get(name) else None
-        out[name] = m
+        out[name] = QualityAccumulator.merge(sts).metrics()
     return out
 
 
@@ -66,20 +61,20 @@ def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Pa
     counts, card = build_manifest(params, inputs, out_dir)
     add_agreement(card, agreement or [])
     doc = card.to_dict()
-    doc["seconds"] = round(time.perf_counter() - start, 3)
+    seconds = round(time.perf_counter() - start, 3)  # log and MLflow only: artefacts hold no wall-clock figures
     doc["val_shards"] = params["manifest"]["val_shards"]
     quality = gather_label_quality(label_stats)
     write_json(card_json, doc)
     write_json(quality_json, quality)
     with atomic_dir(plots_dir) as tmp:
         card.write_plots(tmp)
-    metrics = {k: v for k, v in doc.items() if k != "histograms"}
+    metrics = {k: v for k, v in doc.items() if k != "histograms"} | {"seconds": seconds}
     metrics["label_quality"] = {n: {k: v for k, v in q.items() if not isinstance(v, dict)}
                                 for n, q in quality.items() if isinstance(q, dict)}
     log_run("build_manifest", params, metrics=metrics, run_params={"manifest": params["manifest"]},
             artifacts=[card_json, quality_json, plots_dir])
-    log.info("manifest: %d images, %d heads (%s); filter yield %s", counts["images"], counts["heads"],
-             {k: v["images"] for k, v in doc["splits"].items()}, doc["filter"]["yield"])
+    log.info("manifest: %d images, %d heads (%s); filter yield %s; %.1f s", counts["images"], counts["heads"],
+             {k: v["images"] for k, v in doc["splits"].items()}, doc["filter"]["yield"], seconds)
     return doc
 
 

@@ -88,14 +88,14 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
     stats = {"images": len(rows), "kept": kept, "dropped": len(rows) - kept, "reasons": counts,
              "yield": round(kept / len(rows), 4) if rows else None, "rules": rules,
              "face_detector": cfg["face_detector"] if rules["face"] else None,
-             "mean_flip_stability": round(float(np.mean(stability)), 4) if stability else None,
-             "seconds": round(time.perf_counter() - start, 3)}
+             "mean_flip_stability": round(float(np.mean(stability)), 4) if stability else None}
+    seconds = round(time.perf_counter() - start, 3)  # log and MLflow only: artefacts hold no wall-clock figures
     stats["agreement"] = _agreement_write(agree, agreement_out, agreement_heads_out)
     write_table(from_rows("filter", out_rows), out, "filter")
     write_json(out_stats, stats)
-    log_run("filter", params, shard=shard, metrics=stats, run_params={"filter": cfg})
-    log.info("shard %s: kept %d of %d images; dropped %s", shard, kept, len(rows),
-             {k: v for k, v in counts.items() if v})
+    log_run("filter", params, shard=shard, metrics={**stats, "seconds": seconds}, run_params={"filter": cfg})
+    log.info("shard %s: kept %d of %d images; dropped %s; %.1f s", shard, kept, len(rows),
+             {k: v for k, v in counts.items() if v}, seconds)
     return stats
 
 
