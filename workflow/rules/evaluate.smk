@@ -4,6 +4,7 @@ from vggheads.stages.evaluate import enabled_benchmarks
 
 EVAL_BENCHMARKS = enabled_benchmarks(config)
 EVAL_MODEL = "model" in config["evaluate"]["systems"]
+EVAL_OFFICIAL = "vggheads-official" in config["evaluate"]["systems"]  # the paper's released model (docs/release.md)
 
 
 rule evaluate:
@@ -12,6 +13,7 @@ rule evaluate:
         heads="data/manifest/heads.parquet",
         head_model=HEAD_MODEL,
         weights=["data/model/model.safetensors"] if EVAL_MODEL else [],
+        official=[config["evaluate"]["vggheads_official"]["weights"]] if EVAL_OFFICIAL else [],
     output:
         metrics=expand("metrics/evaluate/{benchmark}.json", benchmark=EVAL_BENCHMARKS),
         plots=report(directory("plots/evaluate"), patterns=["{name}.png"], category="Evaluation",

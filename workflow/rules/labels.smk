@@ -91,7 +91,7 @@ rule label_3dmm:
     resources:
         mem_mb=lambda w, attempt: 4000 * attempt,
         runtime=lambda w, attempt: 60 * attempt,
-        gpu=lambda w: 1 if config["labels"]["labeller"] in ("dad3dnet", "model") and config["labels"]["device"] != "cpu" else 0,
+        gpu=lambda w: 1 if config["labels"]["labeller"] in ("dad3dnet", "model", "vggheads") and config["labels"]["device"] != "cpu" else 0,
     shell:
         "vggheads label-3dmm"
         " --params {params.file}"

@@ -9,6 +9,10 @@
 * ``dlib-68``: a dlib detector + dlib's 68-point shape predictor (iBUG 300-W, non-commercial
   licence), and, given a head model, the pose of the head model fitted to those 68 points
   (:func:`vggheads.fitting.fit_landmarks`): the paper's "Dlib" row.
+* ``vggheads-official``: the paper's released model (``vgg_heads_l.trcd`` / ``.onnx``, CC BY-NC
+  4.0, never downloaded; :mod:`vggheads.release.official`): head boxes, scores, the 413
+  parameters, landmarks, pose and face boxes, as this project's model. Its weights do not ship in
+  a package: ``evaluate.vggheads_official.weights`` names the file.
 
 All boxes are face boxes (these are face detectors), ``[x1, y1, x2, y2]`` with exclusive right
 and bottom edges (dlib's inclusive ``right()``/``bottom()`` + 1).
@@ -27,7 +31,9 @@ from .types import HeadPrediction
 
 log = logging.getLogger(__name__)
 
-PEERS = ("mtcnn", "dlib-hog", "dlib-mmod", "dlib-68")
+PEERS = ("mtcnn", "dlib-hog", "dlib-mmod", "dlib-68", "vggheads-official")
+OFFICIAL_MIN_SCORE = 0.01   # as for this project's model: each protocol applies its own threshold
+OFFICIAL_MAX_HEADS = 1000   # the paper's WIDER script keeps up to 1000 boxes
 
 
 def dlib_model_path(name: str) -> Path:
@@ -165,4 +171,24 @@ def build_peer(name: str, landmark_model=None, **kwargs):
         return DlibMmodDetector(**kwargs)
     if name == "dlib-68":
         return DlibLandmarks68(landmark_model=landmark_model, **kwargs)
+    if name == "vggheads-official":
+        return official_system(**kwargs)
     raise ValueError(f"unknown peer '{name}' (known: {', '.join(PEERS)})")
+
+
+def official_system(weights, head_model, preprocess: str = "evaluation", device: str = "auto"):
+    """The released VGGHeads model as a Predictor (``evaluate.systems: [vggheads-official]``).
+
+    ``preprocess``: ``evaluation`` (the paper's evaluation scripts: bilinear resize, padding at the
+    bottom right) or ``package`` (``head_detector``: Lanczos, centred). A low score threshold and up
+    to 1000 heads: every protocol applies its own threshold, as for this project's model.
+    """
+    from ..release.official import OfficialDetector
+
+    if head_model is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("vggheads-official needs the head model its parameters decode through (FLAME): --head-model")
+    detector = OfficialDetector(weights, head_model, conf=OFFICIAL_MIN_SCORE, keep_top_k=OFFICIAL_MAX_HEADS,
+                                mode=preprocess, device=device, key="evaluate.vggheads_official.weights")
+    return detector.predictor()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 
-LABELLERS = ("truth", "dad3dnet", "model", "landmark-fit")
+LABELLERS = ("truth", "dad3dnet", "model", "landmark-fit", "vggheads")
 
 
 def build_labeller(name: str, cfg: dict, head_model=None, truth: dict | None = None, head_model_path=None):
     """``cfg`` is the ``labels`` section; ``head_model`` a HeadModel (landmark-fit); ``truth`` the
-    render truth by sample id (truth); ``head_model_path`` the head-model file (model)."""
+    render truth by sample id (truth); ``head_model_path`` the head-model file (model, vggheads)."""
     if name == "truth":
         from .truth import TruthLabeller
 
@@ -29,6 +29,12 @@ def build_labeller(name: str, cfg: dict, head_model=None, truth: dict | None = N
                              min_score=cfg["model"]["min_score"], head_model=head_model_path)
     if name == "landmark-fit":
         return landmark_fitter(cfg, head_model)
+    if name == "vggheads":  # the paper's released model (docs/release.md)
+        from .vggheads import VggheadsLabeller
+
+        c = cfg["vggheads"]
+        return VggheadsLabeller(c["weights"], head_model_path, cfg["match_iou"], device=cfg["device"],
+                                min_score=c["min_score"])
     raise ConfigError(f"labels.labeller '{name}' is unknown (known: {', '.join(LABELLERS)})")
 
 

@@ -5,12 +5,16 @@
     OUT/split_000NN/images/<image_id>.<png|jpg>
     OUT/split_000NN/annotations/<image_id>.npz    bbox (N, 4) xywh float32, extended_bbox (N, 4) xywh int32,
                                                    3dmm_params (N, 1, 413) float32
+    OUT/split_000NN/files.txt                      empty: only kept images are exported
 
 ``split_000NN`` is shard NN (the release's val = split_00000-00001, as ``manifest.val_shards``).
+
 ``3dmm_params`` are in the release's convention (DAD-3DNet's, readjusted to the crop):
 ``v = ((s + 1) R v + [tx, ty, 0] + 1) / 2 * 256 + extended_bbox[:2]`` gives image pixels, the
-inverse of what ``label_3dmm`` stores (``v_img = s R v + t``). Only kept images are exported,
-so the release's ``files.txt`` (images removed by the filter) is not written.
+inverse of what ``label_3dmm`` stores (``v_img = s R v + t``), relative to the stored (integer)
+``extended_bbox``. Only kept images are exported, so each ``files.txt`` is empty. ``--out
+DIR/large`` gives the release's own tree; ``dataset.source: release`` imports it back
+(:mod:`vggheads.release.importer`), reproducing the boxes and parameters.
 """
 
 from __future__ import annotations
@@ -34,10 +38,13 @@ def annotation_arrays(boxes: np.ndarray, extended: np.ndarray, params: np.ndarra
     ext = np.asarray(extended, dtype=np.float64).reshape(-1, 4)
     xywh = boxes.copy()
     xywh[:, 2:] -= xywh[:, :2]
-    ext_xywh = ext.copy()
+    ext_xywh = np.rint(ext).astype(np.int32)            # the release stores integer crops
     ext_xywh[:, 2:] -= ext_xywh[:, :2]
-    return {"bbox": xywh.astype(np.float32), "extended_bbox": np.rint(ext_xywh).astype(np.int32),
-            "3dmm_params": image_to_release(params, ext)[:, None, :].astype(np.float32)}
+    # the parameters are relative to the crop as stored (rounded), so that the release's own
+    # decoding (and `dataset.source: release`) puts the head exactly where it was
+    stored = np.concatenate([ext_xywh[:, :2], ext_xywh[:, :2] + ext_xywh[:, 2:]], 1).astype(np.float64)
+    return {"bbox": xywh.astype(np.float32), "extended_bbox": ext_xywh,
+            "3dmm_params": image_to_release(params, stored)[:, None, :].astype(np.float32)}
 
 
 def _write_npz(path: Path, arrays: dict) -> None:
@@ -86,8 +93,10 @@ def export_release(manifest_dir: Path, out: Path, image_format: str = "same", li
                 return
             shard, rel = where[current]
             split_dir = tmp / f"split_{shard}"
-            (split_dir / "images").mkdir(parents=True, exist_ok=True)
-            (split_dir / "annotations").mkdir(parents=True, exist_ok=True)
+            if not split_dir.exists():
+                (split_dir / "images").mkdir(parents=True)
+                (split_dir / "annotations").mkdir(parents=True)
+                (split_dir / "files.txt").write_text("")    # the release's list of removed images
             src = manifest_dir / rel
             if not src.exists():
                 raise InputError(f"{manifest_dir / 'images.parquet'}: image '{rel}' of {current} not found")

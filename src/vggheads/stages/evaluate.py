@@ -28,7 +28,9 @@ CAPABILITIES = {
     "dlib-hog": {"wider", "fddb"},
     "dlib-mmod": {"wider", "fddb"},
     "dlib-68": {"aflw2000", "biwi"},
+    "vggheads-official": set(BENCHMARKS),   # the paper's released model (docs/release.md)
 }
+PROBABILITY_SYSTEMS = ("model", "vggheads-official")   # scores are probabilities: the papers' thresholds apply
 
 
 def enabled_benchmarks(params: dict) -> list[str]:
@@ -71,6 +73,12 @@ def build_systems(params: dict, model: Path | None, head_model: Path | None) -> 
             systems[name] = DlibHogDetector(upsample=peers["dlib_upsample"])
         elif name == "dlib-mmod":
             systems[name] = DlibMmodDetector(upsample=peers["dlib_upsample"])
+        elif name == "vggheads-official":
+            from ..evaluation.peers import build_peer
+
+            c = cfg["vggheads_official"]
+            systems[name] = build_peer(name, weights=c["weights"], head_model=head_model, preprocess=c["preprocess"],
+                                       device=c["device"])
         elif name == "dlib-68":
             landmark_model = None
             if head_model is not None:
@@ -90,11 +98,12 @@ def build_systems(params: dict, model: Path | None, head_model: Path | None) -> 
 def _model_only(system: str, threshold):
     """The papers' score thresholds are for the model's probabilities; peers' scores live on other
     scales (dlib's SVM margins go below 0), so peers keep all their detections."""
-    return threshold if system == "model" else None
+    return threshold if system in PROBABILITY_SYSTEMS else None
 
 
 def _pose_scores(system: str) -> dict:
-    return {"min_score": 0.5, "fallback_score": 0.1} if system == "model" else {"min_score": None, "fallback_score": None}
+    return ({"min_score": 0.5, "fallback_score": 0.1} if system in PROBABILITY_SYSTEMS
+            else {"min_score": None, "fallback_score": None})
 
 
 def _first(items: list, n: int | None) -> list:
