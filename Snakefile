@@ -19,7 +19,6 @@ include: "workflow/rules/render.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/release.smk"  # dataset.source: release (docs/release.md)
-include: "workflow/rules/release.smk"  # dataset.source: release (docs/release.md)
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 
