@@ -200,6 +200,21 @@ def strace_works() -> bool:
     return res.returncode == 0
 
 
+def remote_connects(trace: str) -> list[str]:
+    """The lines of an ``strace -e trace=connect,sendto,sendmsg`` log that address another host
+    (IPv4/IPv6 outside loopback; a DNS query is a connect to the name server's port 53)."""
+    import re
+
+    remote = []
+    for line in trace.splitlines():
+        if "AF_INET" not in line:  # AF_UNIX, AF_NETLINK: local
+            continue
+        addr = re.search(r'inet_(?:addr|pton)\((?:AF_INET6, )?"([^"]+)"', line)
+        if addr is None or not (addr.group(1).startswith("127.") or addr.group(1) in ("::1", "0.0.0.0", "::")):
+            remote.append(line)
+    return remote
+
+
 class TinyRun:
     """A finished run of the whole DAG on tests/data/tiny.yaml (see the ``tiny_run`` fixture)."""
 

@@ -122,6 +122,8 @@ def test_repro_from_a_clean_state_runs_every_stage(repo):
     outs = lock_outs(project)
     assert "data/manifest/heads.parquet" in outs and "metrics/dataset_card.json" in outs
     file_digests(project, outs)  # every recorded output exists and is not empty
+    # DVC first, then Snakemake: it finds nothing to redo in what DVC made
+    assert "Nothing to be done" in sh(["snakemake", "--dry-run"], project)
 
 
 @slow
@@ -200,13 +202,33 @@ def test_dvc_commit_records_a_snakemake_run(repo):
     assert "rule evaluate:" in log and "rule train:" not in log, log[-3000:]
     status = sh(["dvc", "status"], project)
     assert "evaluate" in status and "changed" in status, status
-    sh(["dvc", "commit", "--force"], project)
+    sh(["dvc", "commit", "--force", "--no-relink"], project)
     assert "Data and pipelines are up to date" in sh(["dvc", "status"], project)
+    assert "Nothing to be done" in sh(["snakemake", "--dry-run"], project)  # and the tools agree
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     recorded = lock["stages"]["evaluate"]["params"]["params.yaml"]
     for part in EXP_PARAM.split("."):
         recorded = recorded[part]
     assert recorded == EXP_VALUE
+
+
+@slow
+def test_dvc_commit_after_a_whole_snakemake_run_leaves_both_tools_agreed(tiny_run, tmp_path):
+    """The README's order: `snakemake`, then `dvc commit --force --no-relink`. DVC then has every
+    output recorded and Snakemake still plans nothing (a relinking commit rewrites every output's
+    modification time in stage order, and Snakemake then plans reruns of what looks older)."""
+    project = tiny_run.clone(tmp_path / "project")
+    write_dvc_yaml(project)
+    sh(["git", "init", "-q"], project)
+    git_commit(project, "a finished snakemake run")
+    assert "Nothing to be done" in sh(["snakemake", "--dry-run"], project)
+    mtimes = {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}
+    sh(["dvc", "commit", "--force", "--no-relink"], project, timeout=600)
+    assert "Data and pipelines are up to date" in sh(["dvc", "status"], project)
+    assert "Nothing to be done" in sh(["snakemake", "--dry-run"], project)
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    log = sh(["dvc", "repro"], project, timeout=600)
+    assert not ran_stages(log), log[-3000:]  # and DVC reproduces nothing either
 
 
 @slow
@@ -238,7 +260,7 @@ def test_dvc_commit_records_a_fresh_snakemake_run(tmp_path):
     assert (project / "data/poses/00000/.snakemake_timestamp").exists()  # ignored by DVC (.dvcignore)
     stages = ["sample_captions", "extract_poses"]
     assert "Data and pipelines are up to date" not in sh(["dvc", "status", *stages], project)
-    sh(["dvc", "commit", "--force", *stages], project)
+    sh(["dvc", "commit", "--force", "--no-relink", *stages], project)
     assert "Data and pipelines are up to date" in sh(["dvc", "status", *stages], project)
     recorded = lock_outs(project)
     assert {"data/poses/00000", "data/poses/00001.parquet", "data/captions/00000.parquet"} <= set(recorded)

@@ -169,3 +169,29 @@ def test_the_default_profile_is_applied(tmp_path):
     assert "rule sample_captions:" in text  # planned again (Snakemake gives "Forced execution" as the reason)
     profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
     assert profile["rerun-incomplete"] is True
+
+
+def test_the_network_check_sees_native_dns_queries_and_onnxruntime_telemetry_is_off():
+    """What the end-to-end strace check flags (tests/test_e2e.py), and the switches it relies on."""
+    import os
+
+    from conftest import remote_connects
+    from vggheads.offline import OFFLINE_ENV
+
+    trace = (
+        '81 connect(3, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT\n'
+        '81 connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.255.255.53")}, 16) = 0\n'
+        '81 connect(5, {sa_family=AF_INET, sin_port=htons(5000), sin_addr=inet_addr("127.0.0.1")}, 16) = 0\n'
+        '82 connect(4, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), '
+        'inet_pton(AF_INET6, "2603:1030::1", &sin6_addr), sin6_scope_id=0}, 28) = -1 ENETUNREACH\n'
+        '82 connect(4, {sa_family=AF_INET6, sin6_port=htons(80), inet_pton(AF_INET6, "::1", &sin6_addr)}, 28) = 0\n')
+    found = remote_connects(trace)
+    assert len(found) == 2 and "10.255.255.53" in found[0] and "2603:1030::1" in found[1]
+    assert OFFLINE_ENV["ORT_DISABLE_TELEMETRY"] == "1" and os.environ["ORT_DISABLE_TELEMETRY"] == "1"
+    # every stage command calls configure() first: it sets the switch even where the caller did not
+    import sys
+
+    code = "import os; from vggheads.offline import configure; configure(); print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    env = {k: v for k, v in tool_env().items() if k != "ORT_DISABLE_TELEMETRY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "1", out.stderr

@@ -65,8 +65,8 @@ def oracle_detector_needs_procedural_renders(p: dict) -> str | None:
 def ultralytics_poses_need_images(p: dict) -> str | None:
     if _get(p, "poses.backend") == "ultralytics" and not _get(p, "poses.ultralytics.images"):
         return ("poses.backend: ultralytics needs poses.ultralytics.images (it is null): YOLO-pose runs on the real "
-                "images of the sampled rows. Set poses.ultralytics.images to their folder (img2dataset output) or a "
-                "glob of .tar shards, or poses.backend: procedural")
+                "images of the sampled rows. Set poses.ultralytics.images: downloaded (stage download_images fetches "
+                "them), their folder (img2dataset output) or a glob of .tar shards, or poses.backend: procedural")
     return None
 
 

@@ -13,6 +13,10 @@ class InputError(VggheadsError):
     """An input file is missing, unreadable, or lacks a required column."""
 
 
+class NoDataError(VggheadsError):
+    """Earlier stages left a stage nothing to work on; the message names the cause and the setting to change."""
+
+
 class MissingWeightsError(VggheadsError):
     """A model file the chosen backend needs is not on disk."""
 

@@ -16,6 +16,8 @@ where the ``render`` stage writes it.
 
 from __future__ import annotations
 
+import contextlib
+
 import argparse
 import logging
 from pathlib import Path
@@ -80,6 +82,7 @@ def draw(inputs: Path, out: Path, heads_path: Path | None = None, head_model: Pa
     from PIL import Image
 
     from ..errors import InputError
+    from ..io import atomic_dir, atomic_path
     from ..schemas import read_table
 
     inputs = Path(inputs)
@@ -110,14 +113,21 @@ def draw(inputs: Path, out: Path, heads_path: Path | None = None, head_model: Pa
         images = images[:limit]
     written = []
     single = inputs.is_file() and out.suffix.lower() in IMAGE_SUFFIXES
-    for path in images:
-        sid = path.stem
-        image = np.asarray(Image.open(path).convert("RGB"))
-        over = draw_heads(image, heads.get(sid, []), layer, faces, what, factor, poses.get(sid))
-        target = out if single else out / (shard_dir.name if inputs.is_dir() else "") / f"{sid}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(over).save(target)
-        written.append(target)
+    # a shard's overlays replace its folder as a whole; a killed draw leaves nothing half-written
+    folder = out / shard_dir.name if inputs.is_dir() else None
+    with atomic_dir(folder) if folder is not None else contextlib.nullcontext() as tmp_folder:
+        for path in images:
+            sid = path.stem
+            image = np.asarray(Image.open(path).convert("RGB"))
+            over = Image.fromarray(draw_heads(image, heads.get(sid, []), layer, faces, what, factor, poses.get(sid)))
+            if tmp_folder is not None:
+                over.save(tmp_folder / f"{sid}.png")
+                written.append(folder / f"{sid}.png")
+                continue
+            target = out if single else out / f"{sid}.png"
+            with atomic_path(target) as tmp:
+                over.save(tmp, format="PNG")
+            written.append(target)
     log.info("drew %d overlays under %s", len(written), out)
     return written
 

@@ -41,6 +41,54 @@ def gather_label_quality(stats_paths: list[Path]) -> dict:
     return out
 
 
+# filter reason -> the setting that switches its rule off
+FILTER_SETTINGS = {"no_heads": "filter.no_heads", "flip_count": "filter.flip", "face_without_head": "filter.face",
+                   "split_count": "filter.split", "agreement": "filter.agreement"}
+
+
+def explain_no_images(card: dict, params: dict, truth_heads: int | None = None) -> str:
+    """Why the shards gave the manifest no image, from the dataset card's counts (and the procedural
+    renders' truth head count): the cause and the setting to change."""
+    backend = params["render"]["backend"]
+    rendered, reasons = card["rendered_images"], card["filter"]["reasons"]
+    dropped = sum(reasons.values())
+    if not rendered or truth_heads == 0:
+        poses = params["poses"]
+        hint = (f"poses.ultralytics.conf (now {poses['ultralytics']['conf']}), poses.ultralytics.images and "
+                f"poses.ultralytics.weights" if poses["backend"] == "ultralytics" else "captions and dataset settings")
+        made = "no image" if not rendered else "images without a head"
+        return (f"Cause: render made {made}, because extract_poses found no person (data/poses/*.stats.json and "
+                f"data/captions/*.stats.json say why). Change: {hint}.")
+    if reasons.get("no_heads", 0) == dropped == rendered:
+        if backend == "tiny-sdxl":
+            change = ("render.backend: tiny-sdxl draws noise with its random weights, which holds no heads: use "
+                      "render.backend: procedural (or sdxl with real weights) for a run that reaches train")
+        else:
+            d = params["detector"]
+            change = (f"a lower detector.score_threshold (now {d['score_threshold']}) or a better detector "
+                      f"(detector.epochs {d['epochs']}, detector.imgsz {d['imgsz']}; metrics/detector.json)")
+        return (f"Cause: detect_heads found no head in any of the {rendered} rendered images, and the filter "
+                f"dropped them all as no_heads (data/detections/*.stats.json). Change: {change}.")
+    if dropped == rendered:
+        rules = ", ".join(f"{r} {n} ({FILTER_SETTINGS.get(r, 'unreadable images')})" for r, n in sorted(reasons.items()))
+        return (f"Cause: the filter dropped all {rendered} rendered images: {rules}. Change: switch the rule off "
+                f"with the setting named, or see data/filter/*.stats.json.")
+    return (f"Cause: label_3dmm labelled none of the heads of the {rendered - dropped} images the filter kept "
+            f"(labels.labeller: {params['labels']['labeller']}; data/labels/*.stats.json says why). Change: another "
+            f"labels.labeller, or labels.match_iou (now {params['labels']['match_iou']}).")
+
+
+def _truth_heads(render_tables: list[Path], params: dict) -> int | None:
+    """Heads in the procedural renders' exact truth (None for other backends, which have none)."""
+    import pyarrow.parquet as pq
+
+    from .train_head_detector import render_paths
+
+    if params["render"]["backend"] != "procedural":
+        return None
+    return sum(pq.ParquetFile(render_paths(Path(r))[1]).metadata.num_rows for r in render_tables)
+
+
 def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Path], labels: list[Path],
                          filters: list[Path], label_stats: list[Path], out_dir: Path, card_json: Path,
                          quality_json: Path, plots_dir: Path, agreement: list[Path] | None = None) -> dict:
@@ -63,6 +111,19 @@ def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Pa
     doc = card.to_dict()
     seconds = round(time.perf_counter() - start, 3)  # log and MLflow only: artefacts hold no wall-clock figures
     doc["val_shards"] = params["manifest"]["val_shards"]
+    empty = [split for split in ("train", "val") if split in doc["splits"] and not doc["splits"][split]["images"]]
+    if "train" in empty or not doc["images"]:
+        from ..errors import NoDataError
+
+        for name in ("images.parquet", "heads.parquet"):
+            (Path(out_dir) / name).unlink(missing_ok=True)
+        which = "no image" if not doc["images"] else \
+            f"no training image (shards {', '.join(shards[params['manifest']['val_shards']:])})"
+        raise NoDataError(f"build_manifest: {which} to put in the manifest, so train cannot run. "
+                          + explain_no_images(doc, params, _truth_heads(render_tables, params)))
+    if empty:
+        log.warning("the validation split is empty: %s", explain_no_images(doc, params, _truth_heads(render_tables,
+                                                                                                       params)))
     quality = gather_label_quality(label_stats)
     write_json(card_json, doc)
     write_json(quality_json, quality)

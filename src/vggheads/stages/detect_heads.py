@@ -96,6 +96,13 @@ def detect_heads(params: dict, shard: str, render_table: Path, images_dir: Path,
     stats["oracle"] = bool(cfg["oracle"])
     read = stats["images"] - stats["unreadable"]
     stats["heads_per_image"] = round(stats["heads"] / read, 4) if read else 0.0
+    if not stats["heads"]:  # every later stage of the shard will be empty: say why here
+        stats["why_empty"] = ("no image" if not stats["images"] else "no readable image" if not read else
+                              f"the detector found no head in any of the {read} images (score > "
+                              f"detector.score_threshold {cfg['score_threshold']})"
+                              + ("; render.backend tiny-sdxl draws noise with its random weights"
+                                 if params["render"]["backend"] == "tiny-sdxl" else ""))
+        log.warning("shard %s: %s", shard, stats["why_empty"])
     write_table(from_rows("detections", out_rows), out, "detections")
     write_json(out_stats, stats)
     log_run("detect_heads", params, shard=shard, metrics={**stats, "seconds": seconds}, run_params={"detector": cfg})

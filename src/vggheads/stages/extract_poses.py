@@ -81,6 +81,14 @@ def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_
              "dropped": {"no_person": counts["no_person"],
                          "missing_or_corrupt_image": counts["missing_or_corrupt_image"]},
              "persons_per_sample": round(counts["persons"] / max(1, counts["samples"]), 3)}
+    if not counts["samples"]:  # every later stage of the shard will be empty: say why here
+        stats["why_empty"] = (f"no sample kept of {len(captions)} captions"
+                              + (f": no_person {counts['no_person']} (YOLO-pose found nobody above "
+                                 f"poses.ultralytics.conf {cfg['ultralytics']['conf']}), missing_or_corrupt_image "
+                                 f"{counts['missing_or_corrupt_image']} (not in poses.ultralytics.images)"
+                                 if cfg["backend"] == "ultralytics" and captions else
+                                 f" (data/captions/{shard}.stats.json)" if not captions else ""))
+        log.warning("shard %s: %s", shard, stats["why_empty"])
     write_json(stats_path, stats)
     log_run("extract_poses", params, shard=shard, metrics=stats, run_params={"poses": cfg})
     log.info("shard %s: %d persons in %d samples", shard, counts["persons"], counts["samples"])

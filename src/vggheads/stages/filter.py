@@ -90,6 +90,9 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
              "face_detector": cfg["face_detector"] if rules["face"] else None,
              "mean_flip_stability": round(float(np.mean(stability)), 4) if stability else None}
     seconds = round(time.perf_counter() - start, 3)  # log and MLflow only: artefacts hold no wall-clock figures
+    if rows and not kept:  # the shard gives the manifest nothing: say why here
+        stats["why_empty"] = "every image was dropped: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        log.warning("shard %s: %s", shard, stats["why_empty"])
     stats["agreement"] = _agreement_write(agree, agreement_out, agreement_heads_out)
     write_table(from_rows("filter", out_rows), out, "filter")
     write_json(out_stats, stats)

@@ -161,6 +161,11 @@ def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, d
     speed = {n: round(len(col.params) / seconds[n], 3) if seconds[n] > 0 else None for n, col in collected.items()}
     stats["labelled"] = len(out_rows)
     stats["quality"] = quality
+    if not stats["labelled"]:  # the shard gives the manifest nothing: say why here
+        stats["why_empty"] = (f"no detections to label (data/detections/{shard}.stats.json)" if not stats["detections"]
+                              else f"{name} labelled none of the {stats['detections']} detections: dropped "
+                                   + (", ".join(f"{k} {v}" for k, v in sorted(stats["dropped"].items())) or "all"))
+        log.warning("shard %s: %s", shard, stats["why_empty"])
     if fitter is not None or main_name == "landmark-fit":
         src = (fitter or labeller).face_sources
         stats["face_rectangles"] = dict(src)

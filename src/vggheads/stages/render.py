@@ -39,6 +39,14 @@ def render(params: dict, shard: str, captions_path: Path, poses_path: Path, cond
     stats, timings = split_timings({"backend": backend_name, "images": len(result.images),
                                     "heads": len(result.heads), **result.stats})
     timings["seconds"] = round(time.perf_counter() - start, 3)
+    if not stats["images"] or (not stats["heads"] and backend_name == "procedural"):
+        # every later stage of the shard will be empty: say why here
+        stats["why_empty"] = (f"no {'image' if not stats['images'] else 'head'}: the shard's poses hold no person "
+                              f"(data/poses/{shard}.stats.json)" if not poses.num_rows else
+                              "no image" if not stats["images"] else
+                              "no head is visible in any image (all occluded or outside the canvas)")
+    if "why_empty" in stats:
+        log.warning("shard %s: %s", shard, stats["why_empty"])
     write_json(out_stats, stats)  # no wall-clock figures: same inputs, same bytes (they go to the log and MLflow)
     log_run("render", params, shard=shard, metrics={**stats, **timings}, run_params={"render": params["render"]})
     log.info("shard %s: %d images, %d heads with %s; timings %s", shard, stats["images"], stats["heads"],

@@ -90,6 +90,16 @@ def train_head_detector(params: dict, render_tables: list[Path], head_model: Pat
         labelled = extra + in_shards
         val = [i for i in labelled if in_labelled_subset("val:" + i.image_id, lab["val_fraction"], seed)]
         train = [i for i in labelled if not in_labelled_subset("val:" + i.image_id, lab["val_fraction"], seed)]
+    if not train:
+        from ..errors import NoDataError
+
+        raise NoDataError("train_head_detector: the labelled subset has no training image. Cause: "
+                          + (f"the COCO json {lab['coco_json']} lists no image found under {lab['coco_images']}"
+                             if lab["source"] == "coco" else
+                             f"detector.labelled.extra_images is {lab['extra_images']} and detector.labelled."
+                             f"shard_fraction {lab['shard_fraction']} of the shards' procedural renders gave none")
+                          + ". Change: detector.labelled.extra_images (e.g. 150), or detector.labelled.source: coco "
+                            "with a COCO json of head boxes")
     result = train_detector(cfg, train, val, out_weights, work_dir / "ultralytics", seed)
     detector = HeadBoxDetector.from_params(out_weights, cfg)
     metrics = {
