@@ -253,7 +253,42 @@ def test_jpeg_size_from_the_header(tmp_path):
     Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(tmp_path / "a.jpg")
     Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(tmp_path / "p.jpg", progressive=True)
     Image.fromarray(np.zeros((11, 7, 3), np.uint8)).save(tmp_path / "b.png")
-    assert image_size(tmp_path / "a.jpg") == (53, 37) == image_size(tmp_path / "p.jpg")
+    Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(tmp_path / "icc.jpg", icc_profile=bytes(30000))  # SOF after 30 KB
+    assert image_size(tmp_path / "a.jpg") == (53, 37) == image_size(tmp_path / "p.jpg") == image_size(tmp_path / "icc.jpg")
     assert image_size(tmp_path / "b.png") == (7, 11)
     (tmp_path / "x.jpg").write_bytes(b"nothing")
     assert image_size(tmp_path / "x.jpg") is None
+
+
+@pytest.mark.parametrize("model_name", ["project", "tiny"])
+def test_subset_decoder_matches_the_full_decoding(model_name, head_model):
+    """The import's numpy decoder = FlameLayer + decode (torch) on every derived value, with all 400
+    components, a jaw, any rotation; the tiny model's face is not inside its head (the index path)."""
+    import torch
+
+    from test_model import tiny_head_model
+    from vggheads.geometry import FlameLayer, angles_to_matrix, decode, matrix_to_rot6d
+    from vggheads.labelling.base import decode_labels
+    from vggheads.release.convert import SubsetDecoder
+
+    model = head_model if model_name == "project" else tiny_head_model()
+    rng = np.random.default_rng(5)
+    n = 300
+    p = np.zeros((n, 413), np.float32)
+    p[:, :400] = rng.normal(0, 1, (n, 400))
+    p[:, 400:403] = rng.normal(0, 0.15, (n, 3))
+    R = angles_to_matrix(rng.uniform(-80, 80, n), rng.uniform(-50, 50, n), rng.uniform(-40, 40, n))
+    p[:, 403:409] = matrix_to_rot6d(torch.from_numpy(np.asarray(R))).numpy() * rng.uniform(0.5, 2, (n, 1))
+    p[:, 409:412] = rng.uniform(0, 600, (n, 3))
+    p[:, 412] = rng.uniform(200, 2000, n)
+    got = SubsetDecoder(model, batch=64)(p)
+    layer = FlameLayer(model)
+    ref = decode_labels(p, layer)
+    v = decode(torch.from_numpy(p), layer).vertices_image.numpy()[..., :2]
+    box = lambda ids: np.concatenate([v[:, ids].min(1), v[:, ids].max(1)], 1)
+    assert np.abs(got["landmarks"][..., :2] - ref.landmarks[..., :2]).max() < 2e-3
+    assert (got["landmarks"][..., 2] == ref.landmarks[..., 2]).mean() > 0.999
+    for k in ("yaw", "pitch", "roll"):
+        assert np.abs(got[k] - getattr(ref, k)).max() < 1e-3
+    assert np.abs(got["head_box"] - box(model.subsets["head"])).max() < 2e-3
+    assert np.abs(got["face_box"] - box(model.subsets["face"])).max() < 2e-3

@@ -120,30 +120,17 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from the file header: JPEG's SOF marker read directly, other formats through
-    PIL (header only); None when unreadable."""
+    """(width, height) from the file header: JPEG's SOF marker read directly (a few KB of the file),
+    other formats through PIL (header only); None when unreadable."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(65536)
+            head = fh.read(4096)
+            if head[:2] == b"\xff\xd8":
+                size = _jpeg_size(fh, head)
+                if size is not None:
+                    return size
     except OSError:
         return None
-    if head[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 <= len(head):
-            if head[i] != 0xFF:
-                break
-            marker = head[i + 1]
-            if marker == 0xFF:          # fill byte
-                i += 1
-                continue
-            if marker in _SOF:
-                h, w = struct.unpack(">HH", head[i + 5:i + 9])
-                return (w, h) if w and h else None
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            (length,) = struct.unpack(">H", head[i + 2:i + 4])
-            i += 2 + length
     try:
         from PIL import Image
 
@@ -151,6 +138,31 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
             return im.size
     except Exception:
         return None
+
+
+def _jpeg_size(fh, head: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG markers to the first SOF (reading more of ``fh`` while the headers go on)."""
+    i = 2
+    while True:
+        while i + 9 > len(head):
+            more = fh.read(max(4096, len(head)))
+            if not more or len(head) > (4 << 20):
+                return None
+            head += more
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:                      # fill byte
+            i += 1
+            continue
+        if marker in _SOF:
+            h, w = struct.unpack(">HH", head[i + 5:i + 9])
+            return (w, h) if w and h else None
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", head[i + 2:i + 4])
+        i += 2 + length
 
 
 class _Drops:
@@ -199,7 +211,6 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
     from ..headmodel import load_head_model
     from ..io import atomic_dir, write_json
     from ..manifest.io import TableWriter
-    from ..schemas import from_rows
     from .convert import SubsetDecoder, release_to_image
     from .layout import scan_split
 
@@ -220,6 +231,9 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
     ids = files.ids()
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    # image paths relative to the manifest folder: one relpath per split, not per image
+    rel_images = os.path.relpath(img_dir.resolve(), manifest_dir.resolve())
+    rel_copies = os.path.relpath((out_dir / "images").resolve(), manifest_dir.resolve())
     with atomic_dir(out_dir / "images") as copies, \
             TableWriter(out_dir / "images.parquet", "images", row_group_size) as wi, \
             TableWriter(out_dir / "heads.parquet", "heads", row_group_size) as wh, \
@@ -265,7 +279,7 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
                     drops.add("no_heads", f"annotations/{ann_name}", "no heads" if not len(bbox) else "no valid head")
                     continue
                 if images == "reference":
-                    path = os.path.relpath(src.resolve(), manifest_dir.resolve())
+                    path = f"{rel_images}/{img_name}"
                 else:
                     dst = copies / img_name
                     if images == "link":
@@ -275,17 +289,15 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
                             shutil.copyfile(src, dst)
                     else:
                         shutil.copyfile(src, dst)
-                    path = os.path.relpath((out_dir / "images" / img_name).resolve(), manifest_dir.resolve())
-                img_rows.append({"image_id": image_id, "shard": split, "split": split_name, "path": path,
-                                 "width": size[0], "height": size[1], "n_heads": len(keep), "backend": BACKEND,
-                                 "prompt": "", "seed": 0})
+                    path = f"{rel_copies}/{img_name}"
+                img_rows.append((image_id, path, size[0], size[1], len(keep)))
                 b, e = bbox[keep], ext[keep]
                 params_img.append(release_to_image(params[keep], e))
                 head_meta.append((image_id, keep, np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1),
                                   np.concatenate([e[:, :2], e[:, :2] + e[:, 2:]], 1)))
             if not img_rows:
                 continue
-            wi.write(from_rows("images", img_rows))
+            wi.write(_images_table(img_rows, split, split_name))
             p = np.concatenate(params_img).astype(np.float32)
             dec = decoder(p)
             wh.write(_heads_table(head_meta, p, dec, split_name))
@@ -308,6 +320,23 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
     return stats
 
 
+def _table(columns: dict) -> pa.Table:
+    # Table.from_arrays: pa.table(dict) imports pandas (about a second) to ask whether it was given a DataFrame
+    return pa.Table.from_arrays(list(columns.values()), names=list(columns))
+
+
+def _images_table(rows: list, split: str, split_name: str) -> pa.Table:
+    ids, paths, widths, heights, counts = zip(*rows)
+    n = len(rows)
+    return _table({
+        "image_id": pa.array(ids, pa.string()), "shard": pa.array([split] * n, pa.string()),
+        "split": pa.array([split_name] * n, pa.string()), "path": pa.array(paths, pa.string()),
+        "width": pa.array(widths, pa.int32()), "height": pa.array(heights, pa.int32()),
+        "n_heads": pa.array(counts, pa.int32()), "backend": pa.array([BACKEND] * n, pa.string()),
+        "prompt": pa.array([""] * n, pa.string()), "seed": pa.array(np.zeros(n, np.int64), pa.int64()),
+    })
+
+
 def _list_array(values: np.ndarray, n: int) -> pa.FixedSizeListArray:
     flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), pa.float32())
     return pa.FixedSizeListArray.from_arrays(flat, n)
@@ -319,7 +348,7 @@ def _heads_table(meta: list, params: np.ndarray, dec: dict, split_name: str) -> 
     boxes = np.concatenate([b for _, _, b, _ in meta])
     ext = np.concatenate([e for _, _, _, e in meta])
     n = len(ids)
-    return pa.table({
+    return _table({
         "image_id": pa.array(ids, pa.string()), "head": pa.array(heads, pa.int32()),
         "split": pa.array([split_name] * n, pa.string()), "box": _list_array(boxes, 4),
         "extended_box": _list_array(ext, 4), "score": pa.array(np.full(n, np.nan, np.float32), pa.float32()),
@@ -333,6 +362,6 @@ def _boxes_table(meta: list, dec: dict, split_name: str) -> pa.Table:
     ids = [image_id for image_id, keep, _, _ in meta for _ in keep]
     heads = np.concatenate([keep for _, keep, _, _ in meta]).astype(np.int32)
     n = len(ids)
-    return pa.table({"image_id": pa.array(ids, pa.string()), "head": pa.array(heads, pa.int32()),
+    return _table({"image_id": pa.array(ids, pa.string()), "head": pa.array(heads, pa.int32()),
                      "split": pa.array([split_name] * n, pa.string()), "head_box": _list_array(dec["head_box"], 4),
                      "face_box": _list_array(dec["face_box"], 4)})

@@ -41,11 +41,16 @@ def import_release(params: dict, split: str, head_model: Path, out_dir: Path, ma
 
 
 def _cli(args: argparse.Namespace) -> int:
-    import torch
-
     from ..config import load_params
 
-    torch.set_num_threads(max(1, int(args.threads)))   # what the job was given, not the machine's core count
+    # the decoding's large product runs in numpy's BLAS: as many threads as the job was given, not the
+    # machine's cores (where threadpoolctl is installed; otherwise OPENBLAS_NUM_THREADS decides)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(max(1, int(args.threads)))
+    except ImportError:
+        pass
     params = load_params(args.params)
     import_release(params, args.shard, Path(args.head_model), Path(args.out_dir), Path(args.manifest_dir))
     return 0
