@@ -255,3 +255,54 @@ def test_predict_command_with_the_released_contract(capsys, standins, tmp_path, 
     assert len(head["flame_params"]) == 413 and np.shape(head["landmarks"]) == (68, 3)
     assert all(float(v).is_integer() for v in head["box"]), "the package rounds boxes to pixels"
     assert json.loads((out / "group.json").read_text()) == rec and (out / "group.png").exists()
+
+
+def test_labeller_vggheads_labels_the_detections_it_confirms(standins):
+    from vggheads.labelling.factory import build_labeller
+
+    cfg = {"match_iou": 0.5, "device": "cpu",
+           "vggheads": {"weights": str(standins / "vgg_heads_l.trcd"), "min_score": 0.0}}
+    labeller = build_labeller("vggheads", cfg, head_model_path=standins / "head.npz")
+    image = np.random.default_rng(4).integers(0, 255, (IMGSZ, IMGSZ, 3), dtype=np.uint8)
+    heads = labeller.detector(image)
+    boxes = np.array([heads[0].box, [2000.0, 2000.0, 2010.0, 2010.0]])
+    labels = labeller(image, "x", boxes, boxes)
+    assert labels.ok.tolist() == [True, False] and labels.reasons == ["", "vggheads_no_match"]
+    assert np.allclose(labels.params[0], heads[0].flame_params, atol=1e-4)
+
+
+def test_labeller_vggheads_missing_weights_names_the_key(standins, tmp_path):
+    from vggheads.errors import MissingWeightsError
+    from vggheads.labelling.factory import build_labeller
+
+    cfg = {"match_iou": 0.5, "device": "cpu", "vggheads": {"weights": str(tmp_path / "vgg_heads_l.trcd"), "min_score": 0.3}}
+    with pytest.raises(MissingWeightsError, match=r"labels.vggheads.weights.*|okupyn/vgg_heads"):
+        build_labeller("vggheads", cfg, head_model_path=standins / "head.npz")
+
+
+def test_evaluation_system_vggheads_official(standins, params, aflw, head_model_file, tmp_path):
+    """The released model takes part in the benchmarks like this project's model: the synthetic val and AFLW2000-3D."""
+    from vggheads.model.toydata import make_manifest
+    from vggheads.stages.evaluate import build_systems, run_benchmark
+
+    params["evaluate"]["systems"] = ["vggheads-official"]
+    params["evaluate"]["vggheads_official"]["weights"] = str(standins / "vgg_heads_l.onnx")
+    params["evaluate"]["max_images"] = 2
+    params["evaluate"]["aflw2000"]["root"] = str(aflw)
+    systems = build_systems(params, None, standins / "head.npz")
+    assert list(systems) == ["vggheads-official"]
+    images, heads = make_manifest(head_model_file, tmp_path / "val", n_train=0, n_val=2, size=96, seed=1)
+    (val,) = run_benchmark("synthetic_val", params, systems, standins / "head.npz", images, heads)
+    assert val.system == "vggheads-official" and "ap50" in val.metrics
+    (pose,) = run_benchmark("aflw2000", params, systems, standins / "head.npz")
+    assert pose.system == "vggheads-official" and pose.metrics
+
+
+def test_release_standin_command(capsys, standins, tmp_path):
+    from vggheads.cli import main
+    from vggheads.release.official import OfficialDetector
+
+    assert main(["release", "standin", "--model", str(standins / "model"), "--out", str(tmp_path / "s.onnx")]) == 0
+    assert "TorchScript" not in capsys.readouterr().out
+    det = OfficialDetector(tmp_path / "s.onnx", standins / "head.npz")
+    assert det.image_size == IMGSZ and det.backend == "official-onnx"

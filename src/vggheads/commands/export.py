@@ -2,9 +2,11 @@
 
     vggheads export --manifest data/manifest --out release/ [--image-format jpg] [--link]
 
-Layout: ``split_000NN/images/<id>.<ext>`` and ``split_000NN/annotations/<id>.npz`` with ``bbox``
+Layout: ``split_000NN/images/<id>.<ext>``, ``split_000NN/annotations/<id>.npz`` with ``bbox``
 (N, 4) xywh, ``extended_bbox`` (N, 4) xywh and ``3dmm_params`` (N, 1, 413) in the release's
-(DAD-3DNet) convention; see :mod:`vggheads.manifest.export`.
+(DAD-3DNet) convention, and an empty ``split_000NN/files.txt``; see :mod:`vggheads.manifest.export`.
+``--out DIR/large`` gives the paper's tree exactly: ``dataset.source: release`` with
+``dataset.release.root: DIR`` imports it back (docs/release.md).
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ def split_root(root: str | Path) -> Path:
     if not root.is_dir():
         from . import DATASET_ORIGIN, LICENCE
 
-        raise InputError(f"release root '{root}' not found: it is the unpacked {DATASET_ORIGIN} "
-                         f"(licence {LICENCE}); set dataset.release.root to it (nothing is downloaded)")
+        raise InputError(f"release root '{root}' not found: it is {DATASET_ORIGIN}, licence {LICENCE}; "
+                         "set dataset.release.root to it (nothing is downloaded)")
     return root / "large" if (root / "large").is_dir() else root
 
 
