@@ -1,4 +1,6 @@
-"""Stage sample_captions: each rule, the rewrite, determinism, bad input, and the real LAION rows."""
+"""Stage sample_captions: each rule, the rewrite, determinism, bad input, and the real LAION rows.
+
+The name check's backends and its measured precision/recall are in tests/test_names.py."""
 
 import copy
 import json
@@ -12,7 +14,7 @@ from vggheads.captions.text import (NearDuplicates, is_about_people, names_perso
                                     rewrite_prompt)
 from vggheads.errors import InputError
 from vggheads.schemas import read_table
-from vggheads.stages.sample_captions import RULES, _cheap_rule, sample_captions
+from vggheads.stages.sample_captions import RULES, _cheap_rule, bad_caption, sample_captions
 
 
 def write_source(path, rows, schema=None):
@@ -21,10 +23,14 @@ def write_source(path, rows, schema=None):
 
 
 @pytest.fixture
-def cfg(params, tmp_path):
+def cfg(params, tmp_path_factory):
     p = copy.deepcopy(params)
     p["tracking"]["enabled"] = False
     p["dataset"]["samples_per_shard"] = None
+    # The 45 hand-written rows of the demo source (the rest are generated people captions).
+    demo = tmp_path_factory.mktemp("demo") / "demo45.parquet"
+    pq.write_table(pq.read_table(p["captions"]["sources"][0]).slice(0, 45), demo)
+    p["captions"]["sources"] = [str(demo)]
     return p
 
 
@@ -84,9 +90,47 @@ def test_people_rule(caption, expected):
     ("a woman smiling at the camera in a sunny park", False),
     ("Woman holding a clock — Stock Photo", False),
     ("a girl holding a rose", False),
+    # honorifics with normal capitalisation (the old rule only matched lower-case "mr")
+    ("Mr. Smith walks his dog in the park", True),
+    ("a portrait of Dr. Jones in her office", True),
+    ("MRS. ROBINSON smiling", True),
+    ("mrs. Robinson smiling", True),
+    ("Queen Bee costume for a girl", False),
+    ("Mr. & Mrs. Guest Book", False),
+    # photo credits name a person
+    ("Stock brokers trade in Kolkata. REUTERS/Jayanta Shaw/Files", True),
+    ("a boy in Mannheim, Artist: naumoid, Code: 400", True),
+    ("Stock Photo: Girls laying in grass", False),
+    # ambiguous given names followed by a surname, also in title-case captions
+    ("Bill Gates Watches A Demonstration", True),
+    ("Rose Gold Watch For Women", False),
 ])
 def test_named_person_rule(caption, expected):
     assert names_person(caption) is expected
+
+
+@pytest.mark.parametrize("caption", [
+    "a man drinking coffee in a café in Zürich",
+    "two women at the Straße market in Köln",
+    "a smiling vendor at a crêpe stand, naïve décor",
+])
+def test_non_ascii_words_are_words(caption):
+    """Non-ASCII letters do not cut words into capitalised fragments that looked like name pairs."""
+    from vggheads.captions.text import words
+
+    assert all(w in caption.split() or w in caption for w in words(caption))
+    assert any(not w.isascii() for w in words(caption))
+    assert names_person(caption) is False
+
+
+def test_people_rule_on_slugs_and_roles():
+    assert is_about_people("manchester-united-celebrates-goal-in-front-of-city-players")
+    assert is_about_people("The wedding party: groomsman, bestman in kilt and bridemaids.")
+    assert is_about_people("Gold Rush tourists and locals mining for gold in festival")
+    assert not is_about_people("Los Lonely Boys - I'm A Man (Album Version)")
+    assert not is_about_people('"""Listen to the Kids"" Unisex T-Shirt"')
+    assert not is_about_people("home library design ideas for the book lovers ideas 4 homes")
+    assert not is_about_people("<a href='http://x.org/Children-s-Hospital'>Hospital</a> Ribbon Cutting")
 
 
 def test_near_duplicates():
@@ -176,12 +220,37 @@ def test_lowercase_columns_and_bad_rows(cfg, tmp_path):
     assert [r["url"] for r in rows] == ["u1", "u4"] and stats["dropped"]["bad_caption"] == 2
 
 
-def test_non_text_caption_column_is_counted_not_crashed(cfg, tmp_path):
+def test_non_text_caption_column_is_counted_and_an_empty_shard_stops(cfg, tmp_path):
     src = write_source(tmp_path / "n.parquet", [{"URL": "u", "TEXT": 5}, {"URL": "v", "TEXT": 6}])
     cfg["captions"]["sources"] = [src]
     cfg["dataset"]["shards"] = 1
-    rows, stats = run(cfg, tmp_path)
-    assert rows == [] and stats["dropped"]["bad_caption"] == 2
+    with pytest.raises(InputError, match=r"shard 00000: none of its 2 rows kept a caption \(dropped: bad_caption 2 "
+                                         r"\(bad_caption: not_text 2\)"):
+        run(cfg, tmp_path)
+    assert json.loads((tmp_path / "00000.json").read_text())["bad_caption_reasons"]["not_text"] == 2
+
+
+def test_binary_text_column_is_decoded_and_says_why_rows_drop(cfg, tmp_path, caplog):
+    schema = pa.schema([("URL", pa.string()), ("TEXT", pa.binary())])
+    src = write_source(tmp_path / "b.parquet", [{"URL": "u1", "TEXT": "a man reading a newspaper".encode()},
+                                                {"URL": "u2", "TEXT": b"\xff\xfe broken"},
+                                                {"URL": "u3", "TEXT": "a woman walking a dog in Zürich".encode()}],
+                       schema=schema)
+    cfg["captions"]["sources"] = [src]
+    cfg["dataset"]["shards"] = 1
+    with caplog.at_level("WARNING"):
+        rows, stats = run(cfg, tmp_path)
+    assert [r["url"] for r in rows] == ["u1", "u3"] and rows[1]["caption"].endswith("Zürich")
+    assert stats["dropped"]["bad_caption"] == 1 and stats["bad_caption_reasons"]["not_utf8"] == 1
+    assert "caption column is binary" in caplog.text
+    assert bad_caption(b"\xff") == "not_utf8" and bad_caption("  ") == "empty" and bad_caption(None) == "null"
+
+
+def test_empty_source_stops_the_run(cfg, tmp_path):
+    src = write_source(tmp_path / "e.parquet", [], schema=pa.schema([("URL", pa.string()), ("TEXT", pa.string())]))
+    cfg["captions"]["sources"] = [src]
+    with pytest.raises(InputError, match="hold no rows at all"):
+        run(cfg, tmp_path)
 
 
 def test_missing_caption_column_names_file_and_columns(cfg, tmp_path):
@@ -213,7 +282,7 @@ def test_real_laion_rows_keep_only_people(cfg, tmp_path, shared_data):
     cfg["captions"]["sources"] = [str(shared_data / "laion" / "laion_sample_1000.parquet")]
     cfg["dataset"]["shards"] = 1
     rows, stats = run(cfg, tmp_path)
-    assert stats["rows_in_shard"] == 1000
+    assert stats["rows_in_shard"] == 1000 and stats["name_check"] == "spacy"
     assert 10 <= stats["kept"] <= 80, stats  # LAION-400M is mostly not about people
     assert stats["dropped"]["not_people"] > 850
     captions = [r["caption"] for r in rows]

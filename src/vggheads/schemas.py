@@ -46,6 +46,21 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("negative_prompt", pa.string()),
         ("seed", pa.int64()),
     ]),
+    # download_images: one row per requested photo (img2dataset's status, our failure class; key = member
+    # name in the shard's webdataset .tar, empty when the download failed).
+    "downloads": pa.schema([
+        ("sample_id", pa.string()),
+        ("url", pa.string()),
+        ("key", pa.string()),
+        ("status", pa.string()),
+        ("failure", pa.string()),
+        ("error_message", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("original_width", pa.int32()),
+        ("original_height", pa.int32()),
+        ("sha256", pa.string()),
+    ]),
     # extract_poses: one row per person; COCO-17 keypoints as 17 (x, y, confidence) triples.
     "poses": pa.schema([
         ("sample_id", pa.string()),

@@ -1,11 +1,22 @@
-# Phase: captions and pose skeletons (paper sections 1.1-1.2).
+# Phase: captions, photos and pose skeletons (paper sections 1.1-1.2; docs/captions.md).
+# captions.source alt-text: sample_captions writes the captions. captions.source blip2 (the paper):
+# sample_captions picks the rows, download_images fetches their photos (img2dataset), caption_images
+# captions them with BLIP-2 and drops those naming a person. Poses from photos (poses.backend
+# ultralytics with poses.ultralytics.images: downloaded) read the downloaded photos too. Rerun
+# `vggheads dvc-sync` after switching either key.
+
+BLIP2 = config["captions"]["source"] == "blip2"
+POSE_PHOTOS = config["poses"]["backend"] == "ultralytics" and config["poses"]["ultralytics"]["images"] == "downloaded"
+DOWNLOAD = BLIP2 or POSE_PHOTOS
+ROWS = "data/captions/{shard}.rows.parquet" if BLIP2 else "data/captions/{shard}.parquet"
+TINY_BLIP2 = config["captions"]["blip2"]["tiny_dir"] if BLIP2 and config["captions"]["blip2"]["model"] == "tiny" else []
 
 
 rule sample_captions:
     input:
         sources=caption_sources(config),
     output:
-        captions="data/captions/{shard}.parquet",
+        captions=ROWS,
         stats="data/captions/{shard}.stats.json",
     log:
         "logs/sample_captions/{shard}.log",
@@ -28,9 +39,96 @@ rule sample_captions:
         " > {log} 2>&1"
 
 
+if DOWNLOAD:
+
+    rule download_images:
+        input:
+            rows=ROWS,
+        output:
+            images="data/images/{shard}.tar",
+            table="data/images/{shard}.parquet",
+            stats="data/images/{shard}.stats.json",
+        log:
+            "logs/download_images/{shard}.log",
+        benchmark:
+            "logs/benchmark/download_images/{shard}.tsv"
+        params:
+            file=PARAMS,
+            cfg=lambda w: config["captions"]["download"],
+        threads: 2
+        resources:
+            mem_mb=lambda w, attempt: 4000 * attempt,
+            runtime=lambda w, attempt: 120 * attempt,
+        shell:
+            "vggheads download-images"
+            " --params {params.file}"
+            " --shard {wildcards.shard}"
+            " --rows {input.rows}"
+            " --out {output.images}"
+            " --table {output.table}"
+            " --stats {output.stats}"
+            " --work-dir data/images/.work/{wildcards.shard}"
+            " > {log} 2>&1"
+
+
+if TINY_BLIP2:
+
+    rule build_tiny_blip2:
+        output:
+            model=directory(TINY_BLIP2),
+        log:
+            "logs/build_tiny_blip2.log",
+        benchmark:
+            "logs/benchmark/build_tiny_blip2.tsv"
+        threads: 1
+        resources:
+            mem_mb=lambda w, attempt: 2000 * attempt,
+            runtime=lambda w, attempt: 10 * attempt,
+        shell:
+            "vggheads blip2 build-tiny"
+            " --out {output.model}"
+            " > {log} 2>&1"
+
+
+if BLIP2:
+
+    rule caption_images:
+        input:
+            rows=ROWS,
+            images="data/images/{shard}.tar",
+            model=TINY_BLIP2,
+        output:
+            captions="data/captions/{shard}.parquet",
+            stats="data/captions/{shard}.blip2.stats.json",
+        log:
+            "logs/caption_images/{shard}.log",
+        benchmark:
+            "logs/benchmark/caption_images/{shard}.tsv"
+        params:
+            file=PARAMS,
+            cfg=lambda w: config["captions"],
+            model=lambda w: TINY_BLIP2 or config["captions"]["blip2"]["model"],
+        threads: 2
+        resources:
+            mem_mb=lambda w, attempt: (32000 if config["captions"]["blip2"]["model"] != "tiny" else 4000) * attempt,
+            runtime=lambda w, attempt: 120 * attempt,
+            gpu=lambda w: 0 if config["captions"]["blip2"]["model"] == "tiny" else 1,
+        shell:
+            "vggheads caption-images"
+            " --params {params.file}"
+            " --shard {wildcards.shard}"
+            " --rows {input.rows}"
+            " --images {input.images}"
+            " --model {params.model}"
+            " --out {output.captions}"
+            " --stats {output.stats}"
+            " > {log} 2>&1"
+
+
 rule extract_poses:
     input:
         captions="data/captions/{shard}.parquet",
+        images="data/images/{shard}.tar" if POSE_PHOTOS else [],
     output:
         poses="data/poses/{shard}.parquet",
         conditions=directory("data/poses/{shard}"),
@@ -42,6 +140,7 @@ rule extract_poses:
     params:
         file=PARAMS,
         cfg=lambda w: config["poses"],
+        images=lambda w, input: f" --images {input.images}" if POSE_PHOTOS else "",
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 4000 * attempt,
@@ -55,6 +154,7 @@ rule extract_poses:
         " --out {output.poses}"
         " --conditions {output.conditions}"
         " --stats {output.stats}"
+        "{params.images}"
         " > {log} 2>&1"
 
 

@@ -23,6 +23,7 @@ class SourceRows:
 
     path: str
     table: pa.Table  # columns: url, caption, and whichever of OPTIONAL's keys the file has
+    binary_caption: bool = False  # the caption column holds bytes (decoded as UTF-8 row by row)
 
 
 def resolve(patterns: list[str]) -> list[str]:
@@ -67,4 +68,7 @@ def read_source(path: str) -> SourceRows:
         table = pf.read(columns=list(wanted.values()))
     except Exception as exc:
         raise InputError(f"{path}: cannot read columns {list(wanted.values())} ({exc})") from None
-    return SourceRows(path=path, table=table.rename_columns(list(wanted.keys())))
+    table = table.rename_columns(list(wanted.keys()))
+    kind = table.schema.field("caption").type
+    binary = pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
+    return SourceRows(path=path, table=table, binary_caption=binary)

@@ -1,8 +1,10 @@
 """Caption rules: is it about people, does it name a person, how many people, near-duplicates, rewrite.
 
 All rules are plain functions of a caption string so each can be tested alone. The paper used
-GLiNER for names; without a model the built-in rules (a given-name list, honorifics, capitalised
-name pairs) stand in, and `captions.ner_model` plugs in a local Hugging Face NER model.
+GLiNER for names; `vggheads.captions.names` runs a real NER model (spaCy's small English pipeline by
+default, GLiNER or a Hugging Face token-classifier when given) next to the built-in rules here (a
+given-name list, honorifics, capitalised name pairs). Words are Unicode words: "Nenê", "Zoë" and
+"café" are words like any other.
 """
 
 from __future__ import annotations
@@ -28,7 +30,47 @@ PERSON_NOUNS = {
     "elderly", "audience", "pedestrians", "passengers", "spectators", "researcher", "researchers",
     "selfie", "headshot", "male", "female", "males", "females", "policeman", "policemen", "fisherman",
     "fishermen", "surfer", "surfers", "runner", "runners", "cyclist", "cyclists", "climber", "hiker", "hikers",
+    "groomsman", "groomsmen", "bridesmaid", "bridesmaids", "bestman", "newlyweds", "fiance", "fiancee", "boyfriend",
+    "girlfriend", "locals", "tourist", "visitor", "visitors", "fan", "fans", "crowds", "spectator", "pupil", "pupils",
+    "infant", "infants", "newborn", "youngster", "youngsters", "schoolgirl", "schoolboy", "schoolchildren",
+    "grandparents", "parent", "parents", "uncle", "aunt", "cousin", "nephew", "niece", "twins", "politician",
+    "politicians", "protester", "protesters", "demonstrators", "participants", "volunteers", "employee",
+    "employees", "colleagues", "footballer", "footballers", "goalkeeper", "midfielder", "jockey", "skater",
+    "skaters", "skier", "skiers", "swimmer", "swimmers", "wrestler", "gymnast", "ballerina", "actors", "actresses",
+    "rapper", "drummer", "guitarist", "pianist", "bartender", "waiter", "waitress", "baker", "surgeon", "dentist",
+    "scientist", "scientists", "engineer", "engineers", "professor", "firefighter", "firefighters", "fireman",
+    "policewoman", "police", "troops", "nun", "monk", "monks", "priest", "bride", "brides", "grooms", "lovers",
+    "model", "models", "celebrity", "celebrities", "entrepreneur", "entrepreneurs", "he", "she",
+    "mannequin", "portraits", "self-portrait", "businesspeople", "gentlemen", "housewife", "housewives",
+    # Occupations and roles (singular and plural; -ist, -man and -men words are listed, not guessed).
+    "artist", "artists", "painter", "painters", "sculptor", "sculptors", "grocer", "grocers", "vendor", "vendors",
+    "merchant", "merchants", "shopkeeper", "cashier", "clerk", "salesman", "saleswoman", "barber", "hairdresser",
+    "tailor", "carpenter", "carpenters", "plumber", "electrician", "builders", "labourer", "labourers", "laborer",
+    "laborers", "miner", "miners", "passenger", "commuter", "commuters", "traveler", "travelers", "traveller",
+    "travellers", "backpacker", "backpackers", "camper", "campers", "climbers", "diver", "divers", "sailor",
+    "sailors", "rancher", "cowboy", "cowboys", "cowgirl", "shepherd", "herder", "herders", "imam", "rabbi", "pastor",
+    "preacher", "journalist", "journalists", "reporter", "reporters", "photographers", "writer", "poet", "architect",
+    "lawyer", "lawyers", "guard", "guards", "guardsman", "guardsmen", "sheriff", "detective", "prisoner",
+    "prisoners", "inmate", "inmates", "refugee", "refugees", "migrant", "migrants", "immigrants", "villager",
+    "villagers", "gardener", "butcher", "hostess", "maid", "nanny", "babysitter", "housekeeper", "adolescent",
+    "adolescents", "bridegroom", "widow", "orphan", "orphans", "warrior", "warriors", "champion", "champions",
+    "medalist", "medalists", "medallist", "winner", "winners", "golfer", "golfers", "batsman", "skateboarder",
+    "snowboarder", "jogger", "joggers", "performer", "performers", "violinist", "choir", "activist", "activists",
+    "leader", "leaders", "delegates", "ambassador", "diplomat", "ceo", "executive", "executives", "manager",
+    "managers", "coworkers", "intern", "interns", "patient", "patients", "paramedic", "paramedics", "graduate",
+    "graduates", "classmates", "teammates", "neighbours", "neighbors", "guests", "residents", "citizens",
+    "mourners", "worshippers", "pilgrims", "dude", "folks", "individual", "human", "humans", "blonde", "brunette",
+    "redhead", "sportsman", "sportsmen", "sportswoman", "chairman", "chairwoman", "spokesman", "spokeswoman",
+    "craftsman", "craftsmen", "fishermen", "horseman", "horsemen", "lineman", "cameraman", "postman", "milkman",
+    "customer", "customers", "youth", "driver", "drivers", "rider", "riders", "pilot", "pilots", "host",
 }
+# Person nouns that are also common product or object words: "Trainer" shoes, a "Model" car, a
+# "Driver" update, "Youth" gloves, "Customer Reviews". They count only when written in lower case.
+AMBIGUOUS_PERSON_NOUNS = {"model", "models", "he", "she", "fan", "fans", "police", "customer", "customers", "youth",
+                          "driver", "drivers", "rider", "riders", "pilot", "pilots", "host", "guard", "guards",
+                          "warrior", "warriors", "champion", "champions", "winner", "winners", "leader", "leaders",
+                          "individual", "human", "humans", "executive", "manager", "patient", "patients"}
+
 # Product words: a caption naming people only as the target group of a product ("Women's jacket",
 # "t-shirt for men") describes an object, not a person.
 PRODUCT_WORDS = {
@@ -43,23 +85,52 @@ PRODUCT_WORDS = {
     "favours", "favors", "gift", "gifts", "bags", "canvas", "form", "chart", "training", "resume", "samples",
     "tents", "seats", "pdf", "recipes", "kit", "helmet", "backpack", "stroller", "crib", "furniture", "print",
     "prints", "decal", "pattern", "sewing", "knitting-pattern", "fabric", "insulated", "bottle", "3d",
+    "song", "ep", "paperback", "hardcover", "kindle", "novel", "episode", "trailer", "soundtrack", "vinyl",
+    "figure", "figurine", "sculpture", "mural", "decor", "card", "cards", "stamp", "costumes", "sweater", "blouse",
+    "leggings", "trousers", "hoodies", "sneaker", "tshirts", "shirts", "dresses", "coats", "jackets",
 }
+# Words of a title (a song, album, book, film or game): a title-case person noun next to them is
+# part of the title ("Los Lonely Boys - I'm A Man (Album Version)"), not a depicted person.
+TITLE_WORDS = {"album", "version", "song", "ep", "single", "remix", "official", "video", "dvd", "blu", "paperback",
+               "hardcover", "kindle", "book", "novel", "episode", "season", "series", "trailer", "soundtrack",
+               "lyrics", "vinyl", "cd", "mp3", "game", "t-shirt", "tshirt", "shirt", "tee", "poster", "print",
+               "sticker", "mug", "card", "cards"}
 # Text that marks a caption as not safe for work even without an NSFW column.
 NSFW_WORDS = {"fuck", "fucking", "fucked", "porn", "porno", "nude", "nudes", "naked", "sex", "sexy", "xxx",
               "slave", "slavehold", "domina", "fetish", "erotic", "topless", "nsfw", "hentai", "milf", "boobs"}
 # Capitalised words common in captions that are not names.
 NOT_NAMES = {"stock", "photo", "photos", "images", "image", "photography", "royalty", "free", "premium", "vector",
              "illustration", "picture", "pictures", "the", "new", "young", "old", "happy", "smiling", "portrait",
-             "beautiful", "little", "close", "closeup", "getty", "shutterstock", "alamy", "istock", "ap", "reuters"}
+             "beautiful", "little", "close", "closeup", "getty", "shutterstock", "alamy", "istock", "ap", "reuters",
+             # stock-photo boilerplate of LAION alt-texts in other languages
+             "stockfoto", "stockfotos", "stockfotografie", "fotografie", "foto", "fotos", "vectorial", "vetorial",
+             "vektorgrafik", "stockbild", "stockbilder", "lizenzfreie", "bild", "imagem", "imagen", "immagine",
+             "photographie", "stocker", "depositphotos", "dreamstime", "fotolia", "123rf", "pixabay", "unsplash",
+             "thumbnail", "png", "jpg", "psd", "clipart", "royalty", "stock"}
 # Given names that are also common words: a name only when a capitalised surname follows.
 AMBIGUOUS_NAMES = {"rose", "lily", "will", "mark", "bill", "grace", "joy", "max", "ray", "jack", "amber", "crystal",
                    "ruby", "violet", "iris", "holly", "april", "dale", "dean", "don", "faith", "hope", "june", "pat",
                    "rob", "sue", "summer", "willow", "angel", "daisy", "jade", "lady", "king", "victoria", "georgia",
                    "paris", "chase", "hunter", "miles", "frank", "gene", "art", "drake", "chad", "sky"}
 POSSESSIVE_PERSON = re.compile(r"\b(?:wo)?men(?:'s|s)\b|\b(?:kids|boys|girls|ladies|children)'s?", re.IGNORECASE)
-HONORIFICS = re.compile(r"\b(?:mr|mrs|ms|miss|dr|prof|sir|dame|lord|gov|sen|rep|pres|president|prince|princess|"
-                        r"king|queen|pope|saint|st|capt|gen|col|coach)\.?\s+[A-Z][a-z]+", re.UNICODE)
-WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
+# An honorific or title (any capitalisation: "Mr. Smith", "MR SMITH", "mr smith" all count when the
+# name is capitalised) followed by a capitalised word that is not a common title-case word.
+HONORIFICS = re.compile(r"\b(?i:mr|mrs|ms|mx|dr|prof|sir|dame|gov|governor|sen|senator|rep|pres|president|prince|"
+                        r"princess|pope|capt|captain|gen|general|col|sgt|sergeant|lt|rev|reverend|judge|mayor|"
+                        r"chancellor|minister|premier|sheikh|sultan|emperor|empress|duke|duchess|king|queen|lord|"
+                        r"lady|saint|st|coach)\.?\s+([A-Z][^\W\d_]+(?:['’][^\W\d_]+)?)")
+# Titles: a capitalised pair starting with one is a name only when the honorific rule says so.
+TITLES = {"queen", "king", "prince", "princess", "lord", "lady", "saint", "st", "mr", "mrs", "ms", "dr", "sir"}
+# Words after a title that are not names ("Queen Bee", "King Size", "Mr. & Mrs. Guest Book", "St Patrick's Day"
+# is a name but a holiday, "Lady Bug").
+NOT_AFTER_TITLE = {"bee", "size", "bed", "guest", "book", "bug", "day", "and", "of", "the", "mattress", "mother",
+                   "father", "party", "collection", "edition", "series", "street", "st", "road", "avenue",
+                   "patrick", "patricks", "valentine", "valentines", "louis", "petersburg", "paul", "pauls",
+                   "moritz", "tropez", "lucia", "kitts", "barts", "ives", "andrews", "albans", "helens",
+                   "pepper", "clean", "right", "wrong", "potato", "fix", "muscle", "fit", "bean", "beast"}
+# Unicode words: letters, then letters/digits with inner apostrophes or hyphens ("Nenê", "O'Brien", "t-shirt").
+WORD = re.compile(r"[^\W\d_](?:[^\W_]|['’\-](?=[^\W_]))*")
+SLUG = re.compile(r"[-_]")
 COUNT_WORDS = {"one": 1, "a": 1, "an": 1, "single": 1, "lone": 1, "two": 2, "pair": 2, "couple": 2, "both": 2,
                "twins": 2, "three": 3, "trio": 3, "four": 4, "quartet": 4, "five": 5, "six": 6, "seven": 7,
                "eight": 8, "nine": 9, "ten": 10}
@@ -79,28 +150,35 @@ def first_names() -> frozenset[str]:
     return frozenset(w for line in text.splitlines() if not line.startswith("#") for w in line.split())
 
 
+MARKUP = re.compile(r"<[^>]*>|\bhttps?://\S+|\bwww\.\S+|&[a-z]+;|&#\d+;")
+
+
+def strip_markup(caption: str) -> str:
+    """The caption without HTML tags, entities and URLs (LAION alt-texts carry some)."""
+    return MARKUP.sub(" ", caption)
+
+
 def words(caption: str) -> list[str]:
     return WORD.findall(caption)
 
 
+def _parts(tokens: list[str]) -> list[str]:
+    """Tokens with slugs split ("manchester-united-celebrates-goal-in-front-of-city-players")."""
+    out: list[str] = []
+    for t in tokens:
+        out.extend(p for p in SLUG.split(t) if p) if ("-" in t or "_" in t) else out.append(t)
+    return out
+
+
 def is_nsfw_text(caption: str) -> bool:
-    return any(w.lower() in NSFW_WORDS for w in words(caption))
+    return any(w.lower() in NSFW_WORDS for w in _parts(words(caption)))
 
 
-def is_about_people(caption: str) -> bool:
-    """True when a person noun occurs as a depicted person, not only as a product's target group."""
-    stripped = POSSESSIVE_PERSON.sub(" ", caption)  # "Women's jacket", "Mens T-Shirt"
-    tokens = [w.lower() for w in words(stripped)]
-    # "Programmed Word Attack for Teachers", "keep the kids happy": audiences, not subjects.
-    depicted = [i for i, t in enumerate(tokens) if t in PERSON_NOUNS and (i == 0 or tokens[i - 1] not in ("for", "keep"))]
-    if not depicted:
-        return False
-    if any(t in PRODUCT_WORDS for t in tokens):
-        # With product words around, only a described person counts: "a young girl reading a book",
-        # not "Kids Birthday Invitation".
-        determiners = DETERMINERS | set(COUNT_WORDS)
-        return any(tok in determiners for i in depicted for tok in tokens[max(0, i - 3):i])
-    return True
+def _person_noun(token: str) -> bool:
+    low = token.lower()
+    if low in AMBIGUOUS_PERSON_NOUNS:
+        return token.islower()
+    return low in PERSON_NOUNS
 
 
 def _is_title_case(tokens: list[str]) -> bool:
@@ -108,9 +186,53 @@ def _is_title_case(tokens: list[str]) -> bool:
     return bool(long) and sum(t[0].isupper() for t in long) / len(long) > 0.6
 
 
-def names_person(caption: str) -> bool:
-    """True when the caption names a person (honorific + name, a given name, or a Name Surname pair)."""
-    if HONORIFICS.search(caption):
+def is_about_people(caption: str) -> bool:
+    """True when a person noun occurs as a depicted person, not only as a product's target group or in a title."""
+    stripped = POSSESSIVE_PERSON.sub(" ", strip_markup(caption))  # "Women's jacket", "Mens T-Shirt"
+    raw = _parts(words(stripped))
+    tokens = [w.lower() for w in raw]
+    # "Programmed Word Attack for Teachers", "keep the kids happy", "ideas for the book lovers":
+    # audiences, not subjects.
+    depicted = [i for i, t in enumerate(raw)
+                if _person_noun(t) and not {"for", "keep"} & set(tokens[max(0, i - 3):i])]
+    if not depicted:
+        return False
+    every = set(tokens) | {w.lower() for w in words(stripped)}
+    if every & PRODUCT_WORDS or every & TITLE_WORDS:
+        # With product or title words around, only a described person counts: "a young girl reading a
+        # book", not "Kids Birthday Invitation" nor "Los Lonely Boys - I'm A Man (Album Version)".
+        if _is_title_case(raw) and all(raw[i][0].isupper() for i in depicted):
+            return False
+        determiners = DETERMINERS | set(COUNT_WORDS)
+        return any(tok in determiners for i in depicted for tok in tokens[max(0, i - 3):i])
+    return True
+
+
+def _honorific_name(caption: str) -> bool:
+    for m in HONORIFICS.finditer(caption):
+        if m.group(1).lower().removesuffix("'s").removesuffix("’s") not in NOT_AFTER_TITLE:
+            return True
+    return False
+
+
+# A photo credit or signature followed by a name: "(AP Photo/Matt Rourke)", "REUTERS/Jayanta Shaw",
+# "Artist: Uwe Umstätter", "Artist: naumoid", "© Gail Harker", "Foto © Fabio Salles".
+CREDIT = re.compile(r"(?:\b(?i:photo|foto|photograph|photographer|artist|credit|credits|courtesy|reuters|afp|epa|"
+                    r"getty images|ap)\s*(?:[:/©]|&#47;|by\b)|©|\(c\))\s*([^\W\d_][\w'’\-]+)")
+
+
+def _credit_name(caption: str) -> bool:
+    return any(m.group(1).lower() not in NOT_NAMES | PERSON_NOUNS for m in CREDIT.finditer(caption))
+
+
+def names_person(caption: str, pairs: bool = True) -> bool:
+    """True when the caption names a person: honorific + name, a photo credit, a given name, or (with
+    ``pairs``) a capitalised Name Surname pair in an otherwise lower-case caption.
+
+    The built-in rules, used alone when no NER model is configured and next to one otherwise (then
+    without ``pairs``, whose place names and titles the NER model tells apart).
+    """
+    if _honorific_name(caption) or _credit_name(caption):
         return True
     tokens = words(caption)
     names = first_names()
@@ -118,16 +240,51 @@ def names_person(caption: str) -> bool:
     for i, tok in enumerate(tokens):
         if not tok[0].isupper():
             continue
-        low = tok.lower().removesuffix("'s")
+        low = tok.lower().removesuffix("'s").removesuffix("’s")
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if low in names and (low not in AMBIGUOUS_NAMES or (nxt[:1].isupper() and not title_case)):
-            return True
+        nxt_low = nxt.lower().removesuffix("'s").removesuffix("’s")
+        nxt_is_word = nxt_low in PERSON_NOUNS or nxt_low in NOT_NAMES or nxt_low in PRODUCT_WORDS
+        if low in names:
+            if low not in AMBIGUOUS_NAMES:
+                return True
+            # "Bill Gates watches ...", "Rose Byrne": an ambiguous given name followed by a capitalised
+            # surname-like word, also in title-case captions.
+            if nxt[:1].isupper() and len(nxt) > 2 and not nxt_is_word and (not title_case or nxt_low in names
+                                                                            or _surname_like(nxt)):
+                return True
         # "... for the crowd, said Franklin Reyes": a capitalised pair in an otherwise lower-case caption.
-        if (not title_case and nxt[:1].isupper() and len(tok) > 2 and len(nxt) > 2
-                and not {low, nxt.lower()} & (PERSON_NOUNS | NOT_NAMES)
+        if (pairs and not title_case and nxt[:1].isupper() and len(tok) > 2 and len(nxt) > 2
+                and not {low, nxt_low} & (PERSON_NOUNS | NOT_NAMES | TITLES)
                 and (i == 0 or tokens[i - 1][:1].islower())):
             return True
     return False
+
+
+def _surname_like(token: str) -> bool:
+    """A capitalised word that does not look like a common English word (has no lower-case use in captions)."""
+    return token[:1].isupper() and token[1:].islower() and token.lower() not in COMMON_TITLE_WORDS
+
+
+# Common title-case words after an ambiguous given name ("Will Power", "Max Performance", "Rose Gold").
+COMMON_TITLE_WORDS = {"gold", "garden", "power", "performance", "quartz", "water", "bowl", "petals", "bush", "pink",
+                      "red", "white", "black", "blue", "green", "oil", "tea", "wine", "scent", "perfume", "candle",
+                      "print", "pattern", "flower", "flowers", "bouquet", "dress", "hat", "shirt", "collection",
+                      "edition", "series", "size", "pro", "plus", "max", "mini", "light", "street", "road",
+                      "avenue", "park", "house", "hotel", "beach", "city", "island", "river", "lake", "mountain",
+                      "valley", "county", "state", "school", "college", "university", "bank", "club", "team",
+                      "game", "games", "book", "books", "music", "band", "records", "film", "films", "movie",
+                      "show", "tv", "radio", "news", "magazine", "cake", "cakes", "cookies", "pie", "ring",
+                      "rings", "necklace", "earrings", "bracelet", "pendant", "jewelry", "jewellery", "stone",
+                      "stones", "wood", "glass", "steel", "iron", "silver", "bronze", "leather", "cotton", "silk",
+                      "wool", "linen", "lace", "denim", "velvet", "satin", "crystal", "diamond", "pearl", "ruby",
+                      "sapphire", "emerald", "jade", "amber", "opal", "art", "design", "designs", "style", "styles",
+                      "day", "night", "morning", "evening", "summer", "winter", "spring", "autumn", "fall",
+                      "christmas", "easter", "holiday", "party", "wedding", "birthday", "love", "heart", "hearts",
+                      "star", "stars", "sun", "moon", "sky", "sea", "ocean", "bay", "hill", "hills", "field",
+                      "fields", "farm", "forest", "tree", "trees", "rose", "roses", "lily", "lilies", "daisy",
+                      "iris", "violet", "holly", "ivy", "willow", "grace", "hope", "faith", "joy", "king",
+                      "queen", "prince", "princess", "lady", "angel", "angels", "saint", "new", "old", "big",
+                      "little", "small", "large", "the", "and", "of", "for", "with", "in", "on", "at", "to"}
 
 
 def person_count(caption: str, rng: np.random.Generator, max_persons: int) -> int:

@@ -1,8 +1,8 @@
 """The ``ultralytics`` backend of extract_poses: YOLO-pose on the real images of the sampled rows.
 
 Images are found by the sample's URL through img2dataset's output (``<key>.json`` sidecars with a
-``url`` field next to ``<key>.jpg``, in a folder or in webdataset ``.tar`` shards), or by a file
-named ``<sample_id>.<ext>`` in a folder. As in the paper, poses are scaled to a canvas whose short
+``url`` field next to ``<key>.jpg``, in a folder or in webdataset ``.tar`` shards, e.g. the shards
+``download_images`` writes), or by a file named ``<sample_id>.<ext>`` in a folder. As in the paper, poses are scaled to a canvas whose short
 side is ``imgsz`` (SmallestMaxSize 1024).
 """
 
@@ -103,11 +103,21 @@ def find_images(source: str, wanted: list[tuple[str, str]]) -> Iterator[tuple[st
         yield sample_id, found.get(sample_id)
 
 
-def detect(model, image: np.ndarray, conf: float, imgsz: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Run YOLO-pose; return keypoints (N,17,3) and boxes (N,4) on the canvas, and the canvas (width, height)."""
+def _device() -> str:
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+def detect(model, image: np.ndarray, conf: float, imgsz: int, max_det: int = 300
+           ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Run YOLO-pose; return keypoints (N,17,3) and boxes (N,4) on the canvas, and the canvas (width, height).
+
+    Persons are the detections scoring at least ``conf`` (at most ``max_det``, best first)."""
     h, w = image.shape[:2]
     scale = imgsz / min(h, w)
-    result = model.predict(image[..., ::-1], conf=conf, imgsz=imgsz, verbose=False, device="cpu")[0]
+    result = model.predict(image[..., ::-1], conf=conf, imgsz=imgsz, max_det=max_det, verbose=False,
+                           device=_device())[0]
     if result.keypoints is None or len(result.boxes) == 0:
         return np.zeros((0, 17, 3), np.float32), np.zeros((0, 4), np.float32), round(w * scale), round(h * scale)
     kpts = result.keypoints.data.cpu().numpy().astype(np.float32)

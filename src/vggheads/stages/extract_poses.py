@@ -16,8 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_conditions: Path,
-                  stats_path: Path) -> dict:
-    """Write the poses parquet, the condition images and the stats JSON of ``shard``."""
+                  stats_path: Path, images: str | None = None) -> dict:
+    """Write the poses parquet, the condition images and the stats JSON of ``shard``.
+
+    ``images`` (backend ultralytics) overrides ``poses.ultralytics.images``: the pipeline passes the
+    shard's ``download_images`` output when that key is null."""
     from PIL import Image
     from tqdm import tqdm
 
@@ -63,17 +66,19 @@ def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_
             from ..poses.yolo import detect, find_images, load_model
 
             ucfg = cfg["ultralytics"]
-            if not ucfg["images"]:
-                raise ConfigError("poses.backend is 'ultralytics' but poses.ultralytics.images is not set "
-                                  "(a folder or a glob of .tar shards holding the images of the sampled rows)")
+            source = images or ucfg["images"]
+            if not source or source == "downloaded":
+                raise ConfigError("poses.backend is 'ultralytics' but no images are given: poses.ultralytics.images "
+                                  "is a folder or a glob of .tar shards holding the images of the sampled rows, or "
+                                  "'downloaded' (the pipeline passes the shard's download_images output as --images)")
             model = load_model(ucfg["weights"])
             wanted = [(c["sample_id"], c["url"]) for c in captions]
-            for sample_id, image in tqdm(find_images(ucfg["images"], wanted), total=len(wanted),
+            for sample_id, image in tqdm(find_images(str(source), wanted), total=len(wanted),
                                          desc=f"poses {shard}", unit="image"):
                 if image is None:
                     counts["missing_or_corrupt_image"] += 1
                     continue
-                kpts, boxes, w, h = detect(model, image, ucfg["conf"], ucfg["imgsz"])
+                kpts, boxes, w, h = detect(model, image, ucfg["conf"], ucfg["imgsz"], ucfg["max_det"])
                 emit(sample_id, kpts, boxes, w, h, cond_dir)
         write_table(from_rows("poses", rows), out, "poses")
     stats = {"shard": shard, "backend": cfg["backend"], "captions": len(captions),
@@ -98,7 +103,8 @@ def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_
 def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
-    extract_poses(load_params(args.params), args.shard, args.captions, args.out, args.conditions, args.stats)
+    extract_poses(load_params(args.params), args.shard, args.captions, args.out, args.conditions, args.stats,
+                  args.images)
     return 0
 
 
@@ -111,4 +117,6 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="poses parquet to write")
     p.add_argument("--conditions", type=Path, required=True, help="directory of condition images to write")
     p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
+    p.add_argument("--images", default=None,
+                   help="backend ultralytics: the shard's photos (overrides poses.ultralytics.images)")
     p.set_defaults(func=_cli)

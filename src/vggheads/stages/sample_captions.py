@@ -1,11 +1,17 @@
 """Stage ``sample_captions``: LAION metadata rows -> prompts for one shard (paper 1.1-1.2).
 
-Rules, in order, each counted in the shard's stats JSON: bad caption (null, empty, non-text),
-aspect ratio > ``max_aspect_ratio`` (where WIDTH/HEIGHT are known), NSFW column in ``drop_nsfw``,
-punsafe / pwatermark / similarity thresholds (when set and the column exists), not about people,
-near-duplicate of an earlier caption (over ALL shards: first occurrence wins), names a person. Rows
-are dealt to shards round-robin by their global index; then the prompt rewrite (diversity p=0.8,
-", ultra highres" p=0.5) and the fixed negative prompt. Seeded per sample.
+Rules, in order, each counted in the shard's stats JSON: bad caption (null, empty, non-text; a
+binary TEXT column is decoded as UTF-8 and its undecodable rows counted as ``not_utf8``), aspect
+ratio > ``max_aspect_ratio`` (where WIDTH/HEIGHT are known), NSFW column in ``drop_nsfw``, punsafe /
+pwatermark / similarity thresholds (when set and the column exists), not about people, near-duplicate
+of an earlier caption (over ALL shards: first occurrence wins), names a person (``captions.names``:
+spaCy's English NER by default, GLiNER as in the paper, or the built-in rules). Rows are dealt to
+shards round-robin by their global index; then the prompt rewrite (diversity p=0.8, ", ultra
+highres" p=0.5) and the fixed negative prompt. Seeded per sample.
+
+With ``captions.source: blip2`` the kept rows are the ones whose photos ``download_images`` fetches
+and ``caption_images`` re-captions. Sources with no rows at all, and a shard that keeps nothing,
+stop the run with the counts: the stages after them would run on nothing.
 """
 
 from __future__ import annotations
@@ -19,25 +25,8 @@ log = logging.getLogger(__name__)
 
 RULES = ["bad_caption", "aspect_ratio", "nsfw", "punsafe", "pwatermark", "similarity", "not_people",
          "near_duplicate", "named_person"]
-
-
-class _NerNames:
-    """Named-person check with a local Hugging Face token-classification model."""
-
-    def __init__(self, path: str):
-        from ..errors import MissingWeightsError
-
-        if not Path(path).is_dir():
-            raise MissingWeightsError("captions.ner_model", path,
-                                      "Point it at a local directory saved with save_pretrained (e.g. a "
-                                      "downloaded dslim/bert-base-NER), or set it to null for the built-in rules.")
-        from transformers import pipeline
-
-        self.pipe = pipeline("token-classification", model=path, tokenizer=path, aggregation_strategy="simple",
-                             device="cpu")
-
-    def __call__(self, caption: str) -> bool:
-        return any(ent.get("entity_group", ent.get("entity", "")).endswith("PER") for ent in self.pipe(caption))
+# Why a caption is bad (the stats' bad_caption_reasons).
+BAD_CAPTION = ["null", "empty", "not_text", "not_utf8"]
 
 
 def _number(value):
@@ -47,13 +36,29 @@ def _number(value):
         return None
 
 
+def bad_caption(caption) -> str | None:
+    """Why ``caption`` is not a usable caption (one of BAD_CAPTION), or None."""
+    if caption is None:
+        return "null"
+    if isinstance(caption, (bytes, bytearray)):
+        try:
+            caption = bytes(caption).decode("utf-8")
+        except UnicodeDecodeError:
+            return "not_utf8"
+    if not isinstance(caption, str):
+        return "not_text"
+    return None if caption.strip() else "empty"
+
+
 def _cheap_rule(row: dict, cfg: dict) -> str | None:
     """The first row-level rule that drops ``row`` (None when it passes)."""
     from ..captions.text import is_about_people, is_nsfw_text
 
     caption = row.get("caption")
-    if not isinstance(caption, str) or not caption.strip():
+    if bad_caption(caption) is not None:
         return "bad_caption"
+    if isinstance(caption, (bytes, bytearray)):
+        caption = row["caption"] = bytes(caption).decode("utf-8")
     w, h = _number(row.get("WIDTH")), _number(row.get("HEIGHT"))
     if w and h and w > 0 and h > 0 and max(w / h, h / w) > cfg["max_aspect_ratio"]:
         return "aspect_ratio"
@@ -77,9 +82,11 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
     """Write the captions parquet and stats JSON of ``shard``; return the stats."""
     from tqdm import tqdm
 
+    from ..captions.names import build_name_check
     from ..captions.sources import read_source, resolve
-    from ..captions.text import NearDuplicates, names_person, rewrite_prompt
+    from ..captions.text import NearDuplicates, rewrite_prompt
     from ..config import rng, sample_seed, shard_index
+    from ..errors import InputError
     from ..io import write_json
     from ..schemas import from_rows, write_table
     from ..tracking import log_run
@@ -91,9 +98,9 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
         from ..errors import ConfigError
 
         raise ConfigError(f"shard {shard} does not exist: dataset.shards is {n_shards}")
-    names = _NerNames(cfg["ner_model"]) if cfg["ner_model"] else names_person
     dedup = NearDuplicates(cfg["dedup_threshold"])
     drops: Counter = Counter()
+    bad_reasons: Counter = Counter()
     candidates: list[dict] = []
     files = resolve(cfg["sources"])
     global_row = 0
@@ -102,6 +109,11 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
         src = read_source(path)
         columns = src.table.to_pydict()
         n = src.table.num_rows
+        if src.binary_caption:
+            log.warning("%s: the caption column is binary, not text: decoded as UTF-8 (rows that are not UTF-8 "
+                        "are dropped as bad_caption, reason not_utf8)", path)
+        if n == 0:
+            log.warning("%s: holds no rows", path)
         for i in tqdm(range(n), desc=f"captions {Path(path).name}", unit="row", mininterval=1.0):
             mine = global_row % n_shards == k
             global_row += 1
@@ -112,13 +124,20 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
                 rule = "near_duplicate"
             if not mine:
                 continue
-            if rule is None and cfg["drop_named_persons"] and names(row["caption"]):
-                rule = "named_person"
             if rule is not None:
                 drops[rule] += 1
+                if rule == "bad_caption":
+                    bad_reasons[bad_caption(row["caption"])] += 1
                 continue
             candidates.append({"source_file": path, "source_row": i, "url": row["url"] or "",
                                "caption": " ".join(row["caption"].split())})
+    if global_row == 0:
+        raise InputError(f"captions.sources: {', '.join(files)} hold no rows at all; every stage after "
+                         "sample_captions would run on nothing")
+    if cfg["drop_named_persons"] and candidates:
+        named = build_name_check(cfg["names"])([c["caption"] for c in candidates])
+        drops["named_person"] += sum(named)
+        candidates = [c for c, n in zip(candidates, named) if not n]
     cap = params["dataset"]["samples_per_shard"]
     kept = candidates if cap is None else candidates[:cap]
     rows = []
@@ -129,12 +148,21 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
                      "negative_prompt": cfg["negative_prompt"], "seed": sample_seed(params, k, j)})
     write_table(from_rows("captions", rows), out, "captions")
     stats = {"shard": shard, "source_files": len(files), "rows_total": global_row, "rows_in_shard": rows_in_shard,
-             "dropped": {r: drops.get(r, 0) for r in RULES}, "passed": len(candidates),
-             "beyond_samples_per_shard": len(candidates) - len(kept), "kept": len(kept)}
+             "dropped": {r: drops.get(r, 0) for r in RULES},
+             "bad_caption_reasons": {r: bad_reasons.get(r, 0) for r in BAD_CAPTION}, "passed": len(candidates),
+             "beyond_samples_per_shard": len(candidates) - len(kept), "kept": len(kept),
+             "name_check": cfg["names"]["backend"] if cfg["drop_named_persons"] else "off"}
     write_json(stats_path, stats)
     log_run("sample_captions", params, shard=shard, metrics=stats, run_params={"captions": cfg})
     log.info("shard %s: kept %d of %d rows (%s)", shard, len(kept), rows_in_shard,
              ", ".join(f"{r} {c}" for r, c in drops.items()))
+    if not kept:
+        reasons = ", ".join(f"{r} {c}" for r, c in drops.items() if c) or "none"
+        if bad_reasons:
+            reasons += f" (bad_caption: {', '.join(f'{r} {c}' for r, c in bad_reasons.items())})"
+        raise InputError(f"shard {shard}: none of its {rows_in_shard} rows kept a caption (dropped: {reasons}; "
+                         f"stats in {stats_path}). The stages after sample_captions would run on nothing: check "
+                         "captions.sources and the caption rules, or lower dataset.shards.")
     return stats
 
 
