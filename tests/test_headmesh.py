@@ -264,6 +264,40 @@ def test_landmark_agreement_uses_a_labeller_that_reads_the_image(params, mesh_sh
     assert all(np.isnan(r["nme"]) for r in agree.values()) and all(r["keep"] for r in filt.values())
 
 
+def test_the_agreement_labeller_reads_the_scene_heads_on_the_image(params, mesh_shard, head_model_file):
+    """filter.agreement.labeller runs on the scene's boxes, so the labels can stay the scene's exact truth
+    (labels.labeller: truth) while a real labeller checks the painted faces."""
+    from vggheads.stages.filter import filter_shard
+
+    truth = read_table(mesh_shard / "heads.parquet", "render_heads").to_pylist()
+    dets = [{"sample_id": t["sample_id"], "head": i, "box": t["box"], "score": 0.9} for i, t in enumerate(truth)]
+    write_table(from_rows("detections", dets), mesh_shard / "det.parquet", "detections")
+    p = _head_mesh_params(params)
+    p["filter"]["agreement"].update(labeller="landmark-fit", max_nme=None)
+
+    def run():
+        return filter_shard(p, "00000", mesh_shard / "render.parquet", mesh_shard / "images", mesh_shard / "det.parquet",
+                            mesh_shard / "none.pt", mesh_shard / "filter.parquet", mesh_shard / "stats.json",
+                            truth=mesh_shard / "heads.parquet", agreement_out=mesh_shard / "agreement.parquet",
+                            agreement_heads_out=mesh_shard / "agreement_heads.parquet", head_model=head_model_file)
+
+    stats = run()
+    heads = read_table(mesh_shard / "agreement_heads.parquet", "agreement_heads").to_pylist()
+    nme = np.array([h["nme"] for h in heads])
+    assert np.isfinite(nme).mean() > 0.5 and (nme[np.isfinite(nme)] > 0).all()   # measured, and not a copy of the scene
+    assert stats["reasons"]["agreement"] == 0 and stats["agreement"]["mean_nme"] > 0
+    p["filter"]["agreement"]["max_nme"] = float(np.nanmin(nme)) / 2          # every measured image now disagrees
+    stats = run()
+    rows = read_table(mesh_shard / "agreement.parquet", "agreement").to_pylist()
+    assert stats["reasons"]["agreement"] == sum(np.isfinite(r["nme"]) for r in rows) > 0
+    from vggheads.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--head-model"):
+        filter_shard(p, "00000", mesh_shard / "render.parquet", mesh_shard / "images", mesh_shard / "det.parquet",
+                     mesh_shard / "none.pt", mesh_shard / "filter.parquet", mesh_shard / "stats.json",
+                     truth=mesh_shard / "heads.parquet")
+
+
 def test_other_renders_are_not_measured(params, mesh_shard):
     from vggheads.errors import ConfigError
 

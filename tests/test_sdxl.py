@@ -54,6 +54,7 @@ def tiny_params(params, tiny_model) -> dict:
     p["render"]["sdxl"]["tiny"]["model_dir"] = str(tiny_model)
     p["render"]["sdxl"]["batch_size"] = 2
     p["tracking"]["enabled"] = False
+    p["labels"]["labeller"] = "landmark-fit"  # the truth labeller needs renders with a truth (config_rules)
     return p
 
 
@@ -399,6 +400,7 @@ def test_missing_models_give_clear_errors(tiny_params, tiny_model, tmp_path, mon
     p["render"]["sdxl"]["tiny"]["model_dir"] = str(broken)
     rc, err = _cli_render(p, shard, tmp_path / "out", tmp_path, capsys)
     assert rc == 2 and "Traceback" not in err and "unet" in err and str(broken / "base") in err
+    assert not (tmp_path / "out" / "render.parquet").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,7 +534,6 @@ def test_missing_head_mesh_controlnet_gives_a_clear_error(tiny_params, tiny_mode
     shard = make_mesh_shard(tmp_path / "in", head_model_file, [1])
     p = mesh_params(tiny_params, "pose+head-mesh")
     p["render"]["backend"] = "sdxl"
-    p["labels"]["labeller"] = "landmark-fit"   # (labels are not what this test is about)
     p["render"]["sdxl"].update(base_model=str(tiny_model / "base"), adapter=str(tiny_model / "t2i-adapter"))
     rc, err = _cli_render(p, shard, tmp_path / "out", tmp_path, capsys)
     assert rc == 2 and "Traceback" not in err
@@ -541,7 +542,6 @@ def test_missing_head_mesh_controlnet_gives_a_clear_error(tiny_params, tiny_mode
     p["render"]["sdxl"]["head_mesh"]["pncc_controlnet"] = str(tiny_model / "controlnet-pncc")
     rc, err = _cli_render(p, shard, tmp_path / "out", tmp_path, capsys)
     assert rc == 2 and "diffusers/controlnet-depth-sdxl-1.0" in err and "render.sdxl.head_mesh.depth_controlnet" in err
-    assert not (tmp_path / "out" / "render.parquet").exists()
 
 
 def test_check_command_reports_models(tiny_params, tiny_model, tmp_path, capsys):
@@ -558,6 +558,14 @@ def test_check_command_reports_models(tiny_params, tiny_model, tmp_path, capsys)
     path.write_text(yaml.safe_dump(p))
     assert main(["sdxl", "check", "--params", str(path)]) == 2
     assert "render.sdxl.safety_checker" in capsys.readouterr().err
+    # head-mesh modes: the adapter and each ControlNet, under their own keys
+    p = mesh_params(tiny_params, "pose+head-mesh")
+    path.write_text(yaml.safe_dump(p))
+    assert main(["sdxl", "check", "--params", str(path)]) == 0
+    out = capsys.readouterr().out
+    for key, part in (("render.sdxl.adapter", "t2i-adapter"), ("render.sdxl.head_mesh.pncc_controlnet", "controlnet-pncc"),
+                      ("render.sdxl.head_mesh.depth_controlnet", "controlnet-depth")):
+        assert f"{key}: {tiny_model / part}" in out, key
 
 
 def test_benchmark_script_runs(capsys, monkeypatch):

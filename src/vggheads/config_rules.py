@@ -41,23 +41,32 @@ def _is(key: str, value) -> str:
     return f"{key}: {value}"
 
 
+def _scene_truth(p: dict) -> bool:
+    """Whether the renders carry an exact truth: procedural renders, and SDXL renders painted around the
+    procedural scene (render.sdxl.conditioning: head-mesh or pose+head-mesh; issue 14)."""
+    backend = _get(p, "render.backend")
+    return backend == "procedural" or (backend in ("sdxl", "tiny-sdxl") and
+                                       _get(p, "render.sdxl.conditioning") in ("head-mesh", "pose+head-mesh"))
+
+
 @rule
 def truth_labeller_needs_procedural_renders(p: dict) -> str | None:
     backend = _get(p, "render.backend")
-    if _get(p, "labels.labeller") == "truth" and backend != "procedural":
-        return (f"{_is('labels.labeller', 'truth')} needs render.backend: procedural (it is '{backend}'): only "
-                f"procedural renders carry the exact truth it copies. With render.backend: {backend} set "
-                f"labels.labeller: landmark-fit (its weights ship in the packages)")
+    if _get(p, "labels.labeller") == "truth" and not _scene_truth(p):
+        return (f"{_is('labels.labeller', 'truth')} needs render.backend: procedural (it is '{backend}') or "
+                f"render.sdxl.conditioning: head-mesh / pose+head-mesh: only those renders carry the exact truth it "
+                f"copies. With render.backend: {backend} set labels.labeller: landmark-fit (its weights ship in the "
+                f"packages)")
     return None
 
 
 @rule
 def oracle_detector_needs_procedural_renders(p: dict) -> str | None:
     backend = _get(p, "render.backend")
-    if _get(p, "detector.oracle") and backend != "procedural":
-        return (f"{_is('detector.oracle', 'true')} needs render.backend: procedural (it is '{backend}'): the oracle "
-                f"writes the exact truth boxes of procedural renders. Set detector.oracle: false (the trained "
-                f"detector) or render.backend: procedural")
+    if _get(p, "detector.oracle") and not _scene_truth(p):
+        return (f"{_is('detector.oracle', 'true')} needs render.backend: procedural (it is '{backend}') or "
+                f"render.sdxl.conditioning: head-mesh / pose+head-mesh: the oracle writes the exact truth boxes of "
+                f"the renders. Set detector.oracle: false (the trained detector) or render.backend: procedural")
     return None
 
 

@@ -114,6 +114,7 @@ rule filter:
         weights="data/detector/head_detector.pt",
         truth="data/render/{shard}.heads.parquet",
         labels="data/labels/{shard}.parquet",
+        head_model=HEAD_MODEL,
     output:
         filter="data/filter/{shard}.parquet",
         stats="data/filter/{shard}.stats.json",
@@ -127,7 +128,7 @@ rule filter:
         file=PARAMS,
         cfg=lambda w: config["filter"],
         detector=lambda w: config["detector"],
-        labeller=lambda w: config["labels"]["labeller"],
+        labels=lambda w: config["labels"],
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 3000 * attempt,
@@ -143,6 +144,7 @@ rule filter:
         " --weights {input.weights}"
         " --truth {input.truth}"
         " --labels {input.labels}"
+        " --head-model {input.head_model}"
         " --out {output.filter}"
         " --stats {output.stats}"
         " --agreement {output.agreement}"

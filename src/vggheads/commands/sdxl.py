@@ -24,11 +24,15 @@ def check_models(params: dict, backend: str) -> list[tuple[str, str, Path]]:
 
     Raises :class:`vggheads.errors.MissingWeightsError` at the first one not on this machine.
     """
-    from ..render.sdxl import SdxlSettings, resolve_model
+    from ..render.sdxl import CONTROLNET_KEYS, SdxlSettings, resolve_model
 
     s = SdxlSettings.from_params(params, backend)
-    cond_key = "render.sdxl.adapter" if s.conditioning == "adapter" else "render.sdxl.controlnet"
-    wanted = [("render.sdxl.base_model", s.base_model, "SDXL base model"), (cond_key, s.condition_model, s.conditioning)]
+    wanted = [("render.sdxl.base_model", s.base_model, "SDXL base model")]
+    if s.adapter:
+        wanted.append(("render.sdxl.adapter", s.adapter, "T2I-Adapter"))
+    for condition, ref in s.controlnets:  # openpose, and the head-mesh modes' PNCC and depth ControlNets
+        key, what = CONTROLNET_KEYS[condition]
+        wanted.append((key, ref, what))
     if s.vae:
         wanted.append(("render.sdxl.vae", s.vae, "VAE"))
     if s.safety_checker:

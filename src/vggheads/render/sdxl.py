@@ -522,7 +522,7 @@ def condition_images(settings: SdxlSettings, batch: list[Sample]) -> dict[str, l
 
     width, height = batch[0].width, batch[0].height
     out = {}
-    if settings.adapter or any(c == "pose" for c, _ in settings.controlnets):
+    if settings.adapter or not settings.maps or any(c == "pose" for c, _ in settings.controlnets):
         out["pose"] = [Image.open(s.condition).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
                        for s in batch]
     for m in settings.maps:
@@ -545,10 +545,10 @@ def generate(pipe, settings: SdxlSettings, batch: list[Sample], steps: int | Non
     width, height = batch[0].width, batch[0].height
     images = condition_images(settings, batch)
     injector = getattr(pipe, "vggheads_adapter", None)
-    if not settings.controlnets:  # StableDiffusionXLAdapterPipeline
+    if getattr(pipe, "controlnet", None) is None:  # StableDiffusionXLAdapterPipeline
         kwargs = {"image": images["pose"], "adapter_conditioning_scale": settings.scale("pose")}
     else:
-        conds = [c for c, _ in settings.controlnets]
+        conds = [c for c, _ in settings.controlnets] or ["pose"]
         if len(conds) == 1:
             kwargs = {"image": images[conds[0]], "controlnet_conditioning_scale": settings.scale(conds[0])}
         else:  # MultiControlNetModel: one (B, 3, H, W) batch in [0, 1] and one scale per ControlNet
@@ -638,18 +638,16 @@ def render_shard(ctx: RenderContext) -> RenderResult:
     render_start = time.perf_counter()
     with tqdm(total=len(todo), desc=f"{backend} {ctx.shard}", unit="img", file=sys.stderr) as bar:
         for batch in _batches(todo, settings.batch_size):
-            t0 = time.perf_counter()
             if scener is not None:
                 for s in batch:
                     s.scene = scener(s.persons, s.canvas, (s.width, s.height), s.seed, settings.maps)
             images = generate(pipe, settings, batch)
             flags = checker(images) if checker is not None else [False] * len(batch)
-            seconds = (time.perf_counter() - t0) / len(batch)
             for s, image, nsfw in zip(batch, images, flags):
                 if not nsfw:
                     _save_image(image, ctx.work_dir / f"{s.sample_id}.{ext}", ext)
                 record = {"key": s.key, "nsfw": nsfw, "checked_by": settings.safety_checker,
-                          "row": _row(settings, s, ext, seconds)}
+                          "row": _row(settings, s, ext)}
                 if s.scene is not None:
                     record["scene"] = {k: int(v) for k, v in s.scene.counts.items()}
                     if not nsfw:  # the truth goes with the image: written before the record that commits both
@@ -723,11 +721,10 @@ def _load_heads(path: Path) -> list[dict]:
             for i in range(len(cols["head"]))]
 
 
-def _row(settings: SdxlSettings, s: Sample, ext: str, seconds: float) -> dict:
+def _row(settings: SdxlSettings, s: Sample, ext: str) -> dict:
     return {"sample_id": s.sample_id, "image": f"{s.sample_id}.{ext}", "width": s.width, "height": s.height,
             "backend": settings.backend, "seed": s.seed, "prompt": s.prompt, "negative_prompt": s.negative_prompt,
-            "base_model": settings.base_model, "condition_model": settings.condition_model,
-            "seconds": round(seconds, 4)}
+            "base_model": settings.base_model, "condition_model": settings.condition_model}
 
 
 def _write_record(work_dir: Path, sample_id: str, record: dict) -> None:

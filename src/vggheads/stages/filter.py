@@ -10,8 +10,9 @@ counts per reason and the yield in the stats JSON.
 
 Head-mesh renders (``render.sdxl.conditioning: head-mesh`` / ``pose+head-mesh``) carry the exact
 truth of the scene they were painted around; a fifth rule, ``agreement``
-(:mod:`vggheads.filtering.agreement`, ``filter.agreement``), drops those whose detected heads (and,
-where the labeller reads the image, its landmarks) disagree with the scene's. The head detector's
+(:mod:`vggheads.filtering.agreement`, ``filter.agreement``), drops those whose detected heads (and
+landmarks: those of ``filter.agreement.labeller`` run here on the scene's boxes, or of
+``labels.labeller`` when it reads the image) disagree with the scene's. The head detector's
 boxes are the detections, or, when ``detector.oracle`` wrote the scene's boxes there, the detector
 run here. Per image and per scene head the figures go to ``--agreement`` / ``--agreement-heads``
 (empty tables for other renders), their summary to the stats JSON.
@@ -31,11 +32,13 @@ log = logging.getLogger(__name__)
 
 def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path, detections_path: Path,
                  weights: Path, out: Path, out_stats: Path, truth: Path | None = None, labels: Path | None = None,
-                 agreement_out: Path | None = None, agreement_heads_out: Path | None = None) -> dict:
+                 agreement_out: Path | None = None, agreement_heads_out: Path | None = None,
+                 head_model: Path | None = None) -> dict:
     """Filter one shard; returns the stats written to ``out_stats``.
 
     truth / labels: the render_heads and labels tables (the agreement rule of head-mesh renders);
-    agreement_out / agreement_heads_out: where its per-image / per-head tables go."""
+    agreement_out / agreement_heads_out: where its per-image / per-head tables go; head_model: for
+    ``filter.agreement.labeller``."""
     from tqdm import tqdm
 
     from ..detection.infer import read_rgb as load_rgb
@@ -51,7 +54,7 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
     rows = read_table(render_table, "render", columns=["sample_id", "image"]).to_pylist()
     detections = _detections_by_sample(read_table(detections_path, "detections"))
     detector = None
-    agree = _agreement_setup(params, truth, labels)
+    agree = _agreement_setup(params, truth, labels, head_model)
     if rules["flip"] or rules["split"] or (agree and params["detector"]["oracle"]):
         from ..detection.infer import HeadBoxDetector
 
@@ -102,7 +105,7 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
     return stats
 
 
-def _agreement_setup(params: dict, truth: Path | None, labels: Path | None) -> dict | None:
+def _agreement_setup(params: dict, truth: Path | None, labels: Path | None, head_model: Path | None) -> dict | None:
     """What the agreement rule needs, or None when the images are not head-mesh renders."""
     from ..errors import ConfigError
     from ..filtering.agreement import head_mesh_render, scene_by_sample
@@ -115,8 +118,20 @@ def _agreement_setup(params: dict, truth: Path | None, labels: Path | None) -> d
                           "table (--truth data/render/<shard>.heads.parquet) for filter.agreement")
     acfg = params["filter"]["agreement"]
     out = {"cfg": acfg, "scene": scene_by_sample(read_table(truth, "render_heads")), "labels": {},
-           "oracle": bool(params["detector"]["oracle"]), "rows": [], "heads": []}
-    if labels is not None:  # landmarks of a labeller that reads the image (the truth labeller copies the scene)
+           "oracle": bool(params["detector"]["oracle"]), "rows": [], "heads": [], "labeller": None}
+    if acfg["labeller"]:  # a labeller of its own, run on the scene's boxes
+        from ..geometry import FlameLayer
+        from ..headmodel import load_head_model
+        from ..labelling.factory import build_labeller
+
+        if head_model is None:
+            raise ConfigError(f"filter.agreement.labeller is '{acfg['labeller']}': the filter stage needs the head "
+                              f"model (--head-model)")
+        model = load_head_model(head_model)
+        out["labeller"] = build_labeller(acfg["labeller"], params["labels"], model, None, head_model)
+        out["layer"] = FlameLayer(model)
+        out["extension"] = params["labels"]["crop_extension"]
+    elif labels is not None:  # landmarks of a labeller that reads the image (the truth labeller copies the scene)
         table = read_table(labels, "labels", columns=["sample_id", "box", "landmarks", "labeller"]).to_pydict()
         for sid, box, lm, name in zip(table["sample_id"], table["box"], table["landmarks"], table["labeller"]):
             if name != "truth":
@@ -133,13 +148,31 @@ def _agreement_rule(agree: dict, sid: str, image, boxes, detector, res) -> None:
 
     cfg = agree["cfg"]
     found = detector([image])[0].boxes if agree["oracle"] else boxes
-    lab = agree["labels"].get(sid)
+    lab = agree["labels"].get(sid) if agree["labeller"] is None else _label_scene(agree, sid, image)
     a = measure(agree["scene"].get(sid), found, *(lab if lab else (None, None)), min_iou=cfg["min_iou"])
     ok = not disagrees(a, cfg["min_f1"], cfg["max_nme"])
     agree["rows"].append(a.row(sid, ok))
     agree["heads"] += [{"sample_id": sid, **h} for h in a.heads]
     if cfg["enabled"] and res.keep and not ok:
         res.keep, res.reason = False, "agreement"
+
+
+def _label_scene(agree: dict, sid: str, image):
+    """filter.agreement.labeller on the scene's own boxes: (boxes, (N, 68, 3) landmarks), NaN where it failed."""
+    from ..labelling.base import decode_labels
+    from ..labelling.crops import extend_boxes
+
+    scene = agree["scene"].get(sid)
+    if scene is None or not len(scene.boxes):
+        return None
+    H, W = image.shape[:2]
+    labels = agree["labeller"](image, sid, scene.boxes, extend_boxes(scene.boxes, agree["extension"], W, H))
+    landmarks = np.full((len(scene.boxes), 68, 3), np.nan)
+    if labels.landmarks is not None:
+        landmarks[labels.ok] = labels.landmarks[labels.ok]
+    elif labels.ok.any():
+        landmarks[labels.ok] = decode_labels(labels.params[labels.ok], agree["layer"]).landmarks
+    return scene.boxes, landmarks
 
 
 def _agreement_write(agree: dict | None, out: Path | None, out_heads: Path | None) -> dict | None:
@@ -160,7 +193,7 @@ def _cli(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     filter_shard(params, args.shard, args.render_table, args.images, args.detections, args.weights, args.out,
                  args.stats, truth=args.truth, labels=args.labels, agreement_out=args.agreement,
-                 agreement_heads_out=args.agreement_heads)
+                 agreement_heads_out=args.agreement_heads, head_model=args.head_model)
     return 0
 
 
@@ -179,4 +212,5 @@ def register(sub) -> None:
     p.add_argument("--labels", type=Path, help="labels parquet (head-mesh renders: landmark agreement)")
     p.add_argument("--agreement", type=Path, help="per-image agreement parquet to write (empty unless head-mesh)")
     p.add_argument("--agreement-heads", type=Path, help="per-head agreement parquet to write (empty unless head-mesh)")
+    p.add_argument("--head-model", type=Path, help="head model (filter.agreement.labeller)")
     p.set_defaults(func=_cli)
