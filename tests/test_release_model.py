@@ -306,3 +306,19 @@ def test_release_standin_command(capsys, standins, tmp_path):
     assert "TorchScript" not in capsys.readouterr().out
     det = OfficialDetector(tmp_path / "s.onnx", standins / "head.npz")
     assert det.image_size == IMGSZ and det.backend == "official-onnx"
+
+
+def test_channel_order_per_benchmark(standins):
+    """The paper's training and pose/DAD/FDDB scripts fed BGR, its WIDER script and the package RGB."""
+    from vggheads.evaluation.peers import official_system
+    from vggheads.release.official import OfficialDetector
+
+    image = np.random.default_rng(6).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    rgb = OfficialDetector(standins / "vgg_heads_l.trcd", standins / "head.npz").preprocess(image)[0]
+    bgr = OfficialDetector(standins / "vgg_heads_l.trcd", standins / "head.npz", channels="bgr").preprocess(image)[0]
+    assert np.array_equal(bgr, rgb[:, ::-1]) and not np.array_equal(bgr, rgb)
+    system = official_system(standins / "vgg_heads_l.trcd", standins / "head.npz", device="cpu",
+                             bgr_benchmarks=["aflw2000", "fddb"])
+    assert system.for_benchmark("aflw2000").detector.channels == "bgr"
+    assert system.for_benchmark("wider").detector.channels == "rgb"
+    assert system.detector.mode == "evaluation"

@@ -89,12 +89,13 @@ class _Outputs:
         raise RuntimeError(f"no free output name for {path} in {self.out}")
 
 
-def build_detector(weights: Path, onnx=None, head_model: Path | None = None, conf: float = 0.5, iou: float = 0.5):
+def build_detector(weights: Path, onnx=None, head_model: Path | None = None, conf: float = 0.5, iou: float = 0.5,
+                   channels: str = "rgb"):
     """(detector, backend name, mesh faces for drawing) for this project's model or the released one."""
     from ..release.official import OfficialDetector, is_official_file
 
     if is_official_file(weights):
-        detector = OfficialDetector(weights, head_model or default_head_model(), conf=conf, iou=iou)
+        detector = OfficialDetector(weights, head_model or default_head_model(), conf=conf, iou=iou, channels=channels)
         return detector, detector.backend, detector.faces
     if Path(weights).suffix.lower() == ".onnx" and not onnx:  # this project's ONNX export given as --weights
         onnx, weights = Path(weights), Path(weights).parent
@@ -106,7 +107,7 @@ def build_detector(weights: Path, onnx=None, head_model: Path | None = None, con
 
 def predict(images: list[Path], weights: Path, onnx: Path | bool | None = None, out: Path | None = None,
             head_model: Path | None = None, conf: float = 0.5, iou: float = 0.5, vertices: bool = False,
-            failures: list | None = None) -> list[dict]:
+            failures: list | None = None, channels: str = "rgb") -> list[dict]:
     """Run the detector on ``images``; returns one ``{"image", "heads"}`` dict per readable image
     (see the module doc). Unreadable images are reported and appended to ``failures`` as
     ``(path, message)``; the others still run."""
@@ -120,7 +121,7 @@ def predict(images: list[Path], weights: Path, onnx: Path | bool | None = None, 
     for name, value in (("conf", conf), ("iou", iou)):
         if not (0.0 <= float(value) <= 1.0):
             raise InputError(f"--{name} must be in [0, 1], got {value}")
-    detector, backend, faces = build_detector(Path(weights), onnx, head_model, conf, iou)
+    detector, backend, faces = build_detector(Path(weights), onnx, head_model, conf, iou, channels)
     failures = failures if failures is not None else []
     names = _Outputs(out, images) if out is not None else None
     results = []
@@ -148,7 +149,7 @@ def _cli(args: argparse.Namespace) -> int:
     onnx = None if args.onnx is None else (True if args.onnx == "" else Path(args.onnx))
     failures: list = []
     predict(args.images, args.weights, onnx=onnx, out=args.out, head_model=args.head_model, conf=args.conf,
-            iou=args.iou, vertices=args.vertices, failures=failures)
+            iou=args.iou, vertices=args.vertices, failures=failures, channels=args.channels)
     if failures:
         print(f"vggheads predict: {len(failures)} of {len(args.images)} images failed: "
               + ", ".join(p for p, _ in failures), file=sys.stderr)
@@ -173,4 +174,7 @@ def register(sub) -> None:
     p.add_argument("--conf", type=_unit_interval, default=0.5, help="score threshold in [0, 1] (default 0.5, the paper's)")
     p.add_argument("--iou", type=_unit_interval, default=0.5, help="NMS IoU threshold in [0, 1] (default 0.5, the paper's)")
     p.add_argument("--vertices", action="store_true", help="include every head's vertices in the JSON (large)")
+    p.add_argument("--channels", choices=["rgb", "bgr"], default="rgb",
+                   help="the released model only: channel order fed to it (rgb: the head_detector package; "
+                        "bgr: the paper's training code; docs/release.md)")
     p.set_defaults(func=_cli)

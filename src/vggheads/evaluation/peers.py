@@ -176,12 +176,31 @@ def build_peer(name: str, landmark_model=None, **kwargs):
     raise ValueError(f"unknown peer '{name}' (known: {', '.join(PEERS)})")
 
 
-def official_system(weights, head_model, preprocess: str = "evaluation", device: str = "auto"):
-    """The released VGGHeads model as a Predictor (``evaluate.systems: [vggheads-official]``).
+class OfficialSystem:
+    """The released VGGHeads model as a Predictor (``evaluate.systems: [vggheads-official]``), with
+    the channel order of the paper's script for each benchmark (:meth:`for_benchmark`)."""
 
-    ``preprocess``: ``evaluation`` (the paper's evaluation scripts: bilinear resize, padding at the
-    bottom right) or ``package`` (``head_detector``: Lanczos, centred). A low score threshold and up
-    to 1000 heads: every protocol applies its own threshold, as for this project's model.
+    name = "vggheads-official"
+
+    def __init__(self, detector, bgr_benchmarks=()):
+        self.detector, self.bgr_benchmarks = detector, tuple(bgr_benchmarks)
+
+    def __call__(self, image: np.ndarray) -> list[HeadPrediction]:
+        return [h.to_prediction() for h in self.detector(image)]
+
+    def for_benchmark(self, benchmark: str) -> "OfficialSystem":
+        """Itself, with the images of ``benchmark`` fed BGR when it is one of ``bgr_benchmarks``."""
+        self.detector.channels = "bgr" if benchmark in self.bgr_benchmarks else "rgb"
+        return self
+
+
+def official_system(weights, head_model, preprocess: str = "evaluation", device: str = "auto",
+                    bgr_benchmarks=()) -> OfficialSystem:
+    """The released model for evaluation. ``preprocess``: ``evaluation`` (the paper's evaluation
+    scripts: bilinear resize, padding at the bottom right) or ``package`` (``head_detector``:
+    Lanczos, centred); ``bgr_benchmarks``: benchmarks whose images go in BGR order (the paper's
+    pose, DAD-3DHeads and FDDB scripts). A low score threshold and up to 1000 heads: every protocol
+    applies its own threshold, as for this project's model.
     """
     from ..release.official import OfficialDetector
 
@@ -191,4 +210,4 @@ def official_system(weights, head_model, preprocess: str = "evaluation", device:
         raise ConfigError("vggheads-official needs the head model its parameters decode through (FLAME): --head-model")
     detector = OfficialDetector(weights, head_model, conf=OFFICIAL_MIN_SCORE, keep_top_k=OFFICIAL_MAX_HEADS,
                                 mode=preprocess, device=device, key="evaluate.vggheads_official.weights")
-    return detector.predictor()
+    return OfficialSystem(detector, bgr_benchmarks)

@@ -34,7 +34,7 @@ def build_labeller(name: str, cfg: dict, head_model=None, truth: dict | None = N
 
         c = cfg["vggheads"]
         return VggheadsLabeller(c["weights"], head_model_path, cfg["match_iou"], device=cfg["device"],
-                                min_score=c["min_score"])
+                                min_score=c["min_score"], channels=c.get("channels", "rgb"))
     raise ConfigError(f"labels.labeller '{name}' is unknown (known: {', '.join(LABELLERS)})")
 
 

@@ -20,6 +20,12 @@ The pipeline is the ``head_detector`` package's (v0.1.0, paper section 5), step 
 bilinear resize to ``int(side * scale)``, padding at the bottom and right, boxes divided by the
 scale without clipping or rounding.
 
+**Channel order.** The paper's training code reads images with ``cv2.imread`` and never converts
+them (``yolo_head/dataset.py``: BGR), its pose, DAD-3DHeads and FDDB scripts feed ``cv2.imread``
+images (BGR) and its WIDER script converts to RGB, while the ``head_detector`` package converts to
+RGB. Whether the released files reverse the channels themselves cannot be checked without them,
+so ``channels`` chooses (``rgb``: the package, the default; ``bgr``: the training code).
+
 Decoding needs the real FLAME (``headmodel.flame``) for results comparable to the paper; with the
 project's own head model it runs, but the vertices, landmarks and face boxes are those of another
 mesh (the pose and the head boxes are the model's own and stay meaningful).
@@ -183,7 +189,8 @@ class OfficialDetector:
 
     def __init__(self, weights: str | Path, head_model: str | Path, conf: float = 0.5, iou: float = 0.5,
                  top_k: int = TOP_K, keep_top_k: int = KEEP_TOP_K, image_size: int | None = None,
-                 mode: str = "package", device: str = "cpu", vertices: bool = True, key: str = "--weights"):
+                 mode: str = "package", device: str = "cpu", vertices: bool = True, key: str = "--weights",
+                 channels: str = "rgb"):
         import torch
 
         from ..geometry import FlameLayer
@@ -191,6 +198,9 @@ class OfficialDetector:
 
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if channels not in ("rgb", "bgr"):
+            raise ValueError(f"channels must be rgb or bgr, got {channels!r}")
+        self.channels = channels
         self.weights = Path(weights)
         if not self.weights.exists():
             raise missing_model_error(self.weights, key)
@@ -251,6 +261,8 @@ class OfficialDetector:
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
         canvas, scale, pad = letterbox_official(image, self.image_size, self.mode)
+        if self.channels == "bgr":
+            canvas = canvas[..., ::-1]
         return canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0, scale, pad
 
     def __call__(self, image) -> list:

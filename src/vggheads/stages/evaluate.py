@@ -78,7 +78,7 @@ def build_systems(params: dict, model: Path | None, head_model: Path | None) -> 
 
             c = cfg["vggheads_official"]
             systems[name] = build_peer(name, weights=c["weights"], head_model=head_model, preprocess=c["preprocess"],
-                                       device=c["device"])
+                                       device=c["device"], bgr_benchmarks=c["bgr_benchmarks"])
         elif name == "dlib-68":
             landmark_model = None
             if head_model is not None:
@@ -118,6 +118,8 @@ def run_benchmark(name: str, params: dict, systems: dict, head_model: Path | Non
     cfg = params["evaluate"]
     n = cfg["max_images"]
     capable = {k: v for k, v in systems.items() if name in CAPABILITIES.get(k, set())}
+    # a system may set itself up per benchmark (vggheads-official: the channel order of the paper's script)
+    capable = {k: v.for_benchmark(name) if hasattr(v, "for_benchmark") else v for k, v in capable.items()}
     if not capable:
         log.info("%s: no configured system takes part; skipped", name)
         return []
