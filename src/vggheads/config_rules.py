@@ -93,12 +93,15 @@ def coco_labelled_subset_needs_its_files(p: dict) -> str | None:
 
 @rule
 def half_precision_needs_a_gpu(p: dict) -> str | None:
-    backend = _get(p, "render.backend")
-    if backend in ("sdxl", "tiny-sdxl") and _get(p, "render.sdxl.device") == "cpu" \
-            and _get(p, "render.sdxl.dtype") == "float16":
-        return (f"render.sdxl.dtype: float16 needs a GPU, but render.sdxl.device is cpu (render.backend: {backend}): "
-                f"torch runs SDXL's half-precision convolutions on CUDA only. Set render.sdxl.dtype: auto "
-                f"(float32 on a CPU), float32 or bfloat16, or render.sdxl.device: auto/cuda on a GPU node")
+    used = [("render.sdxl", f"render.backend: {_get(p, 'render.backend')}")] \
+        if _get(p, "render.backend") in ("sdxl", "tiny-sdxl") else []
+    if _get(p, "captions.source") == "blip2":
+        used.append(("captions.blip2", "captions.source: blip2"))
+    for section, why in used:
+        if _get(p, f"{section}.device") == "cpu" and _get(p, f"{section}.dtype") == "float16":
+            return (f"{section}.dtype: float16 needs a GPU, but {section}.device is cpu ({why}): torch runs "
+                    f"half-precision convolutions and matmuls on CUDA only. Set {section}.dtype: auto (float32 on "
+                    f"a CPU), float32 or bfloat16, or {section}.device: auto/cuda on a GPU node")
     return None
 
 
