@@ -12,7 +12,7 @@ if config["dataset"]["source"] == "release":
 
     rule import_release:
         input:
-            annotations=RELEASE_ROOT + "/split_{shard}/annotations",
+            annotations=f"{RELEASE_ROOT}/split_{{shard}}/annotations",
             head_model=HEAD_MODEL,
         output:
             images="data/release/{shard}/images.parquet",
