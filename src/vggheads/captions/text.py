@@ -235,6 +235,8 @@ def names_person(caption: str, pairs: bool = True) -> bool:
     if _honorific_name(caption) or _credit_name(caption):
         return True
     tokens = words(caption)
+    if _role_name(tokens):
+        return True
     names = first_names()
     title_case = _is_title_case(tokens)
     for i, tok in enumerate(tokens):
@@ -258,6 +260,27 @@ def names_person(caption: str, pairs: bool = True) -> bool:
                 and (i == 0 or tokens[i - 1][:1].islower())):
             return True
     return False
+
+
+def _role_name(tokens: list[str]) -> bool:
+    """A role followed by a capitalised Name Surname: "Actor Denzel Washington", "goalie Henrik Lundqvist"."""
+    for i in range(len(tokens) - 2):
+        role, a, b = tokens[i].lower(), tokens[i + 1], tokens[i + 2]
+        if (role in ROLE_NOUNS and a[:1].isupper() and b[:1].isupper() and len(a) > 1 and len(b) > 1
+                and not {a.lower(), b.lower()} & (PERSON_NOUNS | NOT_NAMES | COMMON_TITLE_WORDS)):
+            return True
+    return False
+
+
+# Roles written before a name in news and stock captions.
+ROLE_NOUNS = {"actor", "actress", "singer", "rapper", "model", "player", "goalie", "goalkeeper", "striker",
+              "coach", "manager", "director", "ceo", "chairman", "founder", "author", "writer", "artist", "painter",
+              "sculptor", "photographer", "designer", "chef", "president", "senator", "minister", "mayor",
+              "governor", "star", "comedian", "musician", "guitarist", "drummer", "dancer", "boxer", "golfer",
+              "driver", "rider", "champion", "winner", "host", "presenter", "journalist", "reporter", "politician",
+              "businessman", "businesswoman", "entrepreneur", "athlete", "quarterback", "forward", "midfielder",
+              "defender", "pitcher", "wife", "husband", "daughter", "son", "mother", "father", "boyfriend",
+              "girlfriend", "fiance", "fiancee", "brother", "sister", "friend", "teammate", "stars"}
 
 
 def _surname_like(token: str) -> bool:
