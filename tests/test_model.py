@@ -161,8 +161,30 @@ def test_activations_follow_the_paper(head_path):
     k = cfg.n_shape + cfg.n_expr
     assert torch.allclose(out[:k], 3 * torch.tanh(raw[0, :k])) and out[:k].abs().max() <= 3
     assert torch.allclose(out[k:k + 9], raw[0, k:k + 9])                                # jaw, 6D rotation raw
-    assert torch.allclose(out[k + 9:k + 11], (raw[0, k + 9:k + 11] + anchors) * strides)  # xy about the anchor, px
-    assert torch.allclose(out[k + 12], torch.exp(raw[0, k + 12].clamp(max=6)) / 0.05 * strides[0], rtol=1e-5)
+    # near zero the bounded activations are the paper's: xy = (raw + anchor) * stride, scale = exp(raw) / 0.05 * stride
+    small = raw * 1e-3
+    near = head.decode_flame(small, anchors, strides)[0]
+    assert torch.allclose(near[k + 9:k + 11], (small[0, k + 9:k + 11] + anchors) * strides, atol=1e-4)
+    assert torch.allclose(near[k + 12], torch.exp(small[0, k + 12]) / 0.05 * strides[0], rtol=1e-5)
+    # and they round-trip through encode_flame
+    assert torch.allclose(head.encode_flame(out[None], anchors, strides)[0, k + 9:], raw[0, k + 9:], atol=1e-3)
+
+
+def test_decoded_heads_stay_near_their_anchor_whatever_the_weights(head_path):
+    """Wild raw values (a diverging or untrained network) cannot decode to a head far off the image."""
+    from vggheads.model.network import HeadDetectionModel
+
+    cfg = ModelConfig(size="n", n_shape=6, n_expr=2, imgsz=64, head_model=str(head_path))
+    head = HeadDetectionModel(cfg).model[-1]
+    raw = torch.randn(1, cfg.n_active, 7) * 1e4
+    anchors = torch.rand(2, 7) * 8
+    strides = torch.tensor([[8.0, 8.0, 16.0, 16.0, 32.0, 32.0, 32.0]])
+    out = head.decode_flame(raw, anchors, strides)[0]
+    k = cfg.n_shape + cfg.n_expr
+    assert ((out[k + 9:k + 11] / strides - anchors).abs() <= 16 + 1e-3).all()       # within 16 strides of the anchor
+    scale_in_strides = out[k + 12] * 0.05 / strides[0]
+    assert (scale_in_strides <= torch.exp(torch.tensor(4.0)) * 1.0001).all()
+    assert (scale_in_strides >= torch.exp(torch.tensor(-4.0)) * 0.9999).all()
 
 
 def test_rotation_branch_starts_at_the_frontal_pose(head_path):
@@ -179,12 +201,14 @@ def test_rotation_branch_starts_at_the_frontal_pose(head_path):
 
 # ---------------------------------------------------------------- the loss
 
+def _active(gt: torch.Tensor, ns: int, ne: int) -> torch.Tensor:
+    """The values a network with ns/ne components predicts for the 413-vectors ``gt``."""
+    return torch.cat([gt[:, :ns], gt[:, EXPRESSION][:, :ne], gt[:, JAW.start:]], 1)
+
+
 def _perfect_raw(head, gt: torch.Tensor, anchors: torch.Tensor, strides: torch.Tensor, ns: int, ne: int):
     """Raw outputs that decode exactly to ``gt`` (whose components beyond ns/ne are zero)."""
-    raw = torch.cat([torch.atanh(gt[:, :ns] / 3), torch.atanh(gt[:, EXPRESSION][:, :ne] / 3), gt[:, JAW],
-                     gt[:, ROT6D], gt[:, TRANSLATION.start:TRANSLATION.start + 2] / strides.T - anchors.T,
-                     gt[:, TRANSLATION.start + 2:TRANSLATION.start + 3] / strides.T,
-                     torch.log(gt[:, SCALE] * 0.05 / strides.T)], 1)
+    raw = head.encode_flame(_active(gt, ns, ne).T[None], anchors, strides)[0].T
     assert torch.allclose(pad_params(head.decode_flame(raw.T[None], anchors, strides)[0].T, ns, ne), gt, atol=1e-3)
     return raw
 

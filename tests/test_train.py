@@ -19,16 +19,16 @@ def toy(tmp_path_factory):
 def tiny(params: dict, epochs: int = 2) -> dict:
     p = json.loads(json.dumps(params))
     p["model"].update(imgsz=96, n_shape=8, n_expr=4)
-    p["train"].update(epochs=epochs, batch=3, warmup_epochs=0.5)
+    p["train"].update(epochs=epochs, batch=3, warmup_epochs=0.5, init="scratch", bn_images=4)
     return p
 
 
-def run(params, toy, root):
+def run(params, toy, root, threads: int = 2):
     from vggheads.stages.train import train
 
     head, images, heads = toy
     return train(params, images, heads, head, root / "model", root / "metrics" / "train.json", root / "plots",
-                 root / "model" / ".work")
+                 root / "model" / ".work", threads=threads)
 
 
 def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow(params, toy, tmp_path):
@@ -67,12 +67,22 @@ def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow
     assert {"model.safetensors", "model.onnx", "model.json"} <= artifacts
 
 
-def test_a_killed_run_resumes_from_its_last_epoch(params, toy, tmp_path, monkeypatch):
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_bytes_as_an_uninterrupted_one(params, toy, tmp_path,
+                                                                                         monkeypatch, caplog):
+    """Kill after epoch 2 of 3, rerun: it resumes from epoch 3 and ends with the uninterrupted run's weights
+    (live float32 weights, EMA, optimizer, data order and augmentation streams all restored)."""
+    import logging
+
     from vggheads.model.trainer import HeadTrainer
 
     p = tiny(params, epochs=3)
     p["tracking"]["enabled"] = False
+    p["train"]["augment"].update(degrees=10.0, hsv_v=0.3)   # the augmentation streams matter too
+    whole = run(p, toy, tmp_path / "whole")
+
     original = HeadTrainer.save_model
+    started = []
+    orig_start = HeadTrainer.resume_training
 
     def save_then_die(self):
         original(self)
@@ -80,22 +90,63 @@ def test_a_killed_run_resumes_from_its_last_epoch(params, toy, tmp_path, monkeyp
             raise KeyboardInterrupt("killed after epoch 2")
         return True
 
+    def record_start(self, ckpt):
+        orig_start(self, ckpt)
+        started.append(self.start_epoch)
+
     monkeypatch.setattr(HeadTrainer, "save_model", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run(p, toy, tmp_path)
-    assert not (tmp_path / "model" / "model.safetensors").exists()
+        run(p, toy, tmp_path / "killed")
+    assert not (tmp_path / "killed" / "model" / "model.safetensors").exists()
     monkeypatch.setattr(HeadTrainer, "save_model", original)
-    metrics = run(p, toy, tmp_path)
-    assert metrics["resumed_after_epoch"] == 2
-    csv = (tmp_path / "model" / ".work" / "run" / "results.csv").read_text().splitlines()
+    monkeypatch.setattr(HeadTrainer, "resume_training", record_start)
+    with caplog.at_level(logging.WARNING):
+        resumed = run(p, toy, tmp_path / "killed")
+    assert started == [2], "the rerun did not resume from the third epoch"
+    assert "does not reproduce an uninterrupted run" not in caplog.text
+    csv = (tmp_path / "killed" / "model" / ".work" / "run" / "results.csv").read_text().splitlines()
     assert [line.split(",")[0].strip() for line in csv[1:]] == ["1", "2", "3"]
+    assert (tmp_path / "killed" / "model" / "model.safetensors").read_bytes() == \
+        (tmp_path / "whole" / "model" / "model.safetensors").read_bytes()
+    assert resumed == whole
+    # the exported weights are float16-rounded; the float32 live weights and every logged loss agree too
+    final = [torch.load(tmp_path / run_ / "model" / ".work" / "run" / "weights" / "resume.pt", weights_only=False)
+             for run_ in ("whole", "killed")]
+    assert final[0]["model"].keys() == final[1]["model"].keys()
+    assert all(torch.equal(final[0]["model"][k], final[1]["model"][k]) for k in final[0]["model"])
+    losses = [[row.split(",")[2:] for row in (tmp_path / run_ / "plots" / "history.csv").read_text().splitlines()]
+              for run_ in ("whole", "killed")]
+    assert losses[0] == losses[1]
+    assert (tmp_path / "killed" / "metrics" / "train.json").read_bytes() == \
+        (tmp_path / "whole" / "metrics" / "train.json").read_bytes()
 
     # finished: a rerun only re-exports; changed params start afresh
-    again = run(p, toy, tmp_path)
-    assert again["resumed_after_epoch"] is None and again["epochs"] == 3
+    started.clear()
+    again = run(p, toy, tmp_path / "killed")
+    assert not started and again["epochs"] == 3
     p["train"]["epochs"] = 1
-    fresh = run(p, toy, tmp_path)
+    fresh = run(p, toy, tmp_path / "killed")
     assert fresh["epochs"] == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_training_uses_the_threads_it_was_given_not_the_machines_core_count(params, toy, tmp_path, monkeypatch,
+                                                                           threads):
+    from vggheads.model.trainer import HeadTrainer
+
+    seen = []
+    original = HeadTrainer._do_train if hasattr(HeadTrainer, "_do_train") else None
+
+    def record(self, *a, **k):
+        seen.append(torch.get_num_threads())
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(HeadTrainer, "_do_train", record)
+    monkeypatch.setattr("ultralytics.utils.torch_utils.NUM_THREADS", 7)   # what ultralytics picks on an 8-core machine
+    p = tiny(params, epochs=1)
+    p["tracking"]["enabled"] = False
+    metrics = run(p, toy, tmp_path, threads=threads)
+    assert seen == [threads] and metrics["threads"] == threads
 
 
 def test_the_trainer_never_flips_and_rotates_targets_with_the_image(toy):

@@ -39,7 +39,8 @@ def _jobs(snakefile: Path, params_path: Path):
     sink = io.StringIO()
     try:
         with contextlib.redirect_stderr(sink), SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-            wapi = api.workflow(resource_settings=ResourceSettings(cores=1),
+            # cores high enough that no rule's threads are capped: {threads} renders as the rule declares it
+            wapi = api.workflow(resource_settings=ResourceSettings(cores=1024),
                                 config_settings=ConfigSettings(configfiles=[params_path.resolve()]),
                                 snakefile=snakefile.resolve(), workdir=snakefile.resolve().parent)
             wapi.dag(DAGSettings(forceall=True))

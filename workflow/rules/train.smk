@@ -7,6 +7,7 @@ rule train:
         images="data/manifest/images.parquet",
         heads="data/manifest/heads.parquet",
         head_model=HEAD_MODEL,
+        init=["data/detector/head_detector.pt"] if config["train"]["init"] == "detector" else [],
     output:
         weights="data/model/model.safetensors",
         config="data/model/model.json",
@@ -23,6 +24,7 @@ rule train:
         file=PARAMS,
         model=lambda w: config["model"],
         train=lambda w: config["train"],
+        init=lambda w, input: f" --init-weights {input.init}" if input.init else "",
     threads: 2
     resources:
         mem_mb=lambda w, attempt: 8000 * attempt,
@@ -38,6 +40,8 @@ rule train:
         " --metrics {output.metrics}"
         " --plots plots/train"
         " --work-dir data/model/.work"
+        " --threads {threads}"
+        "{params.init}"
         " > {log} 2>&1"
 
 

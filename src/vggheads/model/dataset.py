@@ -148,15 +148,19 @@ class HeadDataset(torch.utils.data.Dataset):
         self.labels = [{"cls": np.zeros((len(it["boxes"]), 1), np.float32), "bboxes": it["boxes"],
                         "im_file": it["im_file"]} for it in self.items]
         self.seed = int(seed)
-        self._epoch_draws = 0
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The trainer calls this at the start of each epoch: augmentations derive from (seed, epoch, index)."""
+        self.epoch = int(epoch)
+
     def _rng(self, index: int) -> np.random.Generator:
-        # a fresh stream per draw: different augmentations every epoch, reproducible for a seed
-        self._epoch_draws += 1
-        return np.random.default_rng([self.seed, index, self._epoch_draws])
+        # one stream per (seed, epoch, image): different augmentations every epoch, the same ones
+        # whatever ran before (a resumed run draws what an uninterrupted one drew)
+        return np.random.default_rng([self.seed, self.epoch, index])
 
     def __getitem__(self, index: int) -> dict:
         it = self.items[index]

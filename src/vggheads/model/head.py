@@ -9,10 +9,15 @@ of its own on YOLO-NAS; the shared, lighter stem keeps the CPU cost of the FLAME
 15 % budget of issue 6 (``benchmarks/bench_model.py``: two depthwise blocks and half-width branches
 cost about 20 %).
 
-Activations (paper section 3): shape and expression ``3 tanh``; translation ``xy = (raw + anchor
-centre) * stride`` pixels, ``z = raw * stride``; scale ``exp(raw) / 0.05 * stride`` (pixels per
-model unit: a 0.2 m head spans about 4 strides at raw 0); jaw and 6D rotation raw, the rotation
-branch starting at the frontal pose.
+Activations (paper section 3, bounded): shape and expression ``3 tanh``; translation
+``xy = (anchor centre + b(raw)) * stride`` pixels, ``z = b(raw) * stride``, with
+``b(x) = 16 tanh(x / 16)`` (within 16 strides of the anchor, the reach of the box branch's DFL);
+scale ``exp(4 tanh(raw / 4)) / 0.05 * stride`` (pixels per model unit: a 0.2 m head spans about 4
+strides at raw 0, between 0.07 and 220 strides at the bounds); jaw and 6D rotation raw, the
+rotation branch starting at the frontal pose. The paper's unbounded ``raw + anchor`` and
+``exp(raw)`` let one wild anchor of an unconverged network decode to a head tens of thousands of
+pixels wide; the soft bounds equal the paper's activations near zero (slope 1) and keep every
+decoded head within a few image sizes of its anchor whatever the weights.
 """
 
 from __future__ import annotations
@@ -30,7 +35,18 @@ from ultralytics.nn.modules.head import Detect  # noqa: E402
 from ..geometry.rotations import FRONTAL  # noqa: E402
 
 SCALE_PRIOR = 0.05       # the paper's scale = exp(x) / 0.05 * stride
-MAX_LOG_SCALE = 6.0      # clamp before exp: scale <= 400x the prior (a 0.2 m head over 80 strides); a diverging step cannot overflow
+LOG_SCALE_BOUND = 4.0    # |log scale| <= 4 about the prior: a head between 0.07 and 220 strides wide
+OFFSET_BOUND = 16.0      # translation within 16 strides of the anchor (the box branch's reach, reg_max)
+
+
+def soft_bound(x: Tensor, bound: float) -> Tensor:
+    """``bound * tanh(x / bound)``: the identity near 0, never beyond +/- bound."""
+    return bound * torch.tanh(x / bound)
+
+
+def soft_bound_inverse(y: Tensor, bound: float) -> Tensor:
+    """The raw value that :func:`soft_bound` maps to ``y`` (``|y| < bound``)."""
+    return bound * torch.atanh(y / bound)
 
 
 def branch_sizes(n_shape: int, n_expr: int) -> dict[str, int]:
@@ -86,14 +102,23 @@ class FlameDetect(Detect):
 
         anchors: ``(2, A)`` cell centres in grid units; strides: ``(1, A)``.
         """
-        ns, ne = self.n_shape, self.n_expr
-        k = ns + ne
+        k = self.n_shape + self.n_expr
         shape_expr = 3.0 * torch.tanh(raw[:, :k])
         jaw_rot = raw[:, k:k + 9]
-        txy = (raw[:, k + 9:k + 11] + anchors) * strides
-        tz = raw[:, k + 11:k + 12] * strides
-        scale = torch.exp(raw[:, k + 12:k + 13].clamp(max=MAX_LOG_SCALE)) / SCALE_PRIOR * strides
+        txy = (soft_bound(raw[:, k + 9:k + 11], OFFSET_BOUND) + anchors) * strides
+        tz = soft_bound(raw[:, k + 11:k + 12], OFFSET_BOUND) * strides
+        scale = torch.exp(soft_bound(raw[:, k + 12:k + 13], LOG_SCALE_BOUND)) / SCALE_PRIOR * strides
         return torch.cat([shape_expr, jaw_rot, txy, tz, scale], 1)
+
+    def encode_flame(self, active: Tensor, anchors: Tensor, strides: Tensor) -> Tensor:
+        """The inverse of :meth:`decode_flame`: activated ``(B, P, A)`` -> raw ``(B, P, A)`` (for tests and
+        target checks; values must lie inside the activations' bounds)."""
+        k = self.n_shape + self.n_expr
+        return torch.cat([torch.atanh(active[:, :k] / 3.0), active[:, k:k + 9],
+                          soft_bound_inverse(active[:, k + 9:k + 11] / strides - anchors, OFFSET_BOUND),
+                          soft_bound_inverse(active[:, k + 11:k + 12] / strides, OFFSET_BOUND),
+                          soft_bound_inverse(torch.log(active[:, k + 12:k + 13] * SCALE_PRIOR / strides),
+                                             LOG_SCALE_BOUND)], 1)
 
     def bias_init(self):
         """Detect's box/class priors; FLAME outputs start near zero with the rotation at the frontal pose."""

@@ -72,3 +72,34 @@ class HeadDetectionModel(DetectionModel):
         from .loss import HeadLoss
 
         return HeadLoss(self)
+
+
+def load_detector_weights(model: HeadDetectionModel, path) -> int:
+    """Start ``model`` from a trained ultralytics head detector (e.g. the pipeline's
+    ``data/detector/head_detector.pt``): every tensor whose name and shape agree (backbone, neck,
+    box and class branches) is copied; the FLAME branches keep their initialisation. The paper
+    starts from a COCO-trained detector in the same way. Returns the number of tensors copied;
+    a checkpoint of another architecture (nothing in common) is an error.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from ..errors import InputError, MissingWeightsError
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingWeightsError("detector weights to start the model from", path,
+                                  "train one with the train_head_detector rule, or set train.init to scratch")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    source = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else ckpt
+    if source is None or not hasattr(source, "state_dict"):
+        raise InputError(f"{path}: not an ultralytics checkpoint (no 'ema' or 'model' module)")
+    theirs = {k: v.float() for k, v in source.state_dict().items()}
+    ours = model.state_dict()
+    same = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    if len(same) < len(theirs) // 2:
+        raise InputError(f"{path}: only {len(same)} of its {len(theirs)} tensors fit the model "
+                         f"({model.arch.ultralytics_yaml}); train.init needs a detector of the same architecture")
+    model.load_state_dict(same, strict=False)
+    return len(same)

@@ -3,7 +3,11 @@
 ultralytics' trainer loop with the project's hooks (``vggheads.model.trainer``): AdamW, cosine
 schedule with warm-up, EMA, one validation per epoch (AP, head-vertex NME and failure rate).
 Resumable: the run lives in ``--work-dir``; a killed job restarts from its last epoch when the
-params, the manifests and the head model are unchanged (otherwise it starts afresh).
+params, the manifests, the head model and the starting weights are unchanged (otherwise it starts
+afresh), and ends with the same weights as a run that was never killed. Torch runs on ``--threads``
+threads (the job's), whatever the machine's core count. ``train.init: detector`` starts the
+backbone, neck and box/class branches from the pipeline's trained head detector (``--init-weights``),
+as the paper starts from a COCO-trained detector.
 
 Outputs: the best checkpoint as ``model.safetensors`` (+ ``model.json``, the architecture record),
 ``model.onnx`` (checked against torch with onnxruntime), ``metrics/train.json`` (final validation,
@@ -41,14 +45,16 @@ def _device(setting: str) -> str:
     return setting
 
 
-def _fingerprint(params: dict, images: Path, heads: Path, head_model: Path) -> str:
+def _fingerprint(params: dict, images: Path, heads: Path, head_model: Path, init_weights: Path | None,
+                 threads: int) -> str:
     import hashlib
 
     from ..model.config import file_sha256
 
     blob = json.dumps({"model": params["model"], "train": params["train"], "seed": params["seed"],
                        "images": file_sha256(images), "heads": file_sha256(heads),
-                       "head_model": file_sha256(head_model)}, sort_keys=True)
+                       "head_model": file_sha256(head_model), "threads": threads,
+                       "init": file_sha256(init_weights) if init_weights else None}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -86,8 +92,9 @@ def _history(csv_path: Path) -> list[dict]:
 
     if not csv_path.exists():
         return []
-    with open(csv_path, newline="") as fh:
-        rows = [{k.strip(): float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+    with open(csv_path, newline="") as fh:  # ultralytics' wall-clock "time" column stays out (the history is a DVC output)
+        rows = [{k.strip(): float(v) for k, v in row.items() if v not in ("", None) and k.strip() != "time"}
+                for row in csv.DictReader(fh)]
     return [{HISTORY_RENAME.get(k, k): v for k, v in row.items()} for row in rows]
 
 
@@ -153,8 +160,12 @@ def _predictions_picture(detector, images: Path, heads: Path, split: str, out: P
 
 
 def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Path, metrics_path: Path,
-          plots_dir: Path, work_dir: Path) -> dict:
-    """Train (or resume), export and log; returns the metrics written to ``metrics_path``."""
+          plots_dir: Path, work_dir: Path, threads: int | None = None, init_weights: Path | None = None) -> dict:
+    """Train (or resume), export and log; returns the metrics written to ``metrics_path``.
+
+    ``threads``: torch's CPU threads (default: what torch has now, e.g. OMP_NUM_THREADS as Snakemake
+    sets it); ``init_weights``: the head detector to start from when ``train.init`` is ``detector``.
+    """
     import torch
 
     from ..errors import InputError
@@ -174,11 +185,17 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
     if not load_manifest(images, heads, "train", max_images=1):
         raise InputError(f"{images}: no image with split 'train'; the detector needs training images")
     out_dir, plots_dir, work_dir = Path(out_dir), Path(plots_dir), Path(work_dir)
+    threads = int(threads or torch.get_num_threads())
+    init = params["train"]["init"]
+    if init == "detector" and init_weights is None:
+        raise InputError("train.init is 'detector' but no --init-weights (the head detector, "
+                         "data/detector/head_detector.pt) was given")
+    init_weights = Path(init_weights) if init == "detector" else None
     arch = ModelConfig.from_params(params, head_model)
     loss = LossSettings.from_params(params["train"]["loss"])
     run_dir = work_dir / "run"
     state_path = work_dir / "state.json"
-    fingerprint = _fingerprint(params, images, heads, head_model)
+    fingerprint = _fingerprint(params, images, heads, head_model, init_weights, threads)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     last = run_dir / "weights" / "last.pt"
     if state.get("fingerprint") != fingerprint:
@@ -200,7 +217,8 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
             overrides["resume"] = str(last)
             log.info("resuming %s from epoch %d", run_dir, resumed_after + 1)
         trainer = HeadTrainer(arch, images, heads, loss, overrides=overrides, max_images=params["train"]["max_images"],
-                              ema_decay=params["train"]["ema_decay"])
+                              ema_decay=params["train"]["ema_decay"], threads=threads, init_weights=init_weights,
+                              bn_images=params["train"]["bn_images"])
         trainer.train()
         write_json(state_path, {"fingerprint": fingerprint, "finished": True,
                                 "val_on_train": trainer.val_on_train})
@@ -235,20 +253,23 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
     metrics = {"val": final, "untrained": untrained, "val_split": val_split, "val_images": len(val_set),
                "train_images": len(HeadDataset(images, heads, "train", imgsz=arch.imgsz,
                                                max_images=t["max_images"])),
-               "epochs": len(history), "resumed_after_epoch": resumed_after, "onnx": onnx_check,
-               "parameters": int(sum(p.numel() for p in model.parameters())),
-               "seconds": round(time.perf_counter() - start, 2)}
+               "epochs": len(history), "onnx": onnx_check,
+               "parameters": int(sum(p.numel() for p in model.parameters())), "threads": threads,
+               "init": init}
     metrics = _finite(metrics)
-    write_json(metrics_path, metrics)
+    write_json(metrics_path, metrics)  # no wall-clock field: DVC hashes this file (the time goes to MLflow and the log)
+    seconds = round(time.perf_counter() - start, 2)
     steps = [(int(row.get("epoch", i + 1)), {k: v for k, v in row.items() if k not in ("epoch", "time")})
              for i, row in enumerate(history)]
-    log_run("train", params, metrics=metrics,
+    log_run("train", params, metrics={**metrics, "seconds": seconds, "resumed_after_epoch": resumed_after},
             run_params={"model": params["model"], "train": params["train"]}, step_metrics=steps,
             artifacts=[weights, config_json, onnx_path, metrics_path, plots_dir / "curves.png",
                        plots_dir / "predictions.png"])
-    log.info("trained %s: val AP50 %.3f (untrained %.3f), NME68 %.4f (untrained %.4f), NME %.4f, FR %.3f",
-             arch.ultralytics_yaml, final["ap50"], untrained["ap50"], final["nme68"], untrained["nme68"],
-             final["nme"], final["fr"])
+    log.info("trained %s in %.1f s on %d threads: val AP50 %.3f (untrained %.3f), NME68 %.4f (untrained %.4f), "
+             "NME %.4f, FR %.3f", arch.ultralytics_yaml, seconds, threads, final["ap50"], untrained["ap50"],
+             final["nme68"] if final["nme68"] is not None else float("nan"),
+             untrained["nme68"] if untrained["nme68"] is not None else float("nan"),
+             final["nme"] if final["nme"] is not None else float("nan"), final["fr"])
     return metrics
 
 
@@ -256,7 +277,7 @@ def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
     train(load_params(args.params), args.images, args.heads, args.head_model, args.out_dir, args.metrics,
-          args.plots, args.work_dir)
+          args.plots, args.work_dir, threads=args.threads, init_weights=args.init_weights)
     return 0
 
 
@@ -272,4 +293,8 @@ def register(sub) -> None:
     p.add_argument("--plots", type=Path, required=True, help="directory for history.csv, curves.png, predictions.png")
     p.add_argument("--work-dir", type=Path, required=True,
                    help="the ultralytics run (checkpoints, results.csv), kept across a killed job for resuming")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (the rule passes its threads; default: OMP_NUM_THREADS or torch's default)")
+    p.add_argument("--init-weights", type=Path, default=None,
+                   help="trained head detector to start from (train.init: detector)")
     p.set_defaults(func=_cli)
