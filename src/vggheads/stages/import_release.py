@@ -64,5 +64,5 @@ def register(sub) -> None:
     p.add_argument("--head-model", required=True, help="head model (.npz, or FLAME generic_model.pkl)")
     p.add_argument("--out-dir", required=True, help="folder of the split's tables (data/release/<split>)")
     p.add_argument("--manifest-dir", default="data/manifest", help="folder the manifest will live in (image paths are relative to it)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the decoding (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads for the decoding (default 1: what the rule gives the job)")
     p.set_defaults(func=_cli)
