@@ -1,6 +1,9 @@
-"""Head-mesh conditioning through the whole DAG: tiny-sdxl paints around the procedural scenes, the
-manifests hold the scenes' exact truth, the agreement is in the filter's stats, its tables and the
-dataset card, and the agreement rule acts on it (one Snakemake run shared by the tests below)."""
+"""Head-mesh conditioning through the whole DAG (the scenario tests/configs/headmesh.yaml): tiny-sdxl
+paints around the procedural scenes, the manifests hold the scenes' exact truth, the agreement is in
+the filter's stats, its tables and the dataset card, and the agreement rule acts on it.
+
+The run starts from a copy of the session's tiny run (captions, poses and head model are reused;
+Snakemake redoes what the scenario's params change) and is shared by the tests below."""
 
 import json
 
@@ -8,27 +11,25 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, copy_project, merge, tiny_params, tool_env
+import scenarios
+from conftest import run_tool
 from vggheads.schemas import read_table
 
 pytestmark = pytest.mark.slow
 SHARDS = ("00000", "00001")
 
 
-def run(cmd, cwd, timeout=2400):
-    import subprocess
-
-    res = subprocess.run(cmd, cwd=cwd, env=tool_env({"MLFLOW_TRACKING_URI": ""}), capture_output=True, text=True,
-                         timeout=timeout)
-    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-8000:]}"
-    return res.stdout + res.stderr
+def run(cmd, cwd):
+    return run_tool(cmd, cwd, timeout=2400)
 
 
 @pytest.fixture(scope="module")
-def mesh_run(tmp_path_factory):
-    params = merge(tiny_params(), yaml.safe_load((REPO / "tests" / "data" / "headmesh.yaml").read_text()))
-    project = copy_project(tmp_path_factory.mktemp("headmesh"), params)
-    run(["snakemake", "--cores", "2"], project)
+def mesh_run(tiny_run, tmp_path_factory):
+    scenario = scenarios.load("headmesh")
+    project = tiny_run.clone(tmp_path_factory.mktemp("headmesh") / "project")
+    (project / "headmesh.yaml").write_text(yaml.safe_dump(scenario["params"]))
+    run(["snakemake", "--cores", "2", "--configfile", "headmesh.yaml"], project)
+    scenarios.check_expectations(project, scenario["expect"])
     return project
 
 
@@ -73,7 +74,7 @@ def test_agreement_is_in_the_stats_the_tables_and_the_card(mesh_run):
 def test_the_agreement_rule_acts_on_the_measured_numbers(mesh_run):
     (mesh_run / "strict.yaml").write_text("filter:\n  agreement:\n    enabled: true\n    min_f1: 0.9\n")
     targets = [f"data/filter/{s}.parquet" for s in SHARDS]
-    run(["snakemake", *targets, "--cores", "2", "--configfile", "strict.yaml"], mesh_run)
+    run(["snakemake", *targets, "--cores", "2", "--configfile", "headmesh.yaml", "strict.yaml"], mesh_run)
     dropped = 0
     for shard in SHARDS:
         rows = {r["sample_id"]: r for r in read_table(mesh_run / f"data/filter/{shard}.agreement.parquet",
