@@ -193,4 +193,7 @@ def build_standins(folder: Path, head_model_npz: Path, caption_source: Path, tra
     write_image_folder(caption_source, folder / "laion_images")
     if trained_model is not None:
         shutil.copytree(trained_model, folder / "round1", dirs_exist_ok=True)
+        from vggheads.release.standin import build_standin
+
+        build_standin(trained_model, folder / "vgg_heads_l.trcd")   # the released model's contract (docs/release.md)
     return folder

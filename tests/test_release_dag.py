@@ -5,7 +5,6 @@ a small one written by ``vggheads export`` (``test_release_import.toy_release``)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
