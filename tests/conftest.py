@@ -200,6 +200,15 @@ def strace_works() -> bool:
     return res.returncode == 0
 
 
+def traced(cmd: list[str], trace: Path) -> list[str]:
+    """``cmd`` under strace, recording every connect/sendto/sendmsg of every process into ``trace``
+    (``cmd`` unchanged when strace cannot run here; check ``trace.exists()`` afterwards)."""
+    if not strace_works():
+        return cmd
+    return ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none",
+            "-o", str(trace), *cmd]
+
+
 def remote_connects(trace: str) -> list[str]:
     """The lines of an ``strace -e trace=connect,sendto,sendmsg`` log that address another host
     (IPv4/IPv6 outside loopback; a DNS query is a connect to the name server's port 53)."""
@@ -251,11 +260,6 @@ def tiny_run(tmp_path_factory) -> TinyRun:
             stale.mkdir()
             (stale / "half.png").write_bytes(b"half")
         planted.append(stale)
-    cmd = ["snakemake", "--cores", "2"]
-    trace = None
-    if strace_works():
-        trace = project.parent / "network.strace"
-        cmd = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none",
-               "-o", str(trace), *cmd]
-    log = run_tool(cmd, project, timeout=2400)
-    return TinyRun(project, log, trace, planted)
+    trace = project.parent / "network.strace"
+    log = run_tool(traced(["snakemake", "--cores", "2"], trace), project, timeout=2400)
+    return TinyRun(project, log, trace if trace.exists() else None, planted)

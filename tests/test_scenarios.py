@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import scenarios
-from conftest import copy_project, run_tool, tiny_params, tool_env
+from conftest import copy_project, remote_connects, run_tool, tiny_params, tool_env, traced
 
 NAMES = scenarios.names()
 
@@ -79,7 +79,9 @@ def test_scenario_runs_to_its_furthest_target(name, tiny_run, standins, tmp_path
     else:
         project = tiny_run.clone(tmp_path / "project")
         config = ["--configfile", str(write_configfile(scenario, tmp_path, standins, tiny_run.project))]
-        run_tool(["snakemake", "--cores", "2", *targets_of(scenario), *config], project, timeout=2400)
+        trace = tmp_path / "network.strace"  # its libraries (diffusers, YOLO-pose, dlib, ...) stay offline too
+        run_tool(traced(["snakemake", "--cores", "2", *targets_of(scenario), *config], trace), project, timeout=2400)
+        assert not trace.exists() or not remote_connects(trace.read_text()), remote_connects(trace.read_text())
     for target in targets_of(scenario):
         assert (project / target).exists(), f"{name}: {target} missing"
     assert "Nothing to be done" in run_tool(["snakemake", "--dry-run", *targets_of(scenario), *config], project)

@@ -53,16 +53,34 @@ class FrozenParams(tuple):
 
 
 def freeze(config: dict, directory: Path = FROZEN_DIR) -> FrozenParams:
-    """Write ``config`` to its content-addressed file (once; atomically) and return its path."""
-    import yaml
+    """Write ``config`` to its content-addressed file (once, whole) and return its path.
 
-    from .io import atomic_path
+    Several ``snakemake`` processes may freeze the same new config at once (SLURM jobs parse the
+    workflow too): each writes a private temporary and hard-links it into place, which fails when
+    the file exists, so the file appears complete and is never written twice.
+    """
+    import os
+    import tempfile
+
+    import yaml
 
     text = yaml.safe_dump(config, sort_keys=True)
     path = Path(directory) / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
     if not path.exists():
-        with atomic_path(path) as tmp:
-            tmp.write_text(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: same content, so a replace is harmless
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return FrozenParams(str(path), config["seed"])
 
 

@@ -104,12 +104,15 @@ def train_detector(cfg: dict, train: list[LabelledImage], val: list[LabelledImag
 
 def _save_without_provenance(checkpoint: Path, out: Path) -> None:
     """Copy an ultralytics checkpoint without what differs between identical runs: the save time,
-    the git commit and message, and absolute paths (same inputs, same bytes; DVC hashes the file)."""
+    the epochs' durations, the git commit and message, and absolute paths (same inputs, same
+    bytes; DVC hashes the file)."""
     import torch
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     for key in ("date", "git"):
         ckpt.pop(key, None)
+    if isinstance(ckpt.get("train_results"), dict):  # per-epoch results, with the seconds each epoch took
+        ckpt["train_results"].pop("time", None)
     args = ckpt.get("train_args")
     if isinstance(args, dict):
         for key in ("project", "data", "save_dir", "name"):
