@@ -322,3 +322,24 @@ def test_channel_order_per_benchmark(standins):
     assert system.for_benchmark("aflw2000").detector.channels == "bgr"
     assert system.for_benchmark("wider").detector.channels == "rgb"
     assert system.detector.mode == "evaluation"
+
+
+def test_a_model_of_another_contract_is_a_clear_error(tmp_path):
+    """A TorchScript file that fails on the released model's input names the file and the contract."""
+    from vggheads.errors import InputError
+    from vggheads.headmodel import save_head_model
+    from vggheads.release.official import OfficialDetector
+
+    class OneChannel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    save_head_model(tiny_head_model(), tmp_path / "head.npz")
+    torch.jit.save(torch.jit.script(OneChannel()), str(tmp_path / "other.trcd"))
+    det = OfficialDetector(tmp_path / "other.trcd", tmp_path / "head.npz", image_size=32)
+    with pytest.raises(InputError, match=r"other.trcd: the model does not take a \(B, 3, 32, 32\)"):
+        det(np.zeros((20, 20, 3), np.uint8))

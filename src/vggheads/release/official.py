@@ -208,6 +208,7 @@ class OfficialDetector:
         self.mode, self.keep_vertices = mode, vertices
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.session = self.module = None
+        self.input_uint8 = False
         fixed = None
         if self.weights.suffix.lower() == ".onnx":
             import onnxruntime as ort
@@ -218,6 +219,8 @@ class OfficialDetector:
                 raise InputError(f"{self.weights}: not a loadable ONNX file ({exc})") from None
             inp = self.session.get_inputs()[0]
             self.input_name = inp.name
+            # an export with the preprocessing inside takes uint8 pixels; the package's float /255 otherwise
+            self.input_uint8 = "uint8" in str(inp.type)
             if len(inp.shape) == 4 and isinstance(inp.shape[2], int) and inp.shape[2] > 0:
                 fixed = int(inp.shape[2])
         else:
@@ -250,13 +253,19 @@ class OfficialDetector:
 
     def raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The model on a letterboxed float batch ``(B, 3, S, S)`` in [0, 1] -> split outputs."""
-        if self.session is not None:
-            out = self.session.run(None, {self.input_name: batch.astype(np.float32)})
-        else:
-            import torch
+        try:
+            if self.session is not None:
+                feed = np.rint(batch * 255.0).astype(np.uint8) if self.input_uint8 else batch.astype(np.float32)
+                out = self.session.run(None, {self.input_name: feed})
+            else:
+                import torch
 
-            with torch.inference_mode():
-                out = self.module(torch.from_numpy(batch).to(self.device))
+                with torch.inference_mode():
+                    out = self.module(torch.from_numpy(batch).to(self.device))
+        except Exception as exc:  # a file of another contract fails inside the runtime
+            raise InputError(f"{self.weights}: the model does not take a (B, 3, {self.image_size}, {self.image_size}) "
+                             f"float image batch as the released model does ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
         return split_outputs(out, str(self.weights))
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
