@@ -236,16 +236,19 @@ def test_flame_terms_vanish_for_a_perfect_prediction_and_grow_with_each_error(he
 
     raw = torch.cat([_perfect_raw(head, gt[i:i + 1], anchors[:, a:a + 1], strides[:, a:a + 1], ns, ne)
                      for a, i in enumerate([0, 1, 2, 2])])
-    reproj, vertices, rotation = terms(raw)
-    assert reproj < 1e-4 and vertices < 1e-5 and rotation < 2e-3
+    reproj, vertices, rotation, lmk = terms(raw)
+    assert reproj < 1e-4 and vertices < 1e-5 and rotation < 2e-3 and lmk < 1e-3
     bad_rot = raw.clone()
     bad_rot[:, ns + ne + 3:ns + ne + 9] = torch.tensor([1.0, 0, 0, 0, 0.5, -0.5])  # 45 deg about x from frontal
-    r2, v2, rot2 = terms(bad_rot)
-    assert rot2 > 0.3 and r2 > 0.01 and v2 < 1e-5
+    r2, v2, rot2, l2 = terms(bad_rot)
+    assert rot2 > 0.3 and r2 > 0.01 and v2 < 1e-5 and l2 > 0.05
     bad_shape = raw.clone()
     bad_shape[:, :ns] += 1.0
-    r3, v3, rot3 = terms(bad_shape)
-    assert v3 > 1e-4 and rot3 < 2e-3
+    r3, v3, rot3, l3 = terms(bad_shape)
+    assert v3 > 1e-4 and rot3 < 2e-3 and l3 > 1e-3
+    shifted = raw.clone()   # a translation of 10 % of the box side: the landmark NME is 0.1
+    shifted[:, ns + ne + 9] += 0.1 * 32 / strides[0]
+    assert abs(float(terms(shifted)[3]) - 0.1) < 0.01
 
 
 def test_geodesic_distance_is_the_rotation_angle():
@@ -271,6 +274,7 @@ def test_loss_reaches_every_branch_and_names_every_term(head_path):
     loss, items = model.loss(batch)
     assert tuple(items) == LOSS_NAMES and all(torch.isfinite(v) for v in items.values())
     assert all(float(items[k]) > 0 for k in ("cls_loss", "iou_loss", "reproj_loss", "vertices3d_loss", "rotation_loss"))
+    assert float(items["landmarks_loss"]) == 0   # weight 0 by default (the paper's loss)
     loss.sum().backward()
     for name, levels in model.model[-1].flame.items():
         grad = sum(float(level.weight.grad.abs().sum()) for level in levels)

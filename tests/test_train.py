@@ -149,7 +149,8 @@ def test_training_uses_the_threads_it_was_given_not_the_machines_core_count(para
     assert seen == [threads] and metrics["threads"] == threads
 
 
-def test_the_trainer_never_flips_and_rotates_targets_with_the_image(toy):
+@pytest.mark.parametrize("crop", [None, 64])
+def test_the_trainer_never_flips_and_rotates_targets_with_the_image(toy, crop):
     from types import SimpleNamespace
 
     from vggheads.geometry import FlameLayer, decode
@@ -158,16 +159,20 @@ def test_the_trainer_never_flips_and_rotates_targets_with_the_image(toy):
 
     head, images, heads = toy
     hyp = SimpleNamespace(degrees=45.0, scale=0.25, translate=0.1, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
-    ds = HeadDataset(images, heads, "train", imgsz=96, augment=True, hyp=hyp, seed=3)
+    ds = HeadDataset(images, heads, "train", imgsz=96, augment=True, hyp=hyp, seed=3, crop=crop)
     layer = FlameLayer(load_head_model(head))
     checked = 0
     for i in range(len(ds)):
         item = ds[i]
         A = item["transform"][0]
         assert A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0] > 0, "a flip (negative determinant) was applied"
+        assert item["img"].shape[1:] == (crop or 96, crop or 96)
         if len(item["flame_params"]):
             lm = decode(item["flame_params"], layer).landmarks_image[..., :2]
             assert torch.allclose(lm, item["landmarks"][..., :2], atol=0.1)
+            if crop:  # the window is placed around a head: one face lies wholly inside it
+                xy = item["landmarks"][..., :2]
+                assert ((xy >= -2) & (xy <= crop + 2)).all(-1).all(-1).any()
             checked += 1
     assert checked >= 3
 

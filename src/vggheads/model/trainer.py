@@ -139,12 +139,13 @@ class HeadTrainer(DetectionTrainer):
     def __init__(self, arch: ModelConfig, images: str | Path, heads: str | Path, loss: LossSettings | None = None,
                  overrides: dict | None = None, max_images: int | None = None, ema_decay: float = 0.9999,
                  threads: int | None = None, init_weights: str | Path | None = None, bn_images: int = 0,
-                 _callbacks=None):
+                 crop: int | None = None, _callbacks=None):
         self.arch, self.images, self.heads = arch, str(images), str(heads)
         self.loss_settings = loss or LossSettings()
         self.max_images, self.ema_decay = max_images, float(ema_decay)
         self.init_weights = Path(init_weights) if init_weights else None
         self.bn_images = int(bn_images)
+        self.crop = crop
         self.threads = int(threads or torch.get_num_threads())
         set_training_threads(self.threads)
         overrides = dict(overrides or {})
@@ -171,7 +172,8 @@ class HeadTrainer(DetectionTrainer):
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> HeadDataset:
         split = img_path  # get_dataset maps the data keys to manifest splits
         return HeadDataset(self.images, self.heads, split, imgsz=self.args.imgsz, augment=mode == "train",
-                           hyp=self.args, max_images=self.max_images if mode == "train" else None, seed=self.args.seed)
+                           hyp=self.args, max_images=self.max_images if mode == "train" else None, seed=self.args.seed,
+                           crop=self.crop if mode == "train" else None)
 
     def get_dataloader(self, dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train"):
         """Train: an epoch-seeded order (:class:`EpochSampler`); val: the manifest's order. In-process

@@ -218,7 +218,7 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
             log.info("resuming %s from epoch %d", run_dir, resumed_after + 1)
         trainer = HeadTrainer(arch, images, heads, loss, overrides=overrides, max_images=params["train"]["max_images"],
                               ema_decay=params["train"]["ema_decay"], threads=threads, init_weights=init_weights,
-                              bn_images=params["train"]["bn_images"])
+                              bn_images=params["train"]["bn_images"], crop=params["train"]["crop"])
         trainer.train()
         write_json(state_path, {"fingerprint": fingerprint, "finished": True,
                                 "val_on_train": trainer.val_on_train})
