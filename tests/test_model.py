@@ -165,7 +165,7 @@ def test_activations_follow_the_paper(head_path):
     small = raw * 1e-3
     near = head.decode_flame(small, anchors, strides)[0]
     assert torch.allclose(near[k + 9:k + 11], (small[0, k + 9:k + 11] + anchors) * strides, atol=1e-4)
-    assert torch.allclose(near[k + 12], torch.exp(small[0, k + 12]) / 0.05 * strides[0], rtol=1e-5)
+    assert torch.allclose(near[k + 12], torch.exp(small[0, k + 12]) / 0.05 * strides[0], rtol=5e-3)
     # and they round-trip through encode_flame
     assert torch.allclose(head.encode_flame(out[None], anchors, strides)[0, k + 9:], raw[0, k + 9:], atol=1e-3)
 
@@ -183,8 +183,8 @@ def test_decoded_heads_stay_near_their_anchor_whatever_the_weights(head_path):
     k = cfg.n_shape + cfg.n_expr
     assert ((out[k + 9:k + 11] / strides - anchors).abs() <= 16 + 1e-3).all()       # within 16 strides of the anchor
     scale_in_strides = out[k + 12] * 0.05 / strides[0]
-    assert (scale_in_strides <= torch.exp(torch.tensor(4.0)) * 1.0001).all()
-    assert (scale_in_strides >= torch.exp(torch.tensor(-4.0)) * 0.9999).all()
+    assert (scale_in_strides <= torch.exp(torch.tensor(2.0)) * 1.0001).all()
+    assert (scale_in_strides >= torch.exp(torch.tensor(-2.5)) * 0.9999).all()
 
 
 def test_rotation_branch_starts_at_the_frontal_pose(head_path):
@@ -465,3 +465,70 @@ def test_head_geometry_is_cached_per_model_and_counts(head_path):
     a = head_geometry(head_path, 6, 3)
     assert head_geometry(head_path, 6, 3) is a and head_geometry(head_path, 8, 3) is not a
     assert a.full is head_geometry(head_path, 8, 3).full
+
+
+# ---------------------------------------------------------------- a network that has not learned says so
+
+@pytest.mark.parametrize("image", ["black", "grey", "white", "noise"])
+def test_an_untrained_network_reports_no_head_on_a_blank_image(head_path, tmp_path, image):
+    """Score priors start near 0.01: an untrained detector draws nothing, on any input."""
+    from vggheads.model.export import save_model
+    from vggheads.model.inference import HeadDetector
+    from vggheads.model.network import HeadDetectionModel
+
+    torch.manual_seed(0)
+    model = HeadDetectionModel(ModelConfig(size="n", n_shape=6, n_expr=3, imgsz=96, head_model=str(head_path)))
+    save_model(model.eval(), tmp_path / "model.safetensors")
+    pixels = {"black": np.zeros((90, 120, 3), np.uint8), "grey": np.full((90, 120, 3), 127, np.uint8),
+              "white": np.full((90, 120, 3), 255, np.uint8),
+              "noise": np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)}[image]
+    heads = HeadDetector(tmp_path, conf=0.0, max_det=1000)(pixels)
+    assert heads and max(h.score for h in heads) < 0.05
+
+
+def test_a_barely_trained_network_reports_no_head_on_a_blank_image(params, tmp_path_factory, tmp_path):
+    """Two epochs on six images (the old default run's scale, where scores saturated at 1.0 on a grid):
+    still nothing above 0.5 on a blank or a uniform image."""
+    from vggheads.model.inference import HeadDetector
+    from vggheads.model.toydata import toy_dataset
+    from vggheads.stages.train import train
+
+    head, images, heads = toy_dataset(tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=6, n_val=2,
+                                      size=96)
+    p = json.loads(json.dumps(params))
+    p["model"].update(imgsz=96, n_shape=8, n_expr=4)
+    p["train"].update(epochs=2, batch=3, warmup_epochs=0.5, init="scratch", bn_images=4)
+    p["tracking"]["enabled"] = False
+    train(p, images, heads, head, tmp_path / "model", tmp_path / "train.json", tmp_path / "plots",
+          tmp_path / "model" / ".work", threads=2)
+    det = HeadDetector(tmp_path / "model", conf=0.0, max_det=1000)
+    for pixels in (np.zeros((96, 96, 3), np.uint8), np.full((96, 96, 3), 127, np.uint8),
+                   np.full((64, 128, 3), 255, np.uint8)):
+        found = det(pixels)
+        assert not [h for h in found if h.score > 0.5], [round(h.score, 3) for h in found[:5]]
+
+
+def test_every_reported_face_box_lies_near_the_image_whatever_the_weights(head_path, tmp_path):
+    """A diverged network (weights blown up 50x): every decoded head, at any score, stays within a few
+    image sizes of the image (the paper's unbounded activations gave +/-20,000 px face boxes)."""
+    from vggheads.model.export import save_model
+    from vggheads.model.inference import HeadDetector
+    from vggheads.model.network import HeadDetectionModel
+
+    torch.manual_seed(0)
+    model = HeadDetectionModel(ModelConfig(size="n", n_shape=6, n_expr=3, imgsz=256, head_model=str(head_path)))
+    with torch.no_grad():
+        for name, levels in model.model[-1].flame.items():
+            for conv in levels:
+                conv.weight.mul_(50.0)
+                conv.bias.add_(torch.randn_like(conv.bias) * 20)
+    save_model(model.eval(), tmp_path / "model.safetensors")
+    w, h = 320, 240
+    image = np.random.default_rng(2).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    heads = HeadDetector(tmp_path, conf=0.0, max_det=1000, iou=1.0)(image)
+    assert len(heads) > 100
+    side = max(w, h)
+    for head in heads:
+        fb = head.face_box
+        assert fb[0] > -3 * side and fb[1] > -3 * side and fb[2] < w + 3 * side and fb[3] < h + 3 * side, fb
+        assert fb[2] - fb[0] < 3 * side and fb[3] - fb[1] < 3 * side, fb

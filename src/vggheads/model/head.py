@@ -12,8 +12,9 @@ cost about 20 %).
 Activations (paper section 3, bounded): shape and expression ``3 tanh``; translation
 ``xy = (anchor centre + b(raw)) * stride`` pixels, ``z = b(raw) * stride``, with
 ``b(x) = 16 tanh(x / 16)`` (within 16 strides of the anchor, the reach of the box branch's DFL);
-scale ``exp(4 tanh(raw / 4)) / 0.05 * stride`` (pixels per model unit: a 0.2 m head spans about 4
-strides at raw 0, between 0.07 and 220 strides at the bounds); jaw and 6D rotation raw, the
+scale ``exp(l(raw)) / 0.05 * stride`` with ``l`` a tanh squashing onto [-2.5, 2] (pixels per model
+unit: a 0.16 m wide head spans 3.2 strides at raw 0, between 0.26 and 24 strides at the bounds:
+the heads a pyramid level is assigned span 1-20 of its strides); jaw and 6D rotation raw, the
 rotation branch starting at the frontal pose. The paper's unbounded ``raw + anchor`` and
 ``exp(raw)`` let one wild anchor of an unconverged network decode to a head tens of thousands of
 pixels wide; the soft bounds equal the paper's activations near zero (slope 1) and keep every
@@ -35,7 +36,7 @@ from ultralytics.nn.modules.head import Detect  # noqa: E402
 from ..geometry.rotations import FRONTAL  # noqa: E402
 
 SCALE_PRIOR = 0.05       # the paper's scale = exp(x) / 0.05 * stride
-LOG_SCALE_BOUND = 4.0    # |log scale| <= 4 about the prior: a head between 0.07 and 220 strides wide
+LOG_SCALE_RANGE = (-2.5, 2.0)  # log scale about the prior: a 0.16 m head between 0.26 and 24 strides wide
 OFFSET_BOUND = 16.0      # translation within 16 strides of the anchor (the box branch's reach, reg_max)
 
 
@@ -47,6 +48,17 @@ def soft_bound(x: Tensor, bound: float) -> Tensor:
 def soft_bound_inverse(y: Tensor, bound: float) -> Tensor:
     """The raw value that :func:`soft_bound` maps to ``y`` (``|y| < bound``)."""
     return bound * torch.atanh(y / bound)
+
+
+def soft_range(x: Tensor, lo: float, hi: float) -> Tensor:
+    """A tanh squashing of ``x`` onto (lo, hi): slope 1 at the range's middle, close to the identity near 0."""
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    return mid + soft_bound(x - mid, half)
+
+
+def soft_range_inverse(y: Tensor, lo: float, hi: float) -> Tensor:
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    return mid + soft_bound_inverse(y - mid, half)
 
 
 def branch_sizes(n_shape: int, n_expr: int) -> dict[str, int]:
@@ -107,7 +119,7 @@ class FlameDetect(Detect):
         jaw_rot = raw[:, k:k + 9]
         txy = (soft_bound(raw[:, k + 9:k + 11], OFFSET_BOUND) + anchors) * strides
         tz = soft_bound(raw[:, k + 11:k + 12], OFFSET_BOUND) * strides
-        scale = torch.exp(soft_bound(raw[:, k + 12:k + 13], LOG_SCALE_BOUND)) / SCALE_PRIOR * strides
+        scale = torch.exp(soft_range(raw[:, k + 12:k + 13], *LOG_SCALE_RANGE)) / SCALE_PRIOR * strides
         return torch.cat([shape_expr, jaw_rot, txy, tz, scale], 1)
 
     def encode_flame(self, active: Tensor, anchors: Tensor, strides: Tensor) -> Tensor:
@@ -117,8 +129,8 @@ class FlameDetect(Detect):
         return torch.cat([torch.atanh(active[:, :k] / 3.0), active[:, k:k + 9],
                           soft_bound_inverse(active[:, k + 9:k + 11] / strides - anchors, OFFSET_BOUND),
                           soft_bound_inverse(active[:, k + 11:k + 12] / strides, OFFSET_BOUND),
-                          soft_bound_inverse(torch.log(active[:, k + 12:k + 13] * SCALE_PRIOR / strides),
-                                             LOG_SCALE_BOUND)], 1)
+                          soft_range_inverse(torch.log(active[:, k + 12:k + 13] * SCALE_PRIOR / strides),
+                                             *LOG_SCALE_RANGE)], 1)
 
     def bias_init(self):
         """Detect's box/class priors; FLAME outputs start near zero with the rotation at the frontal pose."""
