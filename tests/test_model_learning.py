@@ -1,5 +1,5 @@
-"""Learning is real: a short CPU training on procedural images beats the untrained network on held-out
-images, in detection (AP50, matched heads) and in landmarks (68-point NME).
+"""Learning is real: a short CPU training from scratch on 64 procedural images finds the heads of images
+it never saw (AP50 >= 0.8) and beats the untrained network in landmarks (68-point NME).
 
 The figures of a run are printed (``pytest -s``) and written by the stage to its metrics JSON.
 """
@@ -16,20 +16,21 @@ def test_short_training_beats_the_untrained_network_on_held_out_images(params, t
     from vggheads.model.toydata import toy_dataset
     from vggheads.stages.train import train
 
-    head, images, heads = toy_dataset(tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=32, n_val=8,
+    head, images, heads = toy_dataset(tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=64, n_val=16,
                                       size=160, seed=1)
     p = json.loads(json.dumps(params))
     p["model"].update(imgsz=160, n_shape=16, n_expr=8)
-    p["train"].update(epochs=15, batch=4)
+    # from scratch: this test is about the network and its losses learning, not the head detector's start
+    p["train"].update(epochs=20, batch=4, init="scratch")
     p["tracking"]["enabled"] = False
     metrics = train(p, images, heads, head, tmp_path / "model", tmp_path / "train.json", tmp_path / "plots",
                     tmp_path / "model" / ".work")
     val, untrained = metrics["val"], metrics["untrained"]
     print("\nheld-out:", json.dumps({"trained": val, "untrained": untrained}, indent=1))
-    assert metrics["val_split"] == "val" and metrics["val_images"] == 8
+    assert metrics["val_split"] == "val" and metrics["val_images"] == 16
     # detection: the untrained network finds nothing at IoU 0.5
-    assert val["ap50"] >= untrained["ap50"] + 0.2
-    assert val["matched"] >= 0.4 > untrained["matched"]
+    assert untrained["ap50"] < 0.05 and val["ap50"] >= 0.8
+    assert val["matched"] >= 0.8 > untrained["matched"]
     # landmarks where the heads are (defined for both networks) and on the detections
     assert val["nme68_anchor"] < 0.5 * untrained["nme68_anchor"]
     assert val["nme68"] is not None and val["nme68"] < 0.4

@@ -92,9 +92,11 @@ class _Outputs:
 def build_detector(weights: Path, onnx=None, head_model: Path | None = None, conf: float = 0.5, iou: float = 0.5,
                    channels: str = "rgb"):
     """(detector, backend name, mesh faces for drawing) for this project's model or the released one."""
-    from ..release.official import OfficialDetector, is_official_file
+    from ..release.official import OfficialDetector, is_official_file, missing_model_error
 
     if is_official_file(weights):
+        if not Path(weights).is_file():  # the model's own error first: the head model is the second question
+            raise missing_model_error(weights)
         detector = OfficialDetector(weights, head_model or default_head_model(), conf=conf, iou=iou, channels=channels)
         return detector, detector.backend, detector.faces
     if Path(weights).suffix.lower() == ".onnx" and not onnx:  # this project's ONNX export given as --weights

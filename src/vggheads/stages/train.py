@@ -27,7 +27,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-ONNX_TOLERANCE = {"boxes_max_abs": 0.05, "scores_max_abs": 1e-3, "params_max_rel": 0.02}
+# an export bug (a wrong op, layout or constant) moves outputs by O(1); float reordering in onnxruntime
+# moves them by ~1e-4, more in a barely trained network whose recalibrated BN variances are tiny
+# (boxes: 0.5 % of the input side, 0.5 px at 96 px; the check feeds random noise images, far from the
+# training data, where a tiny network's activations are largest)
+ONNX_TOLERANCE = {"boxes_max_rel": 5e-3, "scores_max_abs": 5e-3, "params_max_rel": 0.02}
 HISTORY_RENAME = {"metrics/precision(B)": "val/precision", "metrics/recall(B)": "val/recall",
                   "metrics/mAP50(B)": "val/ap50", "metrics/mAP50-95(B)": "val/ap50_95", "metrics/NME": "val/nme",
                   "metrics/FR": "val/fr", "metrics/NME68": "val/nme68", "metrics/matched": "val/matched",
@@ -68,7 +72,8 @@ def _overrides(params: dict, arch, run_dir: Path) -> dict:
             "momentum": 0.937, "conf": t["val_conf"], "iou": t["nms_iou"], "seed": params["seed"],
             "deterministic": True, "project": str(run_dir.parent.resolve()), "name": run_dir.name, "exist_ok": True,
             "degrees": aug["degrees"], "scale": aug["scale"], "translate": aug["translate"],
-            "hsv_h": aug["hsv_h"], "hsv_s": aug["hsv_s"], "hsv_v": aug["hsv_v"], "verbose": True, "val": True}
+            "hsv_h": aug["hsv_h"], "hsv_s": aug["hsv_s"], "hsv_v": aug["hsv_v"], "verbose": True,
+            "val": bool(t["val_every_epoch"])}
 
 
 def _finite(value):
@@ -217,7 +222,8 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
             overrides["resume"] = str(last)
             log.info("resuming %s from epoch %d", run_dir, resumed_after + 1)
         trainer = HeadTrainer(arch, images, heads, loss, overrides=overrides, max_images=params["train"]["max_images"],
-                              ema_decay=params["train"]["ema_decay"], threads=threads, init_weights=init_weights,
+                              ema_decay=params["train"]["ema_decay"],
+                              ema_tau=params["train"]["ema_tau"], threads=threads, init_weights=init_weights,
                               bn_images=params["train"]["bn_images"], crop=params["train"]["crop"])
         trainer.train()
         write_json(state_path, {"fingerprint": fingerprint, "finished": True,
