@@ -162,6 +162,15 @@ BROKEN = {
         {"evaluate": {"dad3dheads": {"root": "data/dad"}}},
         ["evaluate.dad3dheads.root", "headmodel.flame", "evaluate.dad3dheads.root: null"],
         {"headmodel": {"flame": "models/flame/generic_model.pkl"}}),
+    "model_init_needs_a_detector_of_its_architecture": (
+        {"detector": {"architecture": "rtdetr-l.yaml"}},
+        ["train.init: detector", "detector.architecture: rtdetr-l.yaml", "detector.architecture: yolo11n.yaml",
+         "train.init: scratch"],
+        {"detector": {"architecture": "yolo11n.yaml"}}),
+    "release_source_trains_from_scratch": (
+        {"dataset": {"source": "release", "release": {"root": "data/VGGHeads"}}},
+        ["dataset.source: release", "train.init: detector", "train.init: scratch"],
+        {"train": {"init": "scratch"}}),
 }
 
 

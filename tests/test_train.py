@@ -19,7 +19,8 @@ def toy(tmp_path_factory):
 def tiny(params: dict, epochs: int = 2) -> dict:
     p = json.loads(json.dumps(params))
     p["model"].update(imgsz=96, n_shape=8, n_expr=4)
-    p["train"].update(epochs=epochs, batch=3, warmup_epochs=0.5, init="scratch", bn_images=4)
+    p["train"].update(epochs=epochs, batch=3, warmup_epochs=0.5, init="scratch", bn_images=4,
+                      val_every_epoch=True)
     return p
 
 

@@ -140,3 +140,31 @@ def dad3dheads_benchmark_needs_flame(p: dict) -> str | None:
                 "scored through FLAME's landmark embedding and vertex subsets. Set headmodel.flame to your FLAME "
                 "generic_model.pkl, or evaluate.dad3dheads.root: null")
     return None
+
+
+@rule
+def model_init_needs_a_detector_of_its_architecture(p: dict) -> str | None:
+    """train.init: detector copies the head detector's weights: the detector must be the model's own
+    ultralytics architecture (base and size), built from its yaml."""
+    if _get(p, "train.init") != "detector":
+        return None
+    arch = _get(p, "detector.architecture")
+    want = f"{_get(p, 'model.base')}{_get(p, 'model.size')}.yaml"
+    if arch == want or str(arch).endswith(".pt"):
+        return None
+    return (f"{_is('train.init', 'detector')} starts the model from the head detector, but "
+            f"{_is('detector.architecture', arch)} is not the model's architecture "
+            f"({_is('model.base', _get(p, 'model.base'))}, {_is('model.size', _get(p, 'model.size'))}). "
+            f"Set detector.architecture: {want}, or train.init: scratch")
+
+
+@rule
+def release_source_trains_from_scratch(p: dict) -> str | None:
+    """dataset.source: release reads the released images and labels; the head detector that
+    train.init: detector copies is trained on this project's renders, which a release run does not
+    make (the generation DAG would run just for it)."""
+    if _get(p, "dataset.source") == "release" and _get(p, "train.init") == "detector":
+        return (f"{_is('dataset.source', 'release')} trains on the released dataset, but "
+                f"{_is('train.init', 'detector')} needs the head detector trained on this project's own renders "
+                f"(the whole generation DAG would run for it). Set train.init: scratch")
+    return None

@@ -34,6 +34,7 @@ class ModelConfig:
     n_expr: int = 64            # expression components predicted; the rest of the 100 are zeros (paper L: 64)
     imgsz: int = 640            # square input side in pixels
     flame_channels: int | None = None  # FLAME tower width; None = width of the first pyramid level
+    flame_depth: int = 0        # 3x3 conv blocks in each level's FLAME stem (the paper: 2-3 RepVGG blocks per branch)
     head_model: str = ""        # path of the head model the 3D losses and the decoding use
     head_model_sha256: str = "" # its content hash, checked when a detector is loaded
     names: dict = field(default_factory=lambda: {0: "head"})
@@ -76,7 +77,7 @@ class ModelConfig:
         """From the ``model:`` section of params.yaml and the head-model file."""
         m = params["model"]
         return cls(base=m["base"], size=m["size"], n_shape=m["n_shape"], n_expr=m["n_expr"], imgsz=m["imgsz"],
-                   flame_channels=m["flame_channels"], head_model=str(head_model),
+                   flame_channels=m["flame_channels"], flame_depth=m["flame_depth"], head_model=str(head_model),
                    head_model_sha256=file_sha256(head_model))
 
 

@@ -147,9 +147,9 @@ class HeadDataset(torch.utils.data.Dataset):
                  crop: int | None = None):
         self.items = load_manifest(images_path, heads_path, split, max_images)
         self.split, self.imgsz, self.augment, self.hyp = split, int(imgsz), bool(augment), hyp
-        if crop is not None and not (32 <= int(crop) <= self.imgsz and int(crop) % 32 == 0):
-            raise ValueError(f"crop must be a multiple of 32 between 32 and imgsz ({self.imgsz}), got {crop}")
-        self.crop = int(crop) if crop and int(crop) < self.imgsz else None
+        if crop is not None and not (int(crop) >= 32 and int(crop) % 32 == 0):
+            raise ValueError(f"crop must be a multiple of 32 (at least 32), got {crop}")
+        self.crop = int(crop) if crop and int(crop) < self.imgsz else None   # a window as large as the canvas: whole images
         self.rect = False
         self.im_files = [it["im_file"] for it in self.items]
         self.labels = [{"cls": np.zeros((len(it["boxes"]), 1), np.float32), "bboxes": it["boxes"],

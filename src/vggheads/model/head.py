@@ -79,7 +79,7 @@ class FlameDetect(Detect):
     """
 
     def __init__(self, nc: int = 1, n_shape: int = 128, n_expr: int = 64, flame_channels: int | None = None,
-                 reg_max: int = 16, legacy: bool = False, ch: tuple[int, ...] = ()):
+                 reg_max: int = 16, legacy: bool = False, ch: tuple[int, ...] = (), flame_depth: int = 0):
         self.legacy = legacy  # Detect builds its class branch from this (YOLOv8 style when True)
         super().__init__(nc=nc, reg_max=reg_max, end2end=False, ch=ch)
         self.n_shape, self.n_expr = int(n_shape), int(n_expr)
@@ -87,7 +87,8 @@ class FlameDetect(Detect):
         self.n_flame = sum(self.sizes.values())
         c = int(flame_channels or ch[0])
         self.branch_channels = cb = max(c // 4, 16)
-        self.flame_stem = nn.ModuleList(nn.Sequential(DWConv(x, x, 3), Conv(x, c, 1)) for x in ch)
+        self.flame_stem = nn.ModuleList(
+            nn.Sequential(DWConv(x, x, 3), *(Conv(x, x, 3) for _ in range(int(flame_depth))), Conv(x, c, 1)) for x in ch)
         self.flame_hidden = nn.ModuleList(Conv(c, cb * len(self.sizes), 1) for _ in ch)  # the six branches' 1x1
         self.flame = nn.ModuleDict({name: nn.ModuleList(nn.Conv2d(cb, n, 1) for _ in ch)
                                     for name, n in self.sizes.items()})

@@ -47,6 +47,7 @@ class HeadDetectionModel(DetectionModel):
         old = self.model[-1]
         chs = tuple(seq[0].conv.in_channels for seq in old.cv2)
         head = FlameDetect(nc=old.nc, n_shape=cfg.n_shape, n_expr=cfg.n_expr, flame_channels=cfg.flame_channels,
+                           flame_depth=cfg.flame_depth,
                            reg_max=old.reg_max, legacy=old.legacy, ch=chs)
         head.i, head.f, head.type = old.i, old.f, f"{FlameDetect.__module__}.{FlameDetect.__name__}"
         head.np = sum(p.numel() for p in head.parameters())

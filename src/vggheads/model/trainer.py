@@ -50,7 +50,7 @@ from .loss import LossSettings  # noqa: E402
 from .network import HeadDetectionModel  # noqa: E402
 from .validator import HeadValidator, validate  # noqa: E402
 
-EMA_TAU = 2000  # ultralytics' EMA warm-up: decay = ema_decay * (1 - exp(-updates / tau))
+EMA_TAU = 2000  # ultralytics' EMA warm-up: decay = ema_decay * (1 - exp(-updates / tau)) (train.ema_tau)
 RESUME_FILE = "resume.pt"  # beside last.pt: what exact resumption needs and last.pt does not keep
 
 
@@ -138,11 +138,12 @@ class HeadTrainer(DetectionTrainer):
 
     def __init__(self, arch: ModelConfig, images: str | Path, heads: str | Path, loss: LossSettings | None = None,
                  overrides: dict | None = None, max_images: int | None = None, ema_decay: float = 0.9999,
+                 ema_tau: float = EMA_TAU,
                  threads: int | None = None, init_weights: str | Path | None = None, bn_images: int = 0,
                  crop: int | None = None, _callbacks=None):
         self.arch, self.images, self.heads = arch, str(images), str(heads)
         self.loss_settings = loss or LossSettings()
-        self.max_images, self.ema_decay = max_images, float(ema_decay)
+        self.max_images, self.ema_decay, self.ema_tau = max_images, float(ema_decay), float(ema_tau)
         self.init_weights = Path(init_weights) if init_weights else None
         self.bn_images = int(bn_images)
         self.crop = crop
@@ -285,6 +286,7 @@ def _set_epoch(trainer: HeadTrainer) -> None:
 
 
 def _set_ema_decay(trainer: HeadTrainer) -> None:
-    """Apply train.ema_decay (ultralytics builds its EMA with a fixed 0.9999); keeps a resumed EMA's state."""
-    decay = trainer.ema_decay
-    trainer.ema.decay = lambda x: decay * (1 - math.exp(-x / EMA_TAU))
+    """Apply train.ema_decay and ema_tau (ultralytics builds its EMA with a fixed 0.9999 and 2000); keeps a
+    resumed EMA's state."""
+    decay, tau = trainer.ema_decay, trainer.ema_tau
+    trainer.ema.decay = lambda x: decay * (1 - math.exp(-x / tau))
