@@ -4,7 +4,7 @@ Snakemake's rules are the source: this module loads the workflow through Snakema
 the DAG of every job (as ``--forceall`` would) for the given params file, and writes one DVC
 stage per rule: ``foreach`` over the shard ids for scattered rules, a plain stage for gathers.
 Per stage: ``cmd`` (the rule's shell command without its log redirection, reading
-``params.yaml``), ``deps`` (the rule's inputs plus the package code its stage module imports),
+``params.yaml``), ``deps`` (the rule's inputs plus all the package code its command runs: :func:`code_deps`),
 ``params`` (the config sections the rule passes as ``params:``, plus ``seed``) and ``outs``.
 JSON outputs under ``metrics/`` become DVC metrics, files under ``plots/`` DVC plots (both cached,
 as those folders are git-ignored: push/pull and ``metrics diff`` work on them like on any output).
@@ -76,9 +76,17 @@ def project_root() -> Path:
     return cwd if (cwd / "Snakefile").exists() and (cwd / "params.yaml").exists() else REPO_ROOT
 
 
+PACKAGE = "vggheads"
+MODULE_NAME = re.compile(r"^vggheads(\.\w+)+$")
+
+
+def _package_dir() -> Path:
+    return REPO_ROOT / "src" / PACKAGE
+
+
 def _command_module(rule: str, cmd: str) -> Path | None:
     """The module behind a rule's ``vggheads <command>``: its stage module, or a command module."""
-    pkg = REPO_ROOT / "src" / "vggheads"
+    pkg = _package_dir()
     match = re.search(r"\bvggheads\s+([\w-]+)", cmd)
     names = [rule] + ([match.group(1).replace("-", "_")] if match else [])
     for name in names:
@@ -88,20 +96,98 @@ def _command_module(rule: str, cmd: str) -> Path | None:
     return None
 
 
+def _module_file(name: str) -> Path | None:
+    """The file of the dotted vggheads module or package ``name`` (None when there is none)."""
+    base = _package_dir().parent.joinpath(*name.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(_package_dir().parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _imported(path: Path) -> set[str]:
+    """Every vggheads module ``path`` may import when it runs: imports at any depth (inside functions
+    too), relative or absolute, and strings that name a module (``importlib.import_module`` tables)."""
+    own = _module_name(path)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != PACKAGE:
+                continue
+            found.add(target)
+            found |= {f"{target}.{a.name}" for a in node.names if _module_file(f"{target}.{a.name}")}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value):
+            found.add(node.value)
+    return found
+
+
+def module_closure(start: list[Path]) -> set[Path]:
+    """The files of ``start`` and of every vggheads module they import, transitively; importing
+    ``a.b.c`` runs ``a/__init__.py`` and ``a/b/__init__.py`` too."""
+    seen: set[Path] = set()
+    todo = list(start)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported(path):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                file = _module_file(".".join(parts[:i]))
+                if file is not None and file not in seen:
+                    todo.append(file)
+    return seen
+
+
+def _readable(files: set[Path]) -> list[Path]:
+    """``files`` with every package folder whose modules are all in it listed as the folder (its data
+    files included); a module listed alone brings the non-Python files of its folder along."""
+    out: list[Path] = []
+
+    def walk(folder: Path) -> None:
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and (entry / "__init__.py").exists():
+                modules = [m for m in entry.rglob("*.py")]
+                if all(m in files for m in modules):
+                    out.append(entry)
+                elif any(m in files for m in modules):
+                    walk(entry)
+            elif entry.suffix == ".py" and entry in files:
+                out.append(entry)
+        if any(f.parent == folder for f in files) and folder != _package_dir():
+            out.extend(e for e in sorted(folder.iterdir())
+                       if e.is_file() and e.suffix not in (".py", ".pyc") and e not in out)
+
+    walk(_package_dir())
+    return out
+
+
 def code_deps(rule: str, cmd: str = "") -> list[str]:
-    """The module running ``rule`` and the vggheads modules/packages it imports (one level)."""
+    """The package code ``rule`` runs: the CLI entry point and the rule's module, with every vggheads
+    module either imports (transitively, imports inside functions included), whole folders where all of
+    a folder is used. The CLI also imports the other stage and command modules to register their
+    subcommands; only their argument definitions run, so they are not listed."""
     module = _command_module(rule, cmd)
     if module is None:
         return []
-    deps = {module.relative_to(REPO_ROOT).as_posix()}
-    pkg = REPO_ROOT / "src" / "vggheads"
-    for node in ast.walk(ast.parse(module.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
-            top = node.module.split(".")[0]
-            for cand in (pkg / top, pkg / f"{top}.py"):
-                if cand.exists():
-                    deps.add(cand.relative_to(REPO_ROOT).as_posix())
-    return sorted(deps)
+    closure = module_closure([module, _package_dir() / "cli.py"])
+    return sorted(p.relative_to(REPO_ROOT).as_posix() for p in _readable(closure))
 
 
 def build(snakefile: Path | None = None, params_path: Path | None = None) -> dict:
