@@ -20,13 +20,17 @@ export ORT_DISABLE_TELEMETRY=1
 # with which the tests record every connection attempt of a whole run (native libraries' included).
 SYSTEM_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri strace
 
-.PHONY: help run test test-fast env system-packages bench dvc-sync clean-data
+.PHONY: help run demo test test-fast env system-packages bench dvc-sync clean-data
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 run: env  ## the whole pipeline on params.yaml (small, CPU, minutes); outputs under data/, metrics/, plots/
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/vggheads summary
+
+demo: env  ## the demo scale: 3,000 procedural images, about an hour on 2 cores (workflow/recipes/demo.yaml)
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/recipes/demo.yaml
 	$(BIN)/vggheads summary
 
 test: env  ## every test (unit, workflow, end-to-end on tiny params)

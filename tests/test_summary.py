@@ -23,3 +23,17 @@ def test_summary_sums_shards_and_reads_metrics(tmp_path, monkeypatch):
     assert "rows_in_shard 20; kept 7; dropped: nsfw 2" in text
     assert "held-out images: recall 0.9; precision 0.8; ap50 0.85" in text
     assert "model: mae 4.5" in text
+
+
+def test_summary_prints_the_model_figures_in_percent_with_their_names(tmp_path, monkeypatch):
+    """metrics/train.json holds fractions; the summary prints them in the evaluation tables' unit."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/train.json").write_text(json.dumps({
+        "epochs": 16, "train_images": 750, "val_images": 250, "init": "detector",
+        "val": {"ap50": 0.9765, "nme68": 0.0673, "fr": 0.84, "matched": 0.98, "nme68_anchor": 0.0707},
+        "untrained": {"ap50": 0.0, "nme68": None, "fr": None, "matched": 0.0, "nme68_anchor": 0.953}}))
+    text = summarise()
+    assert "epochs 16; train_images 750; val_images 250; init detector" in text
+    assert "val: AP50 97.7 %; NME68 6.73 %; FR 84 %; matched 98 %; NME68@anchors 7.07 %" in text
+    assert "untrained: AP50 0 %; matched 0 %; NME68@anchors 95.3 %" in text

@@ -47,6 +47,17 @@ def _pick(data: dict, keys: list[str]) -> str:
     return "; ".join(parts)
 
 
+TRAIN_FIGURES = (("ap50", "AP50"), ("nme68", "NME68"), ("fr", "FR"), ("matched", "matched"),
+                 ("nme68_anchor", "NME68@anchors"))
+
+
+def _percent(m: dict) -> str:
+    """The train stage's validation figures (fractions in metrics/train.json) in percent, the unit of the
+    evaluation stage's tables: AP50, NME68 of the head size on matched heads, failure rate (NME68 > 5 %),
+    matched heads, NME68 at the anchors nearest each head."""
+    return "; ".join(f"{name} {100 * m[key]:.3g} %" for key, name in TRAIN_FIGURES if m.get(key) is not None)
+
+
 def summarise() -> str:
     lines = []
 
@@ -69,10 +80,10 @@ def summarise() -> str:
     add("manifest", _pick(_load(Path("metrics/dataset_card.json")), ["images", "heads", "heads_per_image_mean"]))
     train = _load(Path("metrics/train.json"))
     if train:
-        add("train", _pick(train, ["epochs", "train_images", "seconds"]))
+        add("train", _pick(train, ["epochs", "train_images", "val_images", "init"]))
         for phase in ("untrained", "val"):
             if isinstance(train.get(phase), dict):
-                add("", f"{phase}: " + _pick(train[phase], ["ap50", "nme68", "nme68_anchor", "fr"]))
+                add("", f"{phase}: " + _percent(train[phase]))
     for path in sorted(Path("metrics/evaluate").glob("*.json")):
         for system, m in _load(path).items():
             if isinstance(m, dict):
