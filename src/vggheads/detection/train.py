@@ -113,11 +113,12 @@ def _save_without_provenance(checkpoint: Path, out: Path) -> None:
         ckpt.pop(key, None)
     if isinstance(ckpt.get("train_results"), dict):  # per-epoch results, with the seconds each epoch took
         ckpt["train_results"].pop("time", None)
-    args = ckpt.get("train_args")
-    if isinstance(args, dict):
-        for key in ("project", "data", "save_dir", "name"):
-            if key in args:
-                args[key] = None if key != "data" else Path(str(args[key])).name
+    # the run's arguments are kept twice: as train_args and as the networks' own .args
+    for args in [ckpt.get("train_args")] + [getattr(ckpt.get(k), "args", None) for k in ("model", "ema")]:
+        if isinstance(args, dict):
+            for key in ("project", "data", "save_dir", "name"):
+                if args.get(key) is not None:
+                    args[key] = None if key != "data" else Path(str(args[key])).name
     buffer = io.BytesIO()  # torch.save names the archive's folder after a file: the temporary's random name
     torch.save(ckpt, buffer)
     Path(out).write_bytes(buffer.getvalue())
