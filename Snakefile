@@ -24,6 +24,6 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         FINAL_TARGETS,
-    default_target: True

@@ -141,7 +141,7 @@ def main() -> int:
     from vggheads.headmodel import build_head_model
     from vggheads.poses.procedural import sample_scene
     from vggheads.render.procedural import ProceduralRenderer
-    from vggheads.render.raster import Mesh, get_rasterizer
+    from vggheads.render.raster import get_rasterizer
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     size = args.size
@@ -153,7 +153,6 @@ def main() -> int:
 
     # ---- 1. the rasteriser alone: 4 heads
     renderer = ProceduralRenderer(model, {"supersample": 1, "noise_std": 0.0})
-    rng = np.random.default_rng(0)
     scene = None
     for seed in range(50):
         persons = sample_scene(4, size, size, np.random.default_rng(seed))

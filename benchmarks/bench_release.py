@@ -148,7 +148,7 @@ def _baseline_job(args) -> dict:
         params = []
         for image_id in ids[at:at + 256]:
             with np.load(d / "annotations" / f"{image_id}.npz") as z:
-                bbox, ext, p = z["bbox"], z["extended_bbox"], z["3dmm_params"][:, 0]
+                _, ext, p = z["bbox"], z["extended_bbox"], z["3dmm_params"][:, 0]
             with Image.open(d / "images" / f"{image_id}.jpg") as im:
                 _ = im.size
             params.append(release_to_image(p, ext))

@@ -122,7 +122,6 @@ def condition_images(directory: Path, n: int, size: int) -> list[Path]:
 
 def build_pipeline(arch: str, conditioning: str, device, dtype, settings):
     """The in-memory pipeline from random-weight components, set up like ``load_pipeline`` does."""
-    import torch
     from diffusers import (DPMSolverMultistepScheduler, StableDiffusionXLAdapterPipeline,
                            StableDiffusionXLControlNetPipeline)
 

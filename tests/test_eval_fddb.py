@@ -77,7 +77,6 @@ def test_roc_by_hand():
 
 
 def test_roc_matches_one_to_one():
-    ell = np.array([[40, 30, 0.0, 100, 100]])
     ov = np.array([[0.8, 0.7]])                # two detections on one face
     res = image_results(ov, np.array([0.9, 0.6]))
     # at 0.6 both are kept: one TP, one FP; at 0.9 only the first: one TP

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from vggheads.geometry import FlameLayer, decode, join_params, matrix_to_rot6d, FlameParams
-from vggheads.geometry.params import EXPRESSION, JAW, N_PARAMS, ROT6D, SCALE, SHAPE, TRANSLATION
+from vggheads.geometry.params import EXPRESSION, JAW, N_PARAMS, SCALE, SHAPE, TRANSLATION
 from vggheads.model.config import ModelConfig
 from vggheads.model.flame import head_geometry, pad_params, transform_boxes, transform_params, transform_points
 

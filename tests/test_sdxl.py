@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from vggheads.errors import MissingWeightsError
 from vggheads.schemas import from_rows, read_table, write_table
 
 SHARD = "00000"

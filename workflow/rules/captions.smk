@@ -6,10 +6,19 @@
 # `vggheads dvc-sync` after switching either key.
 
 BLIP2 = config["captions"]["source"] == "blip2"
-POSE_PHOTOS = config["poses"]["backend"] == "ultralytics" and config["poses"]["ultralytics"]["images"] == "downloaded"
+POSE_PHOTOS = (
+    config["poses"]["backend"] == "ultralytics"
+    and config["poses"]["ultralytics"]["images"] == "downloaded"
+)
 DOWNLOAD = BLIP2 or POSE_PHOTOS
-ROWS = "data/captions/{shard}.rows.parquet" if BLIP2 else "data/captions/{shard}.parquet"
-TINY_BLIP2 = config["captions"]["blip2"]["tiny_dir"] if BLIP2 and config["captions"]["blip2"]["model"] == "tiny" else []
+ROWS = (
+    "data/captions/{shard}.rows.parquet" if BLIP2 else "data/captions/{shard}.parquet"
+)
+TINY_BLIP2 = (
+    config["captions"]["blip2"]["tiny_dir"]
+    if BLIP2 and config["captions"]["blip2"]["model"] == "tiny"
+    else []
+)
 
 
 rule sample_captions:
@@ -22,14 +31,14 @@ rule sample_captions:
         "logs/sample_captions/{shard}.log",
     benchmark:
         "logs/benchmark/sample_captions/{shard}.tsv"
-    params:
-        file=PARAMS,
-        cfg=lambda w: config["captions"],
-        samples=lambda w: config["dataset"],
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 2000 * attempt,
         runtime=lambda w, attempt: 30 * attempt,
+    params:
+        file=PARAMS,
+        cfg=lambda w: config["captions"],
+        samples=lambda w: config["dataset"],
     shell:
         "vggheads sample-captions"
         " --params {params.file}"
@@ -52,13 +61,13 @@ if DOWNLOAD:
             "logs/download_images/{shard}.log",
         benchmark:
             "logs/benchmark/download_images/{shard}.tsv"
-        params:
-            file=PARAMS,
-            cfg=lambda w: config["captions"]["download"],
         threads: 2
         resources:
             mem_mb=lambda w, attempt: 4000 * attempt,
             runtime=lambda w, attempt: 120 * attempt,
+        params:
+            file=PARAMS,
+            cfg=lambda w: config["captions"]["download"],
         shell:
             "vggheads download-images"
             " --params {params.file}"
@@ -85,9 +94,7 @@ if TINY_BLIP2:
             mem_mb=lambda w, attempt: 2000 * attempt,
             runtime=lambda w, attempt: 10 * attempt,
         shell:
-            "vggheads blip2 build-tiny"
-            " --out {output.model}"
-            " > {log} 2>&1"
+            "vggheads blip2 build-tiny" " --out {output.model}" " > {log} 2>&1"
 
 
 if BLIP2:
@@ -104,15 +111,18 @@ if BLIP2:
             "logs/caption_images/{shard}.log",
         benchmark:
             "logs/benchmark/caption_images/{shard}.tsv"
+        threads: 2
+        resources:
+            mem_mb=lambda w, attempt: (
+                32000 if config["captions"]["blip2"]["model"] != "tiny" else 4000
+            )
+            * attempt,
+            runtime=lambda w, attempt: 120 * attempt,
+            gpu=lambda w: 0 if config["captions"]["blip2"]["model"] == "tiny" else 1,
         params:
             file=PARAMS,
             cfg=lambda w: config["captions"],
             model=lambda w: TINY_BLIP2 or config["captions"]["blip2"]["model"],
-        threads: 2
-        resources:
-            mem_mb=lambda w, attempt: (32000 if config["captions"]["blip2"]["model"] != "tiny" else 4000) * attempt,
-            runtime=lambda w, attempt: 120 * attempt,
-            gpu=lambda w: 0 if config["captions"]["blip2"]["model"] == "tiny" else 1,
         shell:
             "vggheads caption-images"
             " --params {params.file}"
@@ -137,15 +147,15 @@ rule extract_poses:
         "logs/extract_poses/{shard}.log",
     benchmark:
         "logs/benchmark/extract_poses/{shard}.tsv"
-    params:
-        file=PARAMS,
-        cfg=lambda w: config["poses"],
-        images=lambda w, input: f" --images {input.images}" if POSE_PHOTOS else "",
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 4000 * attempt,
         runtime=lambda w, attempt: 60 * attempt,
         gpu=lambda w: 1 if config["poses"]["backend"] == "ultralytics" else 0,
+    params:
+        file=PARAMS,
+        cfg=lambda w: config["poses"],
+        images=lambda w, input: f" --images {input.images}" if POSE_PHOTOS else "",
     shell:
         "vggheads extract-poses"
         " --params {params.file}"

@@ -12,13 +12,13 @@ if not config["headmodel"]["flame"]:
             "logs/build_head_model.log",
         benchmark:
             "logs/benchmark/build_head_model.tsv"
-        params:
-            file=PARAMS,
-            cfg=lambda w: config["headmodel"],
         threads: 1
         resources:
             mem_mb=3000,
             runtime=15,
+        params:
+            file=PARAMS,
+            cfg=lambda w: config["headmodel"],
         shell:
             "vggheads headmodel build"
             " --params {params.file}"

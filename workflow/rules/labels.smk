@@ -15,16 +15,16 @@ rule train_head_detector:
         "logs/train_head_detector.log",
     benchmark:
         "logs/benchmark/train_head_detector.tsv"
-    params:
-        file=PARAMS,
-        cfg=lambda w: config["detector"],
-        poses=lambda w: config["poses"],
-        procedural=lambda w: config["render"].get("procedural"),
     threads: 2
     resources:
         mem_mb=lambda w, attempt: 6000 * attempt,
         runtime=lambda w, attempt: 60 * attempt,
         gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
+    params:
+        file=PARAMS,
+        cfg=lambda w: config["detector"],
+        poses=lambda w: config["poses"],
+        procedural=lambda w: config["render"].get("procedural"),
     shell:
         "vggheads train-head-detector"
         " --params {params.file}"
@@ -49,14 +49,14 @@ rule detect_heads:
         "logs/detect_heads/{shard}.log",
     benchmark:
         "logs/benchmark/detect_heads/{shard}.tsv"
-    params:
-        file=PARAMS,
-        cfg=lambda w: config["detector"],
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 3000 * attempt,
         runtime=lambda w, attempt: 30 * attempt,
         gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
+    params:
+        file=PARAMS,
+        cfg=lambda w: config["detector"],
     shell:
         "vggheads detect-heads"
         " --params {params.file}"
@@ -84,14 +84,19 @@ rule label_3dmm:
         "logs/label_3dmm/{shard}.log",
     benchmark:
         "logs/benchmark/label_3dmm/{shard}.tsv"
-    params:
-        file=PARAMS,
-        cfg=lambda w: config["labels"],
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 4000 * attempt,
         runtime=lambda w, attempt: 60 * attempt,
-        gpu=lambda w: 1 if config["labels"]["labeller"] in ("dad3dnet", "model", "vggheads") and config["labels"]["device"] != "cpu" else 0,
+        gpu=lambda w: (
+            1
+            if config["labels"]["labeller"] in ("dad3dnet", "model", "vggheads")
+            and config["labels"]["device"] != "cpu"
+            else 0
+        ),
+    params:
+        file=PARAMS,
+        cfg=lambda w: config["labels"],
     shell:
         "vggheads label-3dmm"
         " --params {params.file}"
@@ -124,16 +129,16 @@ rule filter:
         "logs/filter/{shard}.log",
     benchmark:
         "logs/benchmark/filter/{shard}.tsv"
-    params:
-        file=PARAMS,
-        cfg=lambda w: config["filter"],
-        detector=lambda w: config["detector"],
-        labels=lambda w: config["labels"],
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 3000 * attempt,
         runtime=lambda w, attempt: 30 * attempt,
         gpu=lambda w: 0 if config["detector"]["device"] == "cpu" else 1,
+    params:
+        file=PARAMS,
+        cfg=lambda w: config["filter"],
+        detector=lambda w: config["detector"],
+        labels=lambda w: config["labels"],
     shell:
         "vggheads filter"
         " --params {params.file}"

@@ -15,20 +15,24 @@ rule build_manifest:
         heads="data/manifest/heads.parquet",
         card="metrics/dataset_card.json",
         quality="metrics/label_quality.json",
-        plots=report(directory("plots/dataset"), patterns=["{name}.png"], category="Dataset card",
-                     caption="../report/dataset_card.rst"),
+        plots=report(
+            directory("plots/dataset"),
+            patterns=["{name}.png"],
+            category="Dataset card",
+            caption="../report/dataset_card.rst",
+        ),
     log:
         "logs/build_manifest.log",
     benchmark:
         "logs/benchmark/build_manifest.tsv"
-    params:
-        file=PARAMS,
-        cfg=lambda w: config["manifest"],
-        shards=SHARDS,
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 4000 * attempt,
         runtime=lambda w, attempt: 30 * attempt,
+    params:
+        file=PARAMS,
+        cfg=lambda w: config["manifest"],
+        shards=SHARDS,
     shell:
         "vggheads build-manifest"
         " --params {params.file}"
@@ -45,5 +49,10 @@ rule build_manifest:
         " > {log} 2>&1"
 
 
-FINAL_TARGETS += ["data/manifest/images.parquet", "data/manifest/heads.parquet", "metrics/dataset_card.json",
-                  "metrics/label_quality.json", "metrics/detector.json"]
+FINAL_TARGETS += [
+    "data/manifest/images.parquet",
+    "data/manifest/heads.parquet",
+    "metrics/dataset_card.json",
+    "metrics/label_quality.json",
+    "metrics/detector.json",
+]

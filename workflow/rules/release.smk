@@ -24,13 +24,13 @@ if config["dataset"]["source"] == "release":
             "logs/import_release/{shard}.log",
         benchmark:
             "logs/benchmark/import_release/{shard}.tsv"
-        params:
-            file=PARAMS,
-            cfg=lambda w: config["dataset"]["release"],
         threads: 1
         resources:
             mem_mb=lambda w, attempt: 1500 * attempt,
             runtime=lambda w, attempt: 30 * attempt,
+        params:
+            file=PARAMS,
+            cfg=lambda w: config["dataset"]["release"],
         shell:
             "vggheads import-release"
             " --params {params.file}"
@@ -43,29 +43,36 @@ if config["dataset"]["source"] == "release":
 
     rule release_manifest:
         input:
-            tables=expand("data/release/{shard}/{table}.parquet", shard=RELEASE_SPLITS,
-                          table=["images", "heads", "head_boxes"]),
+            tables=expand(
+                "data/release/{shard}/{table}.parquet",
+                shard=RELEASE_SPLITS,
+                table=["images", "heads", "head_boxes"],
+            ),
             stats=expand("data/release/{shard}/stats.json", shard=RELEASE_SPLITS),
         output:
             images="data/manifest/images.parquet",
             heads="data/manifest/heads.parquet",
             boxes="data/manifest/head_boxes.parquet",
             card="metrics/dataset_card.json",
-            plots=report(directory("plots/dataset"), patterns=["{name}.png"], category="Dataset card",
-                         caption="../report/dataset_card.rst"),
+            plots=report(
+                directory("plots/dataset"),
+                patterns=["{name}.png"],
+                category="Dataset card",
+                caption="../report/dataset_card.rst",
+            ),
         log:
             "logs/release_manifest.log",
         benchmark:
             "logs/benchmark/release_manifest.tsv"
+        threads: 1
+        resources:
+            mem_mb=lambda w, attempt: 3000 * attempt,
+            runtime=lambda w, attempt: 60 * attempt,
         params:
             file=PARAMS,
             cfg=lambda w: config["manifest"],
             splits=RELEASE_SPLITS,
             dirs=[f"data/release/{s}" for s in RELEASE_SPLITS],
-        threads: 1
-        resources:
-            mem_mb=lambda w, attempt: 3000 * attempt,
-            runtime=lambda w, attempt: 60 * attempt,
         shell:
             "vggheads release-manifest"
             " --params {params.file}"
@@ -80,5 +87,9 @@ if config["dataset"]["source"] == "release":
 
     # `rule all` builds the imported manifests (and, from the rule files below, train and evaluate),
     # not the generation stages
-    FINAL_TARGETS[:] = ["data/manifest/images.parquet", "data/manifest/heads.parquet",
-                        "data/manifest/head_boxes.parquet", "metrics/dataset_card.json"]
+    FINAL_TARGETS[:] = [
+        "data/manifest/images.parquet",
+        "data/manifest/heads.parquet",
+        "data/manifest/head_boxes.parquet",
+        "metrics/dataset_card.json",
+    ]

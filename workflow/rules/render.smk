@@ -6,7 +6,11 @@
 # procedural scene built from the head model (an input either way) and write its exact truth as the
 # heads table; the filter rule then measures each image's agreement with its scene.
 
-TINY_SDXL = config["render"]["sdxl"]["tiny"]["model_dir"] if config["render"]["backend"] == "tiny-sdxl" else []
+TINY_SDXL = (
+    config["render"]["sdxl"]["tiny"]["model_dir"]
+    if config["render"]["backend"] == "tiny-sdxl"
+    else []
+)
 
 if config["render"]["backend"] == "tiny-sdxl":
 
@@ -22,9 +26,7 @@ if config["render"]["backend"] == "tiny-sdxl":
             mem_mb=lambda w, attempt: 2000 * attempt,
             runtime=lambda w, attempt: 10 * attempt,
         shell:
-            "vggheads sdxl build-tiny"
-            " --out {output.model}"
-            " > {log} 2>&1"
+            "vggheads sdxl build-tiny" " --out {output.model}" " > {log} 2>&1"
 
 
 rule render:
@@ -43,14 +45,17 @@ rule render:
         "logs/render/{shard}.log",
     benchmark:
         "logs/benchmark/render/{shard}.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda w, attempt: (
+            32000 if config["render"]["backend"] == "sdxl" else 8000
+        )
+        * attempt,
+        runtime=lambda w, attempt: 240 * attempt,
+        gpu=lambda w: 1 if config["render"]["backend"] == "sdxl" else 0,
     params:
         file=PARAMS,
         cfg=lambda w: config["render"],
-    threads: 2
-    resources:
-        mem_mb=lambda w, attempt: (32000 if config["render"]["backend"] == "sdxl" else 8000) * attempt,
-        runtime=lambda w, attempt: 240 * attempt,
-        gpu=lambda w: 1 if config["render"]["backend"] == "sdxl" else 0,
     shell:
         "vggheads render"
         " --params {params.file}"
@@ -76,18 +81,23 @@ rule draw_samples:
         heads="data/render/{shard}.heads.parquet",
         head_model=HEAD_MODEL,
     output:
-        drawn=report(directory("plots/samples/{shard}"), patterns=["{sample}.png"], category="Samples",
-                     subcategory="shard {shard}", caption="../report/samples.rst"),
+        drawn=report(
+            directory("plots/samples/{shard}"),
+            patterns=["{sample}.png"],
+            category="Samples",
+            subcategory="shard {shard}",
+            caption="../report/samples.rst",
+        ),
     log:
         "logs/draw_samples/{shard}.log",
     benchmark:
         "logs/benchmark/draw_samples/{shard}.tsv"
-    params:
-        limit=4,
     threads: 1
     resources:
         mem_mb=lambda w, attempt: 2000 * attempt,
         runtime=lambda w, attempt: 10 * attempt,
+    params:
+        limit=4,
     shell:
         "vggheads draw {input.images}"
         " --heads {input.heads}"

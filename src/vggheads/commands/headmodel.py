@@ -33,7 +33,6 @@ def build(out: Path, seed: int) -> dict:
 
 def show(model_path: Path, out: Path, size: int = 360, seed: int = 0) -> None:
     """Draw ``model_path``: four views of the template, then random shapes, expressions and an open jaw."""
-    import numpy as np
     import torch
 
     from ..geometry import N_EXPR, N_SHAPE, FlameLayer, landmarks

@@ -27,7 +27,8 @@ shifted by -0.05 on z so that the paper's +0.05 brings the head centre back to t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 
@@ -425,7 +426,7 @@ class Mesh:
     lower_lip: np.ndarray         # (n_slit,) vertex ids of the lower-lip duplicates
     lip_side: np.ndarray          # (V,) +1 upper face / lip, -1 lower lip and jaw side of the slit, 0 elsewhere
     eye_polar: np.ndarray         # (V,) angle from the gaze axis on the eyeballs, nan elsewhere
-    extra: dict = field(default_factory=dict)
+    extra: dict = dataclass_field(default_factory=dict)
 
 
 LID_SNAP = 0.0014     # metres: grid vertices this close to a lid margin move onto it

@@ -132,7 +132,7 @@ class ProceduralRenderer:
         from .backgrounds import background
         from .heads import hair_shell, sample_look, vertex_colors
         from .placement import fit_head, head_rotation
-        from .raster import ALL_OUTPUTS, Lights, Mesh
+        from .raster import ALL_OUTPUTS, Mesh
 
         cfg = self.cfg
         k = int(cfg["supersample"])
