@@ -31,9 +31,9 @@ def test_summary_prints_the_model_figures_in_percent_with_their_names(tmp_path, 
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/train.json").write_text(json.dumps({
         "epochs": 16, "train_images": 750, "val_images": 250, "init": "detector",
-        "val": {"ap50": 0.9765, "nme68": 0.0673, "fr": 0.84, "matched": 0.98, "nme68_anchor": 0.0707},
+        "val": {"ap50": 0.9765, "nme68": 0.0673, "nme": 0.061, "fr": 0.84, "matched": 0.98, "nme68_anchor": 0.0707},
         "untrained": {"ap50": 0.0, "nme68": None, "fr": None, "matched": 0.0, "nme68_anchor": 0.953}}))
     text = summarise()
     assert "epochs 16; train_images 750; val_images 250; init detector" in text
-    assert "val: AP50 97.7 %; NME68 6.73 %; FR 84 %; matched 98 %; NME68@anchors 7.07 %" in text
+    assert "val: AP50 97.7 %; NME68 6.73 %; NME 6.1 %; FR 84 %; matched 98 %; NME68@anchors 7.07 %" in text
     assert "untrained: AP50 0 %; matched 0 %; NME68@anchors 95.3 %" in text

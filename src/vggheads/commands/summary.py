@@ -47,14 +47,15 @@ def _pick(data: dict, keys: list[str]) -> str:
     return "; ".join(parts)
 
 
-TRAIN_FIGURES = (("ap50", "AP50"), ("nme68", "NME68"), ("fr", "FR"), ("matched", "matched"),
+TRAIN_FIGURES = (("ap50", "AP50"), ("nme68", "NME68"), ("nme", "NME"), ("fr", "FR"), ("matched", "matched"),
                  ("nme68_anchor", "NME68@anchors"))
 
 
 def _percent(m: dict) -> str:
     """The train stage's validation figures (fractions in metrics/train.json) in percent, the unit of the
-    evaluation stage's tables: AP50, NME68 of the head size on matched heads, failure rate (NME68 > 5 %),
-    matched heads, NME68 at the anchors nearest each head."""
+    evaluation stage's tables: AP50; on matched heads the 68-landmark NME and the paper's NME over the
+    head vertices (both / sqrt(w h) of the box) and its failure rate FR (head-vertex NME > 5 %); the
+    share of heads matched; the 68-landmark NME of the best anchor inside each head's box."""
     return "; ".join(f"{name} {100 * m[key]:.3g} %" for key, name in TRAIN_FIGURES if m.get(key) is not None)
 
 
