@@ -58,7 +58,7 @@ def configure() -> None:
         import matplotlib
 
         dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-        tmp = font.with_suffix(".tmp")
+        tmp = font.with_name(f".Arial.{os.getpid()}.tmp")  # jobs starting together each write their own
         shutil.copyfile(dejavu, tmp)
         os.replace(tmp, font)
     settings = font_dir / "settings.json"
@@ -70,7 +70,7 @@ def configure() -> None:
     current = json.loads(settings.read_text()) if settings.exists() else {}
     if any(current.get(k) != v for k, v in wanted.items()):
         current.update(wanted)
-        tmp = settings.with_suffix(".tmp")
+        tmp = settings.with_name(f".settings.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(current, indent=2))
         os.replace(tmp, settings)
     _configured = True
