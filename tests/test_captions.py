@@ -27,6 +27,7 @@ def cfg(params, tmp_path_factory):
     p = copy.deepcopy(params)
     p["tracking"]["enabled"] = False
     p["dataset"]["samples_per_shard"] = None
+    p["dataset"]["shards"] = 2     # the tests below cut the 45 rows in two
     # The 45 hand-written rows of the demo source (the rest are generated people captions).
     demo = tmp_path_factory.mktemp("demo") / "demo45.parquet"
     pq.write_table(pq.read_table(p["captions"]["sources"][0]).slice(0, 45), demo)

@@ -532,3 +532,37 @@ def test_every_reported_face_box_lies_near_the_image_whatever_the_weights(head_p
         fb = head.face_box
         assert fb[0] > -3 * side and fb[1] > -3 * side and fb[2] < w + 3 * side and fb[3] < h + 3 * side, fb
         assert fb[2] - fb[0] < 3 * side and fb[3] - fb[1] < 3 * side, fb
+
+
+def test_precise_bn_needs_enough_images_and_then_replaces_the_running_statistics():
+    """Precise BN recomputes the statistics from >= MIN_BN_IMAGES images; from fewer (their variances
+    are too small: a barely trained network then scored 1.0 on a white image) it keeps the running
+    averages."""
+    import torch
+
+    from vggheads.model.trainer import MIN_BN_IMAGES, recalibrate_batchnorm
+
+    class Images:
+        augment = True
+
+        def __init__(self, n):
+            self.x = torch.Generator().manual_seed(0)
+            self.items = [torch.randint(0, 256, (3, 8, 8), generator=self.x, dtype=torch.uint8) for _ in range(n)]
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+        @staticmethod
+        def collate_fn(items):
+            return {"img": torch.stack(items)}
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    bn = net[1]
+    assert recalibrate_batchnorm(net, Images(MIN_BN_IMAGES - 1), 64, 4, "cpu") == 0
+    assert torch.equal(bn.running_var, torch.ones(4)) and torch.equal(bn.running_mean, torch.zeros(4))
+    data = Images(MIN_BN_IMAGES)
+    assert recalibrate_batchnorm(net, data, 64, 4, "cpu") == MIN_BN_IMAGES
+    assert not torch.equal(bn.running_mean, torch.zeros(4)) and data.augment is True and net.training

@@ -54,14 +54,19 @@ EMA_TAU = 2000  # ultralytics' EMA warm-up: decay = ema_decay * (1 - exp(-update
 RESUME_FILE = "resume.pt"  # beside last.pt: what exact resumption needs and last.pt does not keep
 
 
+MIN_BN_IMAGES = 16  # fewer images underestimate the variances: an unseen input (a white image) then saturates
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, dataset, n_images: int, batch: int, device) -> int:
     """Recompute every BatchNorm's running statistics as the plain average over the first
     ``n_images`` of ``dataset`` (un-augmented), with the model's current weights. Returns the
-    number of images used (0 leaves the model as it was)."""
+    number of images used (0 leaves the model as it was: also when fewer than ``MIN_BN_IMAGES``
+    are available, where variances from a handful of images are too small and a barely trained
+    network scored 1.0 on a white image; the running averages are kept then)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     n = min(int(n_images), len(dataset))
-    if not bns or n == 0:
+    if not bns or n < MIN_BN_IMAGES:
         return 0
     was_training = model.training
     saved = [(m.momentum, m.training) for m in bns]
