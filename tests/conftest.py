@@ -205,18 +205,27 @@ def traced(cmd: list[str], trace: Path) -> list[str]:
     (``cmd`` unchanged when strace cannot run here; check ``trace.exists()`` afterwards)."""
     if not strace_works():
         return cmd
-    return ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none",
+    return ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto,sendmsg,execve", "-e", "signal=none",
             "-o", str(trace), *cmd]
 
 
 def remote_connects(trace: str) -> list[str]:
-    """The lines of an ``strace -e trace=connect,sendto,sendmsg`` log that address another host
-    (IPv4/IPv6 outside loopback; a DNS query is a connect to the name server's port 53)."""
+    """The lines of an ``strace -e trace=connect,sendto,sendmsg,execve`` log that address another host
+    (IPv4/IPv6 outside loopback; a DNS query is a connect to the name server's port 53).
+
+    One exception, not this project's: where SLURM's commands are installed, Snakemake's SLURM
+    executor plugin runs ``scontrol show config`` whenever Snakemake starts (to word its help text),
+    and scontrol without a slurm.conf looks its controller up in DNS (``_slurmctld._tcp``). The
+    DNS lookups of ``scontrol`` processes are left out (README, Offline)."""
     import re
 
+    scontrol = {line.split()[0] for line in trace.splitlines()
+                if re.search(r'execve\("[^"]*/scontrol"', line) and "ENOENT" not in line}
     remote = []
     for line in trace.splitlines():
         if "AF_INET" not in line:  # AF_UNIX, AF_NETLINK: local
+            continue
+        if line.split()[0] in scontrol and "htons(53)" in line:
             continue
         addr = re.search(r'inet_(?:addr|pton)\((?:AF_INET6, )?"([^"]+)"', line)
         if addr is None or not (addr.group(1).startswith("127.") or addr.group(1) in ("::1", "0.0.0.0", "::")):

@@ -187,6 +187,11 @@ def test_the_network_check_sees_native_dns_queries_and_onnxruntime_telemetry_is_
         '82 connect(4, {sa_family=AF_INET6, sin6_port=htons(80), inet_pton(AF_INET6, "::1", &sin6_addr)}, 28) = 0\n')
     found = remote_connects(trace)
     assert len(found) == 2 and "10.255.255.53" in found[0] and "2603:1030::1" in found[1]
+    # scontrol's controller lookup (the SLURM plugin runs it where SLURM is installed) is the one exemption
+    slurm = ('90 execve("/usr/bin/scontrol", ["scontrol", "show", "config"], 0x55 /* 35 vars */) = 0\n'
+             '90 connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.255.255.53")}, 16) = 0\n'
+             '90 connect(3, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("10.1.2.3")}, 16) = 0\n')
+    assert remote_connects(slurm) == [slurm.splitlines()[2]]
     assert OFFLINE_ENV["ORT_DISABLE_TELEMETRY"] == "1" and os.environ["ORT_DISABLE_TELEMETRY"] == "1"
     # every stage command calls configure() first: it sets the switch even where the caller did not
     import sys
