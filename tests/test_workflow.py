@@ -65,7 +65,8 @@ def test_dvc_yaml_is_generated_from_the_rules():
     rules = subprocess.run(["snakemake", "--list-rules"], cwd=REPO, env=tool_env(), capture_output=True,
                            text=True).stdout.split()
     assert set(stages) == {r for r in rules if r != "all"}
-    assert stages["sample_captions"]["foreach"] == ["00000", "00001"]
+    n_shards = yaml.safe_load((REPO / "params.yaml").read_text())["dataset"]["shards"]
+    assert stages["sample_captions"]["foreach"] == [f"{i:05d}" for i in range(n_shards)]
     assert "--params params.yaml" in stages["sample_captions"]["do"]["cmd"]
 
 
