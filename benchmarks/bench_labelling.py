@@ -46,7 +46,7 @@ def main() -> None:
     import torch
 
     from vggheads.detection.data import write_procedural_shard
-    from vggheads.detection.infer import read_rgb
+    from vggheads.core.images import load_rgb as read_rgb
     from vggheads.geometry import FlameLayer
     from vggheads.headmodel import build_head_model, load_head_model, save_head_model
     from vggheads.labelling.base import decode_labels

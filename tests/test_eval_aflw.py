@@ -96,7 +96,7 @@ class Oracle:
     """Returns each sample's own GT (recognised by its pixels), optionally perturbed."""
 
     def __init__(self, samples, d_yaw=0.0, landmark_shift=0.0):
-        from vggheads.evaluation.types import load_rgb
+        from vggheads.core.images import load_rgb
 
         self.by_hash = {hashlib.sha1(load_rgb(s.image_path).tobytes()).hexdigest(): s for s in samples}
         self.d_yaw, self.shift = d_yaw, landmark_shift

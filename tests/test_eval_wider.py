@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vggheads.errors import InputError
-from vggheads.evaluation.metrics import coco_ap
+from vggheads.core.metrics import coco_ap
 from vggheads.evaluation.wider import (WiderImage, evaluate_wider, read_prediction_files, read_wider_val, wider_ap,
                                        write_prediction_files)
 

@@ -210,7 +210,7 @@ def test_quality_is_zero_for_exact_labels_and_sees_a_rotation(shard, layer):
 # ------------------------------------------------------------------ landmark fit
 
 def test_landmark_fit_labeller_gives_finite_parameters_near_the_head(shard, head_model):
-    from vggheads.detection.infer import read_rgb
+    from vggheads.core.images import load_rgb as read_rgb
     from vggheads.headmodel import load_head_model
     from vggheads.labelling.landmark_fit import LandmarkFitLabeller, face_from_head_box
     from vggheads.labelling.truth import truth_by_sample

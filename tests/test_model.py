@@ -371,15 +371,16 @@ def test_letterboxed_items_scale_parameters_with_the_image(tmp_path):
 # ---------------------------------------------------------------- metrics
 
 def test_hungarian_matching_pairs_one_to_one_above_iou_half():
-    from vggheads.model.metrics import match_heads, nme, summarise
+    from vggheads.core.metrics import box_norm, match_hungarian, nme
+    from vggheads.model.metrics import summarise
 
     gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60.0]])
     pred = np.array([[21, 21, 31, 31], [0, 0, 10, 11], [1, 1, 11, 11], [100, 100, 110, 110.0]])
-    assert sorted(match_heads(gt, pred)) == [(0, 1), (1, 0)]
+    assert [(g, p) for g, p, _ in match_hungarian(gt, pred)] == [(0, 1), (1, 0)]
     pts = np.zeros((4, 2))
-    assert nme(pts + [3, 4], pts, np.array([0, 0, 10, 40.0])) == pytest.approx(5 / 20)
-    s = summarise([0.01, 0.2], [0.03], 4, [0.5])
-    assert s["fr"] == 0.5 and s["matched"] == 0.5 and s["nme68_anchor"] == 0.5
+    assert nme(pts + [3, 4], pts, box_norm(np.array([0, 0, 10, 40.0]))) == pytest.approx(100 * 5 / 20)   # percent
+    s = summarise([1.0, 20.0], [3.0], 4, [50.0])        # NME in percent: FR counts NME > 5 %
+    assert s["fr"] == 0.5 and s["matched"] == 0.5 and s["nme68_anchor"] == 50.0 and s["nme68"] == 3.0
 
 
 # ---------------------------------------------------------------- save, load, ONNX, detector

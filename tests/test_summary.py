@@ -26,13 +26,14 @@ def test_summary_sums_shards_and_reads_metrics(tmp_path, monkeypatch):
 
 
 def test_summary_prints_the_model_figures_in_percent_with_their_names(tmp_path, monkeypatch):
-    """metrics/train.json holds fractions; the summary prints them in the evaluation tables' unit."""
+    """metrics/train.json holds AP50, FR and matched as fractions and NME in percent (its one unit);
+    the summary prints every figure in percent, the evaluation tables' unit."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/train.json").write_text(json.dumps({
         "epochs": 16, "train_images": 750, "val_images": 250, "init": "detector",
-        "val": {"ap50": 0.9765, "nme68": 0.0673, "nme": 0.061, "fr": 0.84, "matched": 0.98, "nme68_anchor": 0.0707},
-        "untrained": {"ap50": 0.0, "nme68": None, "fr": None, "matched": 0.0, "nme68_anchor": 0.953}}))
+        "val": {"ap50": 0.9765, "nme68": 6.73, "nme": 6.1, "fr": 0.84, "matched": 0.98, "nme68_anchor": 7.07},
+        "untrained": {"ap50": 0.0, "nme68": None, "fr": None, "matched": 0.0, "nme68_anchor": 95.3}}))
     text = summarise()
     assert "epochs 16; train_images 750; val_images 250; init detector" in text
     assert "val: AP50 97.7 %; NME68 6.73 %; NME 6.1 %; FR 84 %; matched 98 %; NME68@anchors 7.07 %" in text

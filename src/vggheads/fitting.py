@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .core.params import N_PARAMS, N_SHAPE, ROT6D, SCALE_INDEX, TRANSLATION
+
 CANONICAL_Z_OFFSET = 0.05      # the paper adds 0.05 to z of the canonical vertices (geometry.layer)
-N_SHAPE, N_EXPR = 300, 100
 
 
 @dataclass
@@ -99,12 +100,13 @@ class LandmarkFit:
     def flame_params(self, model: LandmarkModel) -> np.ndarray:
         """(B, 413) parameter vectors in the paper's order (jaw 0, depth translation 0)."""
         B = len(self.scale)
-        out = np.zeros((B, 413))
+        out = np.zeros((B, N_PARAMS))
         out[:, model.components] = self.coeffs
-        out[:, 403:406] = self.R[:, :, 0]          # rot6d = the first two columns of R
-        out[:, 406:409] = self.R[:, :, 1]
-        out[:, 409:411] = self.translation
-        out[:, 412] = self.scale
+        r6 = ROT6D.start
+        out[:, r6:r6 + 3] = self.R[:, :, 0]          # rot6d = the first two columns of R
+        out[:, r6 + 3:r6 + 6] = self.R[:, :, 1]
+        out[:, TRANSLATION.start:TRANSLATION.start + 2] = self.translation
+        out[:, SCALE_INDEX] = self.scale
         return out
 
 

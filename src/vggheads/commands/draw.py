@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import SCALE_INDEX
+
 log = logging.getLogger(__name__)
 
 WHAT = ("box", "landmarks", "mesh", "axes")
@@ -61,7 +63,7 @@ def draw_heads(image: np.ndarray, rows: list[dict], layer=None, faces=None, what
     for i, row in enumerate(rows):
         vertices = decoded.vertices_image[i].numpy() if decoded is not None else None
         R = decoded.R[i].numpy() if decoded is not None else None
-        scale = float(row["flame_params"][412])
+        scale = float(row["flame_params"][SCALE_INDEX])
         label = f"{row['head']}: yaw {row['yaw']:.0f} vis {row['visible_fraction']:.2f}"
         viz.draw_head(img, int(row["head"]), box=row["box"], landmarks=row["landmarks"], vertices=vertices,
                       faces=faces, R=R, scale=scale, label=label, what=tuple(what), factor=factor)

@@ -116,7 +116,7 @@ def predict(images: list[Path], weights: Path, onnx: Path | bool | None = None, 
     from PIL import Image
 
     from ..errors import InputError
-    from ..evaluation.types import load_rgb
+    from ..core.images import load_rgb
     from ..io import atomic_path, write_json
     from ..model.draw import overlay
 

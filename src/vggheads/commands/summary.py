@@ -49,14 +49,17 @@ def _pick(data: dict, keys: list[str]) -> str:
 
 TRAIN_FIGURES = (("ap50", "AP50"), ("nme68", "NME68"), ("nme", "NME"), ("fr", "FR"), ("matched", "matched"),
                  ("nme68_anchor", "NME68@anchors"))
+PERCENT_KEYS = {"nme68", "nme", "nme68_anchor"}   # NME is in percent everywhere (vggheads.core.metrics)
 
 
 def _percent(m: dict) -> str:
-    """The train stage's validation figures (fractions in metrics/train.json) in percent, the unit of the
-    evaluation stage's tables: AP50; on matched heads the 68-landmark NME and the paper's NME over the
-    head vertices (both / sqrt(w h) of the box) and its failure rate FR (head-vertex NME > 5 %); the
-    share of heads matched; the 68-landmark NME of the best anchor inside each head's box."""
-    return "; ".join(f"{name} {100 * m[key]:.3g} %" for key, name in TRAIN_FIGURES if m.get(key) is not None)
+    """The train stage's validation figures in percent, the unit of the evaluation stage's tables:
+    AP50 (a fraction in metrics/train.json); on matched heads the 68-landmark NME and the paper's
+    NME over the head vertices (percent of sqrt(w h) of the box) and its failure rate FR (share of
+    matched heads with a head-vertex NME > 5 %); the share of heads matched; the 68-landmark NME of
+    the best anchor inside each head's box."""
+    return "; ".join(f"{name} {(1 if key in PERCENT_KEYS else 100) * m[key]:.3g} %" for key, name in TRAIN_FIGURES
+                     if m.get(key) is not None)
 
 
 def summarise() -> str:

@@ -88,11 +88,8 @@ def render_procedural(head_model: Path, n_images: int, width: int, height: int, 
     from ..poses.procedural import sample_scene
     from ..render.procedural import ProceduralRenderer
 
-    import torch
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    grad = torch.is_grad_enabled()       # the renderer switches autograd off process-wide
     renderer = ProceduralRenderer(load_head_model(head_model), render_cfg or {}, min_confidence=min_confidence)
     rng = np.random.default_rng([int(seed), 0xDE7EC7])
     items = []
@@ -105,7 +102,6 @@ def render_procedural(head_model: Path, n_images: int, width: int, height: int, 
         boxes = np.array([h.box for h in scene.heads], dtype=np.float64).reshape(-1, 4)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= min_box_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_box_size)
         items.append(LabelledImage(f"extra_{i:06d}", path, width, height, boxes[keep]))
-    torch.set_grad_enabled(grad)
     return items
 
 
@@ -114,7 +110,6 @@ def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: i
     """A shard laid out as the render stage writes it, from random skeletons (tests, benchmarks):
     ``out_dir/{shard}.parquet`` (render), ``{shard}.heads.parquet`` (render_heads), ``{shard}/``.
     Returns (render table, heads table, images dir)."""
-    import torch
     from PIL import Image
 
     from ..headmodel import load_head_model
@@ -125,7 +120,6 @@ def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: i
     out_dir = Path(out_dir)
     images_dir = out_dir / shard
     images_dir.mkdir(parents=True, exist_ok=True)
-    grad = torch.is_grad_enabled()
     renderer = ProceduralRenderer(load_head_model(head_model), render_cfg or {})
     rng = np.random.default_rng([int(seed), int(shard), 0x5EED])
     images, heads = [], []
@@ -142,7 +136,6 @@ def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: i
             heads.append({"sample_id": sid, "head": h.person, "box": h.box, "flame_params": h.params,
                           "landmarks": h.landmarks, "yaw": h.yaw, "pitch": h.pitch, "roll": h.roll,
                           "visible_fraction": h.visible_fraction})
-    torch.set_grad_enabled(grad)
     table, heads_table = out_dir / f"{shard}.parquet", out_dir / f"{shard}.heads.parquet"
     write_table(from_rows("render", images), table, "render")
     write_table(from_rows("render_heads", heads), heads_table, "render_heads")
@@ -181,7 +174,7 @@ def read_coco(json_path: Path, images_dir: Path, category: str | None = None) ->
         path = images_dir / im["file_name"]
         width, height = im.get("width"), im.get("height")
         if not width or not height:
-            from ..evaluation.types import image_size
+            from ..core.images import image_size
 
             if not path.exists():
                 raise InputError(f"{json_path}: image '{im['file_name']}' not found under {images_dir}")

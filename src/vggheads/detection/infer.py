@@ -31,22 +31,6 @@ class Detections:
         return len(self.scores)
 
 
-def read_rgb(path) -> np.ndarray:
-    """An image as RGB uint8 (H, W, 3); :class:`InputError` naming the file for anything unreadable.
-
-    Once ultralytics is imported it patches ``PIL.Image.open`` so that an unidentified file tries
-    to install ``pi-heif`` and fails with an ImportError offline; that is an unreadable image too.
-    """
-    from ..evaluation.types import load_rgb
-
-    try:
-        return load_rgb(path)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
-
-
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``"0"`` (the first GPU) when CUDA is available, else ``"cpu"``."""
     if device != "auto":

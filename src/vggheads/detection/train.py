@@ -128,7 +128,7 @@ def score_detections(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], p
                      iou_threshold: float = 0.5) -> dict:
     """Detection recall, precision, F1 (one-to-one Hungarian matching at ``iou_threshold``) and AP50
     over a list of images; counts included so shards can be summed."""
-    from ..evaluation.metrics import coco_ap, match_hungarian
+    from ..core.metrics import coco_ap, match_hungarian
 
     n_gt = n_pred = tp = 0
     ious = []

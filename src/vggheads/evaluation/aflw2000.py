@@ -27,9 +27,11 @@ import numpy as np
 
 from ..errors import InputError
 from .angles import aflw_pose_para_angles, paper_large_angle_rule, pose_mae, wrapped_error
-from .boxes import points_box, select_by_iou, with_score_fallback
-from .metrics import box_norm, nme
-from .types import BenchmarkResult, Predictor, load_rgb
+from ..core.boxes import points_box
+from ..core.metrics import box_norm, nme
+from .selection import select_by_iou, with_score_fallback
+from ..core.images import load_rgb
+from .types import BenchmarkResult, Predictor
 
 log = logging.getLogger(__name__)
 

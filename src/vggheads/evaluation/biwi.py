@@ -31,8 +31,10 @@ import numpy as np
 
 from ..errors import InputError
 from .angles import CONVENTIONS, biwi_pose_matrix_angles, paper_large_angle_rule, pose_mae, to_convention, wrapped_error
-from .boxes import select_by_iou, select_nearest, with_score_fallback, xywh_to_xyxy
-from .types import BenchmarkResult, Predictor, load_rgb
+from ..core.boxes import xywh_to_xyxy
+from .selection import select_by_iou, select_nearest, with_score_fallback
+from ..core.images import load_rgb
+from .types import BenchmarkResult, Predictor
 
 log = logging.getLogger(__name__)
 

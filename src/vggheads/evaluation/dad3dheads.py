@@ -36,9 +36,11 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from .boxes import select_by_iou, with_score_fallback, xywh_to_xyxy
+from ..core.boxes import xywh_to_xyxy
+from .selection import select_by_iou, with_score_fallback
 from .metrics import SEVEN_LANDMARKS, chamfer_one_sided, procrustes, rotation_error_frobenius, z_n_accuracy
-from .types import BenchmarkResult, HeadPrediction, Predictor, load_rgb
+from ..core.images import load_rgb
+from .types import BenchmarkResult, HeadPrediction, Predictor
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ Two scores:
 * **AP50 as the VGGHeads paper reports it**: its script scores face boxes with pycocotools against
   rectangles derived from the ellipses and prints AP@[.5:.95]; the paper's table gives AP50. Here the
   rectangles are the axis-aligned extent of each ellipse (the paper's ``label.txt`` conversion is
-  not published) and the COCO algorithm is :func:`vggheads.evaluation.metrics.coco_ap`.
+  not published) and the COCO algorithm is :func:`vggheads.core.metrics.coco_ap`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError
-from .metrics import coco_ap
-from .types import BenchmarkResult, HeadPrediction, Predictor, image_size, load_rgb
+from ..core.metrics import coco_ap
+from ..core.images import image_size, load_rgb
+from .types import BenchmarkResult, HeadPrediction, Predictor
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .metrics import FAILURE_NME, box_norm, coco_ap, failure_rate, match_hungarian, nme
-from .types import BenchmarkResult, HeadPrediction, Predictor, load_rgb
+from ..core.metrics import FAILURE_NME, box_norm, coco_ap, failure_rate, match_hungarian, nme
+from ..core.images import load_rgb
+from .types import BenchmarkResult, HeadPrediction, Predictor
 
 POINTS = ("landmarks68", "head_vertices")
 

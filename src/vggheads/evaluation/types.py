@@ -10,7 +10,6 @@ frame -> image frame, a frontal face is ``diag(1, -1, -1)``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -95,27 +94,3 @@ class BenchmarkResult:
     def summary(self) -> dict:
         return {"benchmark": self.benchmark, "system": self.system, "metrics": self.metrics,
                 "protocol": self.protocol}
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8 (H, W, 3); InputError naming the file if unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ..errors import InputError
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: image not found")
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{path}: not a readable image ({exc})") from None
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file without decoding its pixels."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.size

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .boxes import iou_matrix
+from ..core.boxes import iou_matrix
 from .metrics import voc_ap
-from .types import BenchmarkResult, HeadPrediction, Predictor, load_rgb
+from ..core.images import load_rgb
+from .types import BenchmarkResult, HeadPrediction, Predictor
 
 log = logging.getLogger(__name__)
 

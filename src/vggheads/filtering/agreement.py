@@ -73,8 +73,8 @@ def measure(scene: SceneHeads | None, det_boxes, label_boxes=None, label_landmar
             min_iou: float = 0.5) -> Agreement:
     """Agreement of one image. det_boxes (D, 4) xyxy; label_boxes (L, 4) and label_landmarks
     (L, 68, >=2) of a labeller that reads the image (None: no landmark agreement)."""
-    from ..evaluation.boxes import iou_matrix
-    from ..evaluation.metrics import box_norm, match_hungarian
+    from ..core.boxes import iou_matrix
+    from ..core.metrics import box_norm, match_hungarian
 
     if scene is None:
         scene = SceneHeads(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros((0, 68, 3)))

@@ -25,7 +25,7 @@ def flip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
 def flip_stability(boxes: np.ndarray, flipped_back: np.ndarray) -> float:
     """The paper's unthresholded stability score: mean over the boxes of their best IoU with a box
     found on the flipped image (1 = identical detections; NaN without boxes)."""
-    from ..evaluation.boxes import iou_matrix
+    from ..core.boxes import iou_matrix
 
     if len(boxes) == 0:
         return float("nan")

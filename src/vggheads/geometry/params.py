@@ -1,8 +1,6 @@
-"""The 413-value head parameter vector in the paper's order (paper section 2).
+"""The 413-value head parameter vector cut into its named parts and joined back (torch or numpy).
 
-``shape 300 | expression 100 | jaw 3 (axis-angle) | rotation 6 (6D) | translation 3 | scale 1``.
-Only this order is authoritative: the paper's code lists rotation before jaw in some places, but
-its decoder (``from_3dmm``) reads jaw first, and so do we.
+The layout itself (sizes and slices) is :mod:`vggheads.core.params`, torch-free.
 """
 
 from __future__ import annotations
@@ -13,25 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-N_SHAPE = 300
-N_EXPR = 100
-N_JAW = 3
-N_ROT6D = 6
-N_TRANSLATION = 3
-N_SCALE = 1
-N_PARAMS = N_SHAPE + N_EXPR + N_JAW + N_ROT6D + N_TRANSLATION + N_SCALE  # 413
-
-SHAPE = slice(0, 300)
-EXPRESSION = slice(300, 400)
-JAW = slice(400, 403)
-ROT6D = slice(403, 409)
-TRANSLATION = slice(409, 412)
-SCALE = slice(412, 413)
-
-# name -> slice, in vector order
-LAYOUT = {"shape": SHAPE, "expression": EXPRESSION, "jaw": JAW, "rot6d": ROT6D,
-          "translation": TRANSLATION, "scale": SCALE}
-assert SCALE.stop == N_PARAMS
+from ..core.params import (EXPRESSION, JAW, LAYOUT, N_EXPR, N_JAW, N_PARAMS, N_ROT6D,  # noqa: F401 - re-exported
+                           N_SCALE, N_SHAPE, N_TRANSLATION, ROT6D, SCALE, SHAPE, TRANSLATION)
 
 
 @dataclass

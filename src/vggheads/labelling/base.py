@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-N_PARAMS = 413
+from ..core.params import N_PARAMS
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import N_PARAMS, SCALE_INDEX, TRANSLATION
 from ..errors import InputError, MissingWeightsError
 from .base import HeadLabels
 from .crops import crop
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 OUTPUT_KEY = "OUTPUT_3DMM_PARAMS"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-SCALE, TRANSLATION = 412, slice(409, 412)
+SCALE, TRANSLATION = SCALE_INDEX, TRANSLATION
 
 
 def preprocess(crop_rgb: np.ndarray, size: int = 256) -> tuple[np.ndarray, float, int, int]:
@@ -58,7 +59,7 @@ def dad_to_image(params: np.ndarray, k, pad_top, pad_left, origin_x, origin_y, s
 
     k, pad_top, pad_left, origin_x, origin_y: (B,) per crop (see the module docstring).
     """
-    p = np.array(params, dtype=np.float64).reshape(-1, 413)
+    p = np.array(params, dtype=np.float64).reshape(-1, N_PARAMS)
     k = np.asarray(k, dtype=np.float64).reshape(-1)
     half = size / 2.0
     out = p.copy()
@@ -75,7 +76,7 @@ def image_to_release(params: np.ndarray, extended_xyxy: np.ndarray, size: int = 
 
     The inverse of :func:`dad_to_image` with k = 1 and no padding (the release stores crop pixels).
     """
-    p = np.array(params, dtype=np.float64).reshape(-1, 413)
+    p = np.array(params, dtype=np.float64).reshape(-1, N_PARAMS)
     ext = np.asarray(extended_xyxy, dtype=np.float64).reshape(-1, 4)
     half = size / 2.0
     out = p.copy()
@@ -123,9 +124,9 @@ class Dad3dNetLabeller:
             if OUTPUT_KEY not in out:
                 raise InputError(f"DAD-3DNet output has keys {sorted(out)}, expected '{OUTPUT_KEY}'")
             out = out[OUTPUT_KEY]
-        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape != (len(batch), 413):
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape != (len(batch), N_PARAMS):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise InputError(f"DAD-3DNet output has shape {shape}, expected ({len(batch)}, 413)")
+            raise InputError(f"DAD-3DNet output has shape {shape}, expected ({len(batch)}, {N_PARAMS})")
         return out.float().cpu().numpy()
 
     def __call__(self, image: np.ndarray, sample_id: str, boxes: np.ndarray, extended: np.ndarray) -> HeadLabels:

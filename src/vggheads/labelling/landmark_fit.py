@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import ROT6D, SCALE_INDEX, TRANSLATION
 from ..errors import MissingWeightsError
 from .base import HeadLabels
 
@@ -70,7 +71,7 @@ class DlibLandmarks:
         self.upsample_below = int(upsample_below)
 
     def _face_rect(self, gray: np.ndarray, box: np.ndarray, ext: np.ndarray) -> tuple[np.ndarray, str]:
-        from ..evaluation.boxes import iou_matrix
+        from ..core.boxes import iou_matrix
 
         x1, y1, x2, y2 = (int(v) for v in ext)
         patch = gray[y1:y2, x1:x2]
@@ -168,8 +169,9 @@ def refine_labels(labels: HeadLabels, points: np.ndarray, fitter: LandmarkFitLab
     merged = labels.params[idx].copy()
     comps = fitter.model.components
     merged[:, comps] = fitted[:, comps]
-    merged[:, 403:411] = fitted[:, 403:411]
-    merged[:, 412] = fitted[:, 412]
+    pose = slice(ROT6D.start, TRANSLATION.start + 2)         # rotation and the x, y translation
+    merged[:, pose] = fitted[:, pose]
+    merged[:, SCALE_INDEX] = fitted[:, SCALE_INDEX]
     after = decode_labels(merged, layer).landmarks[..., :2]
     err = lambda lm: np.nanmean(np.linalg.norm(lm - points[idx], axis=-1), axis=1)
     better = err(after) < err(before)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import N_PARAMS
 from ..errors import ConfigError, MissingWeightsError
 from .base import HeadLabels
 
@@ -41,11 +42,11 @@ class ModelLabeller:
         self.match_iou = float(match_iou)
 
     def __call__(self, image: np.ndarray, sample_id: str, boxes: np.ndarray, extended: np.ndarray) -> HeadLabels:
-        from ..evaluation.metrics import match_hungarian
+        from ..core.metrics import match_hungarian
 
         labels = HeadLabels.empty(len(boxes), "model_no_match")
         heads = [h for h in self.detector(image) if h.flame_params is not None]
         for d, m, _ in match_hungarian(boxes, [h.box for h in heads], self.match_iou):
-            labels.params[d] = np.asarray(heads[m].flame_params, dtype=np.float32).reshape(413)
+            labels.params[d] = np.asarray(heads[m].flame_params, dtype=np.float32).reshape(N_PARAMS)
             labels.ok[d], labels.reasons[d] = True, ""
         return labels

@@ -55,7 +55,7 @@ class QualityAccumulator:
     def add(self, truth, det_boxes, label_boxes, label_params, label_landmarks, label_angles) -> None:
         """One image. truth: a ``TruthHeads`` (or None = no head); det_boxes (D, 4); label_boxes (L, 4),
         label_params (L, 413), label_landmarks (L, 68, >=2), label_angles (L, 3) yaw/pitch/roll."""
-        from ..evaluation.metrics import FAILURE_NME, box_norm, match_hungarian
+        from ..core.metrics import FAILURE_NME, box_norm, match_hungarian
 
         t_boxes = np.zeros((0, 4)) if truth is None else truth.boxes
         det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)

@@ -57,7 +57,7 @@ class TruthLabeller:
         self.match_iou = float(match_iou)
 
     def __call__(self, image, sample_id: str, boxes: np.ndarray, extended: np.ndarray) -> HeadLabels:
-        from ..evaluation.metrics import match_hungarian
+        from ..core.metrics import match_hungarian
 
         n = len(boxes)
         labels = HeadLabels.empty(n, "no_truth_match")

@@ -31,7 +31,7 @@ class VggheadsLabeller:
         self.match_iou = float(match_iou)
 
     def __call__(self, image: np.ndarray, sample_id: str, boxes: np.ndarray, extended: np.ndarray) -> HeadLabels:
-        from ..evaluation.metrics import match_hungarian
+        from ..core.metrics import match_hungarian
 
         labels = HeadLabels.empty(len(boxes), "vggheads_no_match")
         heads = self.detector(image)

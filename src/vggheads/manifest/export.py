@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import N_PARAMS
+
 log = logging.getLogger(__name__)
 
 
@@ -114,7 +116,7 @@ def export_release(manifest_dir: Path, out: Path, image_format: str = "same", li
             ids = batch.column("image_id").to_pylist()
             box = batch.column("box").flatten().to_numpy().reshape(-1, 4)
             ext = batch.column("extended_box").flatten().to_numpy().reshape(-1, 4)
-            par = batch.column("flame_params").flatten().to_numpy().reshape(-1, 413)
+            par = batch.column("flame_params").flatten().to_numpy().reshape(-1, N_PARAMS)
             for k, image_id in enumerate(ids):
                 if image_id not in where:
                     raise InputError(f"{manifest_dir / 'heads.parquet'}: head of image '{image_id}', "

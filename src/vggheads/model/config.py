@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..geometry.params import N_EXPR, N_JAW, N_ROT6D, N_SCALE, N_SHAPE, N_TRANSLATION
+from ..core.params import N_EXPR, N_JAW, N_ROT6D, N_SCALE, N_SHAPE, N_TRANSLATION
 
 BASES = ("yolo11", "yolov8")   # ultralytics families whose YAML we build the backbone + neck from
 SIZES = ("n", "s", "m", "l")   # ultralytics scales (paper Table 9 compares S/M/L of YOLO-NAS)

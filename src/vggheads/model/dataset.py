@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 import torch
 
+from ..core.images import load_rgb
 from ..errors import InputError
-from ..geometry.params import N_PARAMS
+from ..core.params import N_PARAMS
 from .config import PAD_VALUE
 from .flame import transform_boxes, transform_params, transform_points
 
@@ -91,13 +92,6 @@ def hsv_jitter(image: np.ndarray, rng: np.random.Generator, hgain: float, sgain:
     lut_val = np.clip(x * r[2], 0, 255).astype(np.uint8)
     hsv = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError(f"{path}: image missing or unreadable")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def load_manifest(images_path: str | Path, heads_path: str | Path, split: str | None,
@@ -171,7 +165,7 @@ class HeadDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         it = self.items[index]
-        image = read_rgb(it["im_file"])
+        image = load_rgb(it["im_file"])
         h0, w0 = image.shape[:2]
         if (w0, h0) != (it["width"], it["height"]):
             raise InputError(f"{it['im_file']}: image is {w0}x{h0}, the manifest says {it['width']}x{it['height']}")

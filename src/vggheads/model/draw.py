@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.params import SCALE_INDEX
+
 MIN_SIDE = 480  # images smaller than this are enlarged (nearest neighbour) before drawing
 
 
@@ -17,7 +19,7 @@ def overlay(image: np.ndarray, heads: list, faces: np.ndarray | None = None,
     canvas = viz.upscale(np.ascontiguousarray(image), factor)
     for i, h in enumerate(heads):
         viz.draw_head(canvas, i, box=h.box, landmarks=np.concatenate([h.landmarks[:, :2], np.ones((68, 1))], 1),
-                      vertices=h.vertices, faces=faces, R=h.rotation, scale=float(h.flame_params[412]),
+                      vertices=h.vertices, faces=faces, R=h.rotation, scale=float(h.flame_params[SCALE_INDEX]),
                       label=f"{h.score:.2f}", what=what, factor=factor)
     return canvas
 

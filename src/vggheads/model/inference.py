@@ -117,7 +117,7 @@ class HeadDetector:
     def __call__(self, image: np.ndarray | str | Path) -> list[DetectedHead]:
         """Heads in an RGB uint8 image ``(H, W, 3)`` (or an image path), best score first."""
         if isinstance(image, (str, Path)):
-            from ..evaluation.types import load_rgb
+            from ..core.images import load_rgb
 
             image = load_rgb(image)
         image = np.asarray(image)

@@ -35,7 +35,6 @@ def make_manifest(head_model: str | Path, out_dir: str | Path, n_train: int, n_v
     """Render ``n_train + n_val`` images of ``size`` x ``size`` with 1..max_persons people; returns
     the paths of ``images.parquet`` and ``heads.parquet`` in ``out_dir``. Images without a visible
     head are re-drawn with the next seed."""
-    import torch
     from PIL import Image
 
     from ..headmodel import load_head_model
@@ -45,31 +44,27 @@ def make_manifest(head_model: str | Path, out_dir: str | Path, n_train: int, n_v
 
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    grad = torch.is_grad_enabled()  # the renderer switches autograd off process-wide
-    try:
-        renderer = ProceduralRenderer(load_head_model(head_model), {"supersample": 1, **(cfg or {})})
-        rng = np.random.default_rng([seed, 0x70D])
-        images, heads = [], []
-        attempt = 0
-        while len(images) < n_train + n_val:
-            attempt += 1
-            n = int(rng.integers(1, max_persons + 1))
-            persons = [(i, p.keypoints) for i, p in enumerate(sample_scene(n, size, size, rng))]
-            result = renderer.render(persons, size, size, seed=seed * 100003 + attempt)
-            if not result.heads:
-                continue
-            split = "train" if len(images) < n_train else "val"
-            image_id = f"toy{seed:03d}_{len(images):05d}"
-            Image.fromarray(result.image).save(out_dir / "images" / f"{image_id}.png")
-            images.append({"image_id": image_id, "shard": "00000", "split": split, "path": f"images/{image_id}.png",
-                           "width": size, "height": size, "n_heads": len(result.heads), "backend": "procedural",
-                           "prompt": "", "seed": int(attempt)})
-            for k, h in enumerate(result.heads):
-                heads.append({"image_id": image_id, "head": k, "split": split, "box": h.box, "extended_box": h.box,
-                              "score": 1.0, "flame_params": h.params, "landmarks": h.landmarks, "yaw": h.yaw,
-                              "pitch": h.pitch, "roll": h.roll, "labeller": "procedural"})
-    finally:
-        torch.set_grad_enabled(grad)
+    renderer = ProceduralRenderer(load_head_model(head_model), {"supersample": 1, **(cfg or {})})
+    rng = np.random.default_rng([seed, 0x70D])
+    images, heads = [], []
+    attempt = 0
+    while len(images) < n_train + n_val:
+        attempt += 1
+        n = int(rng.integers(1, max_persons + 1))
+        persons = [(i, p.keypoints) for i, p in enumerate(sample_scene(n, size, size, rng))]
+        result = renderer.render(persons, size, size, seed=seed * 100003 + attempt)
+        if not result.heads:
+            continue
+        split = "train" if len(images) < n_train else "val"
+        image_id = f"toy{seed:03d}_{len(images):05d}"
+        Image.fromarray(result.image).save(out_dir / "images" / f"{image_id}.png")
+        images.append({"image_id": image_id, "shard": "00000", "split": split, "path": f"images/{image_id}.png",
+                       "width": size, "height": size, "n_heads": len(result.heads), "backend": "procedural",
+                       "prompt": "", "seed": int(attempt)})
+        for k, h in enumerate(result.heads):
+            heads.append({"image_id": image_id, "head": k, "split": split, "box": h.box, "extended_box": h.box,
+                          "score": 1.0, "flame_params": h.params, "landmarks": h.landmarks, "yaw": h.yaw,
+                          "pitch": h.pitch, "roll": h.roll, "labeller": "procedural"})
     write_table(from_rows("images", images), out_dir / "images.parquet", "images")
     write_table(from_rows("heads", heads), out_dir / "heads.parquet", "heads")
     return out_dir / "images.parquet", out_dir / "heads.parquet"

@@ -22,7 +22,8 @@ from ultralytics.utils.metrics import DetMetrics  # noqa: E402
 
 from ..geometry import decode  # noqa: E402
 from .flame import head_geometry, pad_params  # noqa: E402
-from .metrics import match_heads, nme, summarise  # noqa: E402
+from ..core.metrics import box_norm, match_hungarian, nme  # noqa: E402
+from .metrics import summarise  # noqa: E402
 
 HEAD_KEYS = {"nme": "metrics/NME", "fr": "metrics/FR", "nme68": "metrics/NME68", "matched": "metrics/matched",
              "nme68_anchor": "metrics/NME68_anchor"}
@@ -32,9 +33,9 @@ NMS_TIME_LIMIT = 60.0  # seconds per image: ultralytics' 0.05 s default truncate
 class HeadMetrics(DetMetrics):
     """DetMetrics plus NME, FR, NME68, the matched fraction and NME68 at the best anchor in each box.
 
-    Fitness (best checkpoint): ``0.1 AP50 - NME68`` (the paper selects its model on NME; no matched
-    head counts as NME 1), so a checkpoint wins on its landmarks unless its detection is clearly
-    worse. Not ultralytics' AP50-95-weighted box fitness: box tightness at IoU 0.95 is not what
+    Fitness (best checkpoint): ``0.1 AP50 - NME68 / 100`` (AP50 a fraction, NME68 in percent; the
+    paper selects its model on NME; no matched head counts as NME 100 %), so a checkpoint wins on
+    its landmarks unless its detection is clearly worse. Not ultralytics' AP50-95-weighted box fitness: box tightness at IoU 0.95 is not what
     this model is for, and it swings by 0.2 between epochs on a few hundred images, so it picked
     checkpoints with a worse NME.
     """
@@ -53,7 +54,7 @@ class HeadMetrics(DetMetrics):
     @property
     def fitness(self) -> float:
         value = self.head["nme68"]
-        return float(0.1 * self.box.map50 - (value if math.isfinite(value) else 1.0))
+        return float(0.1 * self.box.map50 - (value if math.isfinite(value) else 100.0) / 100.0)
 
 
 class HeadValidator(DetectionValidator):
@@ -104,7 +105,7 @@ class HeadValidator(DetectionValidator):
                 anchor_box.append(boxes[g])
             if not len(pred["bboxes"]):
                 continue
-            for g, p in match_heads(boxes.cpu().numpy(), pred["bboxes"].cpu().numpy()):
+            for g, p, _ in match_hungarian(boxes.cpu().numpy(), pred["bboxes"].cpu().numpy()):
                 pred_rows.append(pred["extra"][p])
                 gt_rows.append(batch["flame_params"][idx[g]])
                 gt_lmk.append(batch["landmarks"][idx[g]])
@@ -115,14 +116,14 @@ class HeadValidator(DetectionValidator):
             at = decode(pad_params(torch.stack(anchor_rows).float().to(dev), self.n_shape, self.n_expr), geo.active)
             for k in range(len(anchor_rows)):
                 self.nmes68_anchor.append(nme(at.landmarks_image[k].cpu().numpy(), anchor_lmk[k].cpu().numpy(),
-                                              anchor_box[k].cpu().numpy()))
+                                              box_norm(anchor_box[k].cpu().numpy())))
         if not pred_rows:
             return
         pred = decode(pad_params(torch.stack(pred_rows).float().to(dev), self.n_shape, self.n_expr), geo.active)
         gt = decode(torch.stack(gt_rows).float().to(dev), geo.full)
         hi = geo.head_idx
         for k in range(len(pred_rows)):
-            box = gt_box[k].cpu().numpy()
+            box = box_norm(gt_box[k].cpu().numpy())
             self.nmes.append(nme(pred.vertices_image[k, hi].cpu().numpy(), gt.vertices_image[k, hi].cpu().numpy(), box))
             self.nmes68.append(nme(pred.landmarks_image[k].cpu().numpy(), gt_lmk[k].cpu().numpy(), box))
 

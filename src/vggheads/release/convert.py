@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-N_PARAMS = 413               # the paper's parameter vector (vggheads.geometry.params; not imported: it loads torch)
+from ..core.params import N_PARAMS, SCALE_INDEX
 from ..labelling.dad3dnet import dad_to_image, image_to_release
 
 DAD_SIZE = 256
@@ -142,7 +142,7 @@ class SubsetDecoder:
         """(B, 413) -> (image x, y of the subset vertices (B, 2, n), R (B, 3, 3)); depth is never needed here."""
         verts = self.canonical(params)
         R = rot6d_matrix(params[:, 403:409])
-        sR = R[:, :2] * params[:, 412].reshape(-1, 1, 1)                                 # (B, 2, 3)
+        sR = R[:, :2] * params[:, SCALE_INDEX].reshape(-1, 1, 1)                                 # (B, 2, 3)
         xy = np.matmul(sR, np.swapaxes(verts, 1, 2)) + params[:, 409:411, None]
         return xy, R
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import N_PARAMS, SCALE_INDEX, TRANSLATION
 from ..errors import InputError, MissingWeightsError
 from . import LICENCE, MODEL_ORIGIN
 
@@ -47,7 +48,6 @@ IMAGE_SIZE = 640
 PAD_VALUE = 127
 TOP_K = 1000          # candidates kept before NMS (head_detector.utils.nms)
 KEEP_TOP_K = 100      # heads kept after NMS
-N_PARAMS = 413
 MODES = ("package", "evaluation")
 TORCHSCRIPT_SUFFIXES = (".trcd", ".pt", ".ts", ".torchscript", ".jit")
 
@@ -122,10 +122,11 @@ def canvas_to_image_params(params: np.ndarray, scale: float, pad: tuple[int, int
     ``t'_xy = (t_xy - pad) / scale``, ``t'_z = t_z / scale``; shape, expression, jaw and rotation unchanged.
     """
     p = np.array(params, dtype=np.float64).reshape(-1, N_PARAMS)
-    p[:, 409] = (p[:, 409] - pad[0]) / scale
-    p[:, 410] = (p[:, 410] - pad[1]) / scale
-    p[:, 411] = p[:, 411] / scale
-    p[:, 412] = p[:, 412] / scale
+    tx, ty, tz = range(TRANSLATION.start, TRANSLATION.stop)
+    p[:, tx] = (p[:, tx] - pad[0]) / scale
+    p[:, ty] = (p[:, ty] - pad[1]) / scale
+    p[:, tz] = p[:, tz] / scale
+    p[:, SCALE_INDEX] = p[:, SCALE_INDEX] / scale
     return p
 
 
@@ -277,7 +278,7 @@ class OfficialDetector:
     def __call__(self, image) -> list:
         """Heads in an RGB uint8 image ``(H, W, 3)`` (or an image path), best score first."""
         if isinstance(image, (str, Path)):
-            from ..evaluation.types import load_rgb
+            from ..core.images import load_rgb
 
             image = load_rgb(image)
         image = np.asarray(image)

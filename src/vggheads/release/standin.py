@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..geometry.params import N_EXPR, N_SHAPE
+from ..core.params import N_EXPR, N_SHAPE
 
 SIZE_KEY = "vggheads_image_size"   # extra file of a TorchScript stand-in: its input size (the released file has none: 640)
 

@@ -16,6 +16,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
+def render_paths(render_table: Path) -> tuple[Path, Path, Path]:
+    """(render table, render_heads table, images dir) of a shard from its render table path
+    (the render stage writes ``{shard}.parquet``, ``{shard}.heads.parquet`` and ``{shard}/``)."""
+    render_table = Path(render_table)
+    stem = render_table.name[: -len(".parquet")]
+    return render_table, render_table.with_name(f"{stem}.heads.parquet"), render_table.with_name(stem)
+
+
 # backend name -> module implementing render_shard
 BACKENDS = {
     "procedural": "vggheads.render.procedural",

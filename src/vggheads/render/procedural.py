@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.params import SCALE_INDEX, TRANSLATION
+
 log = logging.getLogger(__name__)
 
 BODY_INSTANCE = 1000  # instance ids: head k -> 1 + k, body (and neck) k -> BODY_INSTANCE + 1 + k
@@ -85,7 +87,7 @@ class ProceduralRenderer:
 
     # ------------------------------------------------------------------ sampling
     def _sample_coefficients(self, rng: np.random.Generator, n: int):
-        from ..geometry import N_EXPR, N_SHAPE
+        from ..core.params import N_EXPR, N_SHAPE
 
         c = self.cfg
         shape = np.zeros((n, N_SHAPE))
@@ -196,7 +198,7 @@ class ProceduralRenderer:
             if hair is not None:
                 hv, hf, hc, ht = hair
                 Rm = dec.R[j].numpy().astype(np.float64)
-                hv_img = float(params[j, 412]) * hv @ Rm.T + params[j, 409:412].astype(np.float64)
+                hv_img = float(params[j, SCALE_INDEX]) * hv @ Rm.T + params[j, TRANSLATION].astype(np.float64)
                 meshes.append(Mesh(hv_img * k, hf, hc, instance=head_id, pncc=ht, specular=0.05))
                 kinds.append("hair")
             # body
@@ -240,7 +242,7 @@ class ProceduralRenderer:
             cols = np.flatnonzero(mask.any(axis=0))
             box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64) / k
             lm_img = dec.landmarks_image[j].numpy().astype(np.float64)
-            vis = self._landmark_visibility(frame, lm_img, vertices_img[j], head_id, float(params[j, 412]), k)
+            vis = self._landmark_visibility(frame, lm_img, vertices_img[j], head_id, float(params[j, SCALE_INDEX]), k)
             alone = self._alone_pixels(meshes, head_id, k)
             heads.append(HeadTruth(
                 person=int(persons[i][0]), params=params[j], box=box.astype(np.float32),

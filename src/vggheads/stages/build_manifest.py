@@ -82,7 +82,7 @@ def _truth_heads(render_tables: list[Path], params: dict) -> int | None:
     """Heads in the procedural renders' exact truth (None for other backends, which have none)."""
     import pyarrow.parquet as pq
 
-    from .train_head_detector import render_paths
+    from ..render import render_paths
 
     if params["render"]["backend"] != "procedural":
         return None
@@ -97,7 +97,7 @@ def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Pa
     from ..io import atomic_dir, write_json
     from ..manifest.build import ShardInputs, build_manifest
     from ..tracking import log_run
-    from .train_head_detector import render_paths
+    from ..render import render_paths
 
     if not (len(shards) == len(render_tables) == len(labels) == len(filters)):
         from ..errors import ConfigError

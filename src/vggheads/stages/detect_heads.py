@@ -20,29 +20,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def iter_images(rows: list[dict], images_dir: Path, batch: int, stats: dict):
-    """Yield lists of (row, RGB image) of up to ``batch`` readable images; unreadable ones are
-    counted in ``stats["unreadable"]`` and their sample ids listed in ``stats["unreadable_ids"]``."""
-    from ..detection.infer import read_rgb as load_rgb
-    from ..errors import InputError
-
-    chunk = []
-    for row in rows:
-        try:
-            image = load_rgb(Path(images_dir) / row["image"])
-        except InputError as exc:
-            log.warning("dropped: %s", exc)
-            stats["unreadable"] += 1
-            stats["unreadable_ids"].append(row["sample_id"])
-            continue
-        chunk.append((row, image))
-        if len(chunk) >= batch:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 class OracleDetector:
     """The exact truth boxes of procedural renders, in the detector's interface (score 1)."""
 
@@ -64,6 +41,7 @@ def detect_heads(params: dict, shard: str, render_table: Path, images_dir: Path,
     """Detect the heads of one shard; returns the stats written to ``out_stats``."""
     from tqdm import tqdm
 
+    from ..core.images import iter_images
     from ..detection.infer import HeadBoxDetector
     from ..errors import ConfigError
     from ..io import write_json

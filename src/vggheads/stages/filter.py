@@ -41,18 +41,18 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
     ``filter.agreement.labeller``."""
     from tqdm import tqdm
 
-    from ..detection.infer import read_rgb as load_rgb
+    from ..core.images import load_rgb
     from ..errors import InputError
     from ..filtering.rules import REASONS, check_image
     from ..io import write_json
     from ..schemas import from_rows, read_table, write_table
     from ..tracking import log_run
-    from .label_3dmm import _detections_by_sample
+    from ..detection.tables import detections_by_sample
 
     cfg = params["filter"]
     rules = {r: bool(cfg[r]) for r in ("no_heads", "flip", "face", "split")}
     rows = read_table(render_table, "render", columns=["sample_id", "image"]).to_pylist()
-    detections = _detections_by_sample(read_table(detections_path, "detections"))
+    detections = detections_by_sample(read_table(detections_path, "detections"))
     detector = None
     agree = _agreement_setup(params, truth, labels, head_model)
     if rules["flip"] or rules["split"] or (agree and params["detector"]["oracle"]):

@@ -22,20 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import N_PARAMS
+
 log = logging.getLogger(__name__)
-
-
-def _detections_by_sample(table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    cols = table.to_pydict()
-    grouped: dict[str, list] = {}
-    for sid, head, box, score in zip(cols["sample_id"], cols["head"], cols["box"], cols["score"]):
-        grouped.setdefault(sid, []).append((head, box, score))
-    out = {}
-    for sid, items in grouped.items():
-        items.sort(key=lambda t: t[0])
-        out[sid] = (np.asarray([t[1] for t in items], dtype=np.float64).reshape(-1, 4),
-                    np.asarray([t[2] for t in items], dtype=np.float64))
-    return out
 
 
 class _Collected:
@@ -57,7 +46,7 @@ class _Collected:
     def decode(self, layer):
         from ..labelling.base import decode_labels
 
-        params = np.asarray(self.params, dtype=np.float32).reshape(-1, 413)
+        params = np.asarray(self.params, dtype=np.float32).reshape(-1, N_PARAMS)
         dec = decode_labels(params, layer)
         for i, lm in enumerate(self.landmarks):
             if lm is not None and np.isfinite(lm).all():
@@ -80,11 +69,12 @@ def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, d
     from ..labelling.truth import truth_by_sample
     from ..schemas import from_rows, read_table, write_table
     from ..tracking import log_run
-    from .detect_heads import iter_images
+    from ..core.images import iter_images
+    from ..detection.tables import detections_by_sample
 
     cfg = params["labels"]
     rows = read_table(render_table, "render", columns=["sample_id", "image", "width", "height"]).to_pylist()
-    detections = _detections_by_sample(read_table(detections_path, "detections"))
+    detections = detections_by_sample(read_table(detections_path, "detections"))
     truth_table = read_table(truth_path, "render_heads")
     has_truth = truth_table.num_rows > 0 or params["render"]["backend"] == "procedural"
     truth = truth_by_sample(truth_table) if has_truth else None

@@ -124,7 +124,8 @@ def _write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
     groups = [("train losses", [k for k in keys if k.startswith("train/")]),
               ("validation losses", [k for k in keys if k.startswith("val/") and k.endswith("_loss")]),
               ("detection", ["val/ap50", "val/ap50_95", "val/precision", "val/recall"]),
-              ("3D (lower is better)", ["val/nme", "val/nme68", "val/nme68_anchor", "val/fr"])]
+              ("NME, % (lower is better)", ["val/nme", "val/nme68", "val/nme68_anchor"]),
+              ("failure rate (lower is better)", ["val/fr"])]
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6))
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     for ax, (title, names) in zip(axes, groups):
@@ -146,13 +147,14 @@ def _predictions_picture(detector, images: Path, heads: Path, split: str, out: P
     from PIL import Image
 
     from ..io import atomic_path
-    from ..model.dataset import load_manifest, read_rgb
+    from ..core.images import load_rgb
+    from ..model.dataset import load_manifest
     from ..model.draw import ground_truth_overlay, overlay
 
     items = load_manifest(images, heads, split, max_images=n)
     tops, bottoms = [], []
     for it in items:
-        img = read_rgb(it["im_file"])
+        img = load_rgb(it["im_file"])
         tops.append(overlay(img, detector(img), detector.geometry.faces, min_side=240))
         bottoms.append(ground_truth_overlay(img, it["boxes"], it["landmarks"], min_side=240))
     if not tops:
@@ -271,8 +273,8 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
             run_params={"model": params["model"], "train": params["train"]}, step_metrics=steps,
             artifacts=[weights, config_json, onnx_path, metrics_path, plots_dir / "curves.png",
                        plots_dir / "predictions.png"])
-    log.info("trained %s in %.1f s on %d threads: val AP50 %.3f (untrained %.3f), NME68 %.4f (untrained %.4f), "
-             "NME %.4f, FR %.3f", arch.ultralytics_yaml, seconds, threads, final["ap50"], untrained["ap50"],
+    log.info("trained %s in %.1f s on %d threads: val AP50 %.3f (untrained %.3f), NME68 %.2f %% (untrained %.2f %%), "
+             "NME %.2f %%, FR %.3f", arch.ultralytics_yaml, seconds, threads, final["ap50"], untrained["ap50"],
              final["nme68"] if final["nme68"] is not None else float("nan"),
              untrained["nme68"] if untrained["nme68"] is not None else float("nan"),
              final["nme"] if final["nme"] is not None else float("nan"), final["fr"])

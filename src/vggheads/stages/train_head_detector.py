@@ -23,18 +23,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def render_paths(render_table: Path) -> tuple[Path, Path, Path]:
-    """(render table, render_heads table, images dir) of a shard from its render table path
-    (the render stage writes ``{shard}.parquet``, ``{shard}.heads.parquet`` and ``{shard}/``)."""
-    render_table = Path(render_table)
-    stem = render_table.name[: -len(".parquet")]
-    return render_table, render_table.with_name(f"{stem}.heads.parquet"), render_table.with_name(stem)
-
-
 def measure(detector, items) -> dict:
     """Recall/precision/AP50 of ``detector`` on labelled images (unreadable images are counted)."""
     from ..detection.train import score_detections
-    from ..detection.infer import read_rgb as load_rgb
+    from ..core.images import load_rgb
     from ..errors import InputError
 
     gts, preds, scores, unreadable = [], [], [], 0
@@ -61,6 +53,7 @@ def train_head_detector(params: dict, render_tables: list[Path], head_model: Pat
     from ..detection.train import train_detector
     from ..errors import ConfigError
     from ..io import write_json
+    from ..render import render_paths
     from ..tracking import log_run
 
     cfg = params["detector"]
