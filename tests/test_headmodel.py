@@ -88,7 +88,7 @@ def test_triangles_face_outwards(model):
 
 
 def test_load_errors_name_the_problem(tmp_path, model):
-    with pytest.raises(InputError, match="headmodel build"):
+    with pytest.raises(InputError, match="build-head-model"):
         load_head_model(tmp_path / "missing.npz")
     bad = tmp_path / "bad.npz"
     np.savez(bad, v_template=model.v_template)
@@ -356,7 +356,7 @@ def test_flame_without_landmark_embedding_says_what_is_missing(tmp_path):
 
 def test_cli_build_writes_the_file_atomically(tmp_path, monkeypatch, built):
     out = tmp_path / "models" / "head_model.npz"
-    assert main(["headmodel", "build", "--out", str(out), "--seed", "0"]) == 0
+    assert main(["build-head-model", "--out", str(out), "--seed", "0"]) == 0
     assert out.read_bytes() == built[1].read_bytes()
     assert sorted(p.name for p in out.parent.iterdir()) == ["head_model.npz"]   # no temp files left
     # a write that dies half-way leaves the old file untouched and no partial file beside it
@@ -372,7 +372,7 @@ def test_cli_build_writes_the_file_atomically(tmp_path, monkeypatch, built):
 
     monkeypatch.setattr(np.lib.format, "write_array", dying)
     with pytest.raises(OSError, match="disk full"):
-        main(["headmodel", "build", "--out", str(out), "--seed", "1"])
+        main(["build-head-model", "--out", str(out), "--seed", "1"])
     assert out.read_bytes() == old
     assert sorted(p.name for p in out.parent.iterdir()) == ["head_model.npz"]
 
@@ -384,7 +384,7 @@ def test_cli_build_reads_the_seed_from_params(tmp_path):
     params["headmodel"]["seed"] = 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "m.npz"
-    assert main(["headmodel", "build", "--out", str(out), "--params", str(tmp_path / "params.yaml")]) == 0
+    assert main(["build-head-model", "--out", str(out), "--params", str(tmp_path / "params.yaml")]) == 0
     assert load_head_model(out).name.endswith("(seed 1)")
 
 

@@ -1,6 +1,6 @@
 """The SDXL render backends, exercised end to end on the CPU with the tiny random-weight model.
 
-The tiny model is built once per session through the CLI (``vggheads sdxl build-tiny``) and then
+The tiny model is built once per session through the CLI (``vggheads build-tiny-sdxl``) and then
 loaded by the same loader as real weights. Renders are 64 px, 2 steps: each run takes well under
 a second after the pipeline loads.
 """
@@ -42,7 +42,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from vggheads.cli import main
 
     out = tmp_path_factory.mktemp("models") / "tiny-sdxl"
-    assert main(["sdxl", "build-tiny", "--out", str(out)]) == 0
+    assert main(["build-tiny-sdxl", "--out", str(out)]) == 0
     return out
 
 
@@ -390,7 +390,7 @@ def test_missing_models_give_clear_errors(tiny_params, tiny_model, tmp_path, mon
     p = copy.deepcopy(tiny_params)
     p["render"]["sdxl"]["tiny"]["model_dir"] = str(tmp_path / "not-built")
     rc, err = _cli_render(p, shard, tmp_path / "out", tmp_path, capsys)
-    assert rc == 2 and "render.sdxl.tiny.model_dir" in err and "vggheads sdxl build-tiny" in err
+    assert rc == 2 and "render.sdxl.tiny.model_dir" in err and "vggheads build-tiny-sdxl" in err
     assert str(tmp_path / "not-built" / "base") in err
     # an incomplete model directory (a weights file missing)
     broken = tmp_path / "broken"

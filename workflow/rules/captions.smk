@@ -94,7 +94,7 @@ if TINY_BLIP2:
             mem_mb=lambda w, attempt: 2000 * attempt,
             runtime=lambda w, attempt: 10 * attempt,
         shell:
-            "vggheads blip2 build-tiny" " --out {output.model}" " > {log} 2>&1"
+            "vggheads build-tiny-blip2" " --out {output.model}" " > {log} 2>&1"
 
 
 if BLIP2:

@@ -20,7 +20,7 @@ if not config["headmodel"]["flame"]:
             file=PARAMS,
             cfg=lambda w: config["headmodel"],
         shell:
-            "vggheads headmodel build"
+            "vggheads build-head-model"
             " --params {params.file}"
             " --out {output.model}"
             " > {log} 2>&1"

@@ -26,7 +26,7 @@ if config["render"]["backend"] == "tiny-sdxl":
             mem_mb=lambda w, attempt: 2000 * attempt,
             runtime=lambda w, attempt: 10 * attempt,
         shell:
-            "vggheads sdxl build-tiny" " --out {output.model}" " > {log} 2>&1"
+            "vggheads build-tiny-sdxl" " --out {output.model}" " > {log} 2>&1"
 
 
 rule render:
@@ -99,7 +99,8 @@ rule draw_samples:
     params:
         limit=4,
     shell:
-        "vggheads draw {input.images}"
+        "vggheads draw-samples"
+        " --images {input.images}"
         " --heads {input.heads}"
         " --head-model {input.head_model}"
         " --limit {params.limit}"

@@ -1,7 +1,5 @@
 """``vggheads blip2``: the BLIP-2 captioner of stage caption_images.
 
-- ``build-tiny --out DIR``: build the tiny random-weight BLIP-2 that ``captions.blip2.model: tiny``
-  loads (the pipeline's rule ``build_tiny_blip2`` runs it).
 - ``check [MODEL]``: say whether a BLIP-2 model (a directory or a cached id) is found, without loading it.
 - ``caption IMAGE... [--model M]``: caption photos (what the stage does per batch).
 """
@@ -9,15 +7,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-
-def _build_tiny(args: argparse.Namespace) -> int:
-    from ..captions.blip2 import build_tiny
-
-    print(json.dumps(build_tiny(args.out, seed=args.seed)))
-    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -43,10 +33,6 @@ def register(sub) -> None:
     p = sub.add_parser("blip2", help="BLIP-2 captioner: build the tiny model, check or run a model",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s = p.add_subparsers(dest="blip2_command", required=True)
-    b = s.add_parser("build-tiny", help="write the tiny random-weight BLIP-2")
-    b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--seed", type=int, default=0)
-    b.set_defaults(func=_build_tiny)
     c = s.add_parser("check", help="is the model found locally (directory or Hugging Face cache)?")
     c.add_argument("model", nargs="?", default="Salesforce/blip2-opt-2.7b")
     c.set_defaults(func=_check)

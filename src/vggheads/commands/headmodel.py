@@ -1,6 +1,6 @@
-"""``vggheads headmodel``: build the project's procedural head model, or draw a picture of one.
+"""``vggheads headmodel show``: draw a picture of a head model (the DAG builds the project's own
+with the ``build_head_model`` stage, ``vggheads build-head-model``).
 
-    vggheads headmodel build --out data/headmodel/head_model.npz [--seed N] [--params params.yaml]
     vggheads headmodel show data/headmodel/head_model.npz --out docs/img/headmodel.png
 
 The model is FLAME's format (see docs/headmodel.md); ``show`` also reads a FLAME
@@ -11,24 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-
-
-def build(out: Path, seed: int) -> dict:
-    """Build the procedural model with ``seed`` and write it to ``out`` atomically; returns stats."""
-    from ..headmodel import build_head_model, save_head_model
-
-    start = time.perf_counter()
-    model = build_head_model(seed)
-    save_head_model(model, out)
-    stats = {"vertices": model.n_vertices, "faces": len(model.faces), "seed": seed,
-             "seconds": round(time.perf_counter() - start, 2)}
-    log.info("wrote %s: %d vertices, %d triangles (seed %d) in %.1f s", out, stats["vertices"], stats["faces"],
-             seed, stats["seconds"])
-    return stats
 
 
 def show(model_path: Path, out: Path, size: int = 360, seed: int = 0) -> None:
@@ -99,16 +84,6 @@ def show_rig(model_path: Path, out: Path, size: int = 360) -> None:
     log.info("wrote %s", out)
 
 
-def _cli_build(args: argparse.Namespace) -> int:
-    seed = args.seed
-    if seed is None:
-        from ..config import load_params
-
-        seed = load_params(args.params)["headmodel"]["seed"] if args.params else 0
-    build(args.out, seed)
-    return 0
-
-
 def _cli_show(args: argparse.Namespace) -> int:
     show(args.model, args.out, size=args.size, seed=args.seed)
     if args.rig:
@@ -120,11 +95,6 @@ def register(sub) -> None:
     p = sub.add_parser("headmodel", help="build the procedural head model, or draw one",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = p.add_subparsers(dest="headmodel_command", metavar="ACTION", required=True)
-    b = cmds.add_parser("build", help="build the procedural head model (FLAME format, .npz)")
-    b.add_argument("--out", type=Path, required=True, help="output .npz")
-    b.add_argument("--seed", type=int, default=None, help="seed of the random components (default: headmodel.seed of --params, else 0)")
-    b.add_argument("--params", type=Path, default=None, help="params file to read headmodel.seed from")
-    b.set_defaults(func=_cli_build)
     s = cmds.add_parser("show", help="draw a head model (views, landmarks, random shapes and expressions) to a PNG")
     s.add_argument("model", type=Path, help="head model: our .npz or FLAME's generic_model.pkl")
     s.add_argument("--out", type=Path, required=True, help="output PNG")

@@ -60,7 +60,7 @@ def default_head_model(params_path: Path = Path("params.yaml")) -> Path:
     raise MissingWeightsError("head model for the released VGGHeads model (FLAME generic_model.pkl)", own,
                               "Pass --head-model with your FLAME 2020 generic_model.pkl (registration at "
                               "https://flame.is.tue.mpg.de; its landmark embedding next to it), or build the "
-                              "project's own with `vggheads headmodel build --out data/headmodel/head_model.npz` "
+                              "project's own with `vggheads build-head-model --out data/headmodel/head_model.npz` "
                               "(runs, but not comparable to the paper).")
 
 
@@ -118,7 +118,7 @@ def predict(images: list[Path], weights: Path, onnx: Path | bool | None = None, 
     from ..errors import InputError
     from ..core.images import load_rgb
     from ..io import atomic_path, write_json
-    from ..model.draw import overlay
+    from ..model.overlays import overlay
 
     for name, value in (("conf", conf), ("iou", iou)):
         if not (0.0 <= float(value) <= 1.0):

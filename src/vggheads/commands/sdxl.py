@@ -1,7 +1,5 @@
 """``vggheads sdxl``: the SDXL render backends' tools.
 
-- ``build-tiny --out DIR``: build the tiny random-weight SDXL (+ T2I-Adapter, ControlNet, safety
-  checker) that backend ``tiny-sdxl`` loads (the pipeline's rule ``build_tiny_sdxl`` runs it).
 - ``check``: say where each model configured under ``render.sdxl`` is found on this machine, or
   what is missing and how to fetch it; loads nothing.
 """
@@ -10,13 +8,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-
-def _build_tiny(args: argparse.Namespace) -> int:
-    from ..render.tiny_sdxl import build_tiny_sdxl
-
-    build_tiny_sdxl(args.out, seed=args.seed)
-    return 0
 
 
 def check_models(params: dict, backend: str) -> list[tuple[str, str, Path]]:
@@ -57,10 +48,6 @@ def register(sub) -> None:
     p = sub.add_parser("sdxl", help="SDXL render backend tools (build the tiny model, check weights)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = p.add_subparsers(dest="sdxl_command", metavar="SUBCOMMAND", required=True)
-    b = cmds.add_parser("build-tiny", help="build the tiny random-weight SDXL model directory")
-    b.add_argument("--out", type=Path, required=True, help="directory to write (replaced atomically)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    b.set_defaults(func=_build_tiny)
     c = cmds.add_parser("check", help="locate the models render.sdxl names (local dirs or the HF cache)")
     c.add_argument("--params", type=Path, default=Path("params.yaml"))
     c.add_argument("--backend", choices=["sdxl", "tiny-sdxl"], default=None,

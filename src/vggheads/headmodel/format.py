@@ -132,7 +132,7 @@ def _load_npz(path: Path) -> HeadModel:
                                "kintree_table", "f", "lmk_faces_idx", "lmk_bary_coords") if k not in data.files]
         if missing:
             raise InputError(f"head model '{path}' lacks the arrays {', '.join(missing)} "
-                             "(build one with `vggheads headmodel build`)")
+                             "(build one with `vggheads build-head-model`)")
         version = int(data["format_version"]) if "format_version" in data.files else FORMAT_VERSION
         if version > FORMAT_VERSION:
             raise InputError(f"head model '{path}' has format version {version}; this vggheads reads up to {FORMAT_VERSION}")
@@ -151,7 +151,7 @@ def load_head_model(path: str | os.PathLike) -> HeadModel:
     """Load our ``.npz`` or a real FLAME ``generic_model.pkl`` (see :mod:`vggheads.headmodel.flame`)."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"head model '{path}' not found: build one with `vggheads headmodel build --out {path}` "
+        raise InputError(f"head model '{path}' not found: build one with `vggheads build-head-model --out {path}` "
                          "or point headmodel.flame in params.yaml at your FLAME generic_model.pkl")
     if path.suffix == ".pkl":
         from .flame import load_flame

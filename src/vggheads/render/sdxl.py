@@ -140,7 +140,7 @@ class SdxlSettings:
 
 def _how_to_fetch(ref: str, key: str, backend: str) -> str:
     if backend == "tiny-sdxl" and key != "render.sdxl.safety_checker":
-        return ("Build the tiny model with `vggheads sdxl build-tiny --out DIR` (the pipeline's rule "
+        return ("Build the tiny model with `vggheads build-tiny-sdxl --out DIR` (the pipeline's rule "
                 "build_tiny_sdxl does it) and point render.sdxl.tiny.model_dir at DIR.")
     repo = ref if _REPO_ID.match(ref) else "<model id>"
     return (f"Nothing is downloaded at run time: on a machine with internet run `hf download {repo}` "

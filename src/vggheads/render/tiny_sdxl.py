@@ -73,7 +73,7 @@ def build_tiny_sdxl(out: str | Path, seed: int = 0) -> Path:
         checker.save_pretrained(paths["safety_checker"])
         processor.save_pretrained(paths["safety_checker"])
         write_json(tmp / "build.json", {
-            "what": "tiny random-weight SDXL for tests and CPU runs (vggheads sdxl build-tiny)",
+            "what": "tiny random-weight SDXL for tests and CPU runs (vggheads build-tiny-sdxl)",
             "seed": seed, "parameters": counts, "parameters_total": sum(counts.values()),
             "diffusers": diffusers.__version__, "transformers": transformers.__version__,
             "torch": torch.__version__,

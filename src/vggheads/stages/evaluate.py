@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -110,71 +111,105 @@ def _first(items: list, n: int | None) -> list:
     return items if n is None else items[:n]
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What a benchmark may need beyond its own params section."""
+
+    head_model: Path | None
+    val_images: Path | None
+    val_heads: Path | None
+
+
+# Each benchmark: (evaluate params, max images, inputs) -> a function scoring one system
+# (system name, predictor) -> BenchmarkResult, after reading the benchmark once; None to skip it.
+
+def _synthetic_val(cfg: dict, n: int | None, inputs: _Inputs):
+    from ..evaluation import synthetic
+
+    if inputs.val_images is None or inputs.val_heads is None:
+        log.info("synthetic_val: no manifests given; skipped")
+        return None
+    c = cfg["synthetic_val"]
+    images = synthetic.read_manifest(inputs.val_images, inputs.val_heads, split=c["split"], max_images=n)
+    head_indices = None
+    if c["points"] == "head_vertices":
+        from ..headmodel import load_head_model
+
+        head_indices = load_head_model(inputs.head_model).subsets["head"]
+    return lambda sysname, pred: synthetic.evaluate_synthetic(images, pred, sysname, c["points"], head_indices)
+
+
+def _aflw2000(cfg: dict, n: int | None, inputs: _Inputs):
+    from ..evaluation import aflw2000
+
+    c = cfg["aflw2000"]
+    samples, filtered = aflw2000.read_aflw2000(c["root"], c["max_angle"])
+    return lambda sysname, pred: aflw2000.evaluate_aflw2000(_first(samples, n), pred, sysname, filtered,
+                                                            large_angle_rule=c["large_angle_rule"], **_pose_scores(sysname))
+
+
+def _biwi(cfg: dict, n: int | None, inputs: _Inputs):
+    from ..evaluation import biwi
+
+    c = cfg["biwi"]
+    frames = biwi.read_biwi(c["annotations"], c["subset"], c["root"], c["ground_truth"])
+    return lambda sysname, pred: biwi.evaluate_biwi(frames, pred, sysname, c["subset"], c["convention"], c["selection"],
+                                                    c["ground_truth"], large_angle_rule=c["large_angle_rule"],
+                                                    max_images=n, **_pose_scores(sysname))
+
+
+def _dad3dheads(cfg: dict, n: int | None, inputs: _Inputs):
+    from ..evaluation import dad3dheads
+    from ..headmodel import load_head_model
+
+    c = cfg["dad3dheads"]
+    if inputs.head_model is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("DAD-3DHeads needs the head model of its meshes (FLAME): pass --head-model")
+    topology = dad3dheads.HeadTopology.from_head_model(load_head_model(inputs.head_model))
+    items = dad3dheads.read_dad3dheads(c["root"], c["subset"])
+    return lambda sysname, pred: dad3dheads.evaluate_dad3dheads(
+        items, pred, topology, sysname, max_images=n, min_score=_model_only(sysname, dad3dheads.PAPER_SCORE_THRESHOLD))
+
+
+def _wider(cfg: dict, n: int | None, inputs: _Inputs):
+    from ..evaluation import wider
+
+    c = cfg["wider"]
+    images = wider.read_wider_val(c["ground_truth"], c["images"])
+    return lambda sysname, pred: wider.evaluate_wider(images, pred, sysname, c["use_face_box"],
+                                                      _model_only(sysname, c["min_score"]), max_images=n)
+
+
+def _fddb(cfg: dict, n: int | None, inputs: _Inputs):
+    from ..evaluation import fddb
+
+    c = cfg["fddb"]
+    images = fddb.read_fddb(c["folds"], c["images"])
+    return lambda sysname, pred: fddb.evaluate_fddb(images, pred, sysname, c["use_face_box"],
+                                                    _model_only(sysname, c["min_score"]), max_images=n)
+
+
+READERS = {"synthetic_val": _synthetic_val, "aflw2000": _aflw2000, "biwi": _biwi, "dad3dheads": _dad3dheads,
+           "wider": _wider, "fddb": _fddb}
+assert tuple(READERS) == BENCHMARKS
+
+
 def run_benchmark(name: str, params: dict, systems: dict, head_model: Path | None = None,
                   val_images: Path | None = None, val_heads: Path | None = None) -> list:
     """Read one benchmark and score every capable system on it -> [BenchmarkResult]."""
-    from ..evaluation import aflw2000, biwi, dad3dheads, fddb, synthetic, wider
-
     cfg = params["evaluate"]
-    n = cfg["max_images"]
     capable = {k: v for k, v in systems.items() if name in CAPABILITIES.get(k, set())}
     # a system may set itself up per benchmark (vggheads-official: the channel order of the paper's script)
     capable = {k: v.for_benchmark(name) if hasattr(v, "for_benchmark") else v for k, v in capable.items()}
     if not capable:
         log.info("%s: no configured system takes part; skipped", name)
         return []
-    results = []
-    if name == "synthetic_val":
-        if val_images is None or val_heads is None:
-            log.info("synthetic_val: no manifests given; skipped")
-            return []
-        images = synthetic.read_manifest(val_images, val_heads, split=cfg["synthetic_val"]["split"], max_images=n)
-        head_indices = None
-        if cfg["synthetic_val"]["points"] == "head_vertices":
-            from ..headmodel import load_head_model
-
-            head_indices = load_head_model(head_model).subsets["head"]
-        for sysname, pred in capable.items():
-            results.append(synthetic.evaluate_synthetic(images, pred, sysname, cfg["synthetic_val"]["points"], head_indices))
-    elif name == "aflw2000":
-        c = cfg["aflw2000"]
-        samples, filtered = aflw2000.read_aflw2000(c["root"], c["max_angle"])
-        for sysname, pred in capable.items():
-            results.append(aflw2000.evaluate_aflw2000(_first(samples, n), pred, sysname, filtered,
-                                                      large_angle_rule=c["large_angle_rule"], **_pose_scores(sysname)))
-    elif name == "biwi":
-        c = cfg["biwi"]
-        frames = biwi.read_biwi(c["annotations"], c["subset"], c["root"], c["ground_truth"])
-        for sysname, pred in capable.items():
-            results.append(biwi.evaluate_biwi(frames, pred, sysname, c["subset"], c["convention"], c["selection"],
-                                              c["ground_truth"], large_angle_rule=c["large_angle_rule"], max_images=n,
-                                              **_pose_scores(sysname)))
-    elif name == "dad3dheads":
-        from ..headmodel import load_head_model
-
-        c = cfg["dad3dheads"]
-        if head_model is None:
-            from ..errors import ConfigError
-
-            raise ConfigError("DAD-3DHeads needs the head model of its meshes (FLAME): pass --head-model")
-        topology = dad3dheads.HeadTopology.from_head_model(load_head_model(head_model))
-        items = dad3dheads.read_dad3dheads(c["root"], c["subset"])
-        for sysname, pred in capable.items():
-            results.append(dad3dheads.evaluate_dad3dheads(items, pred, topology, sysname, max_images=n,
-                                                          min_score=_model_only(sysname, dad3dheads.PAPER_SCORE_THRESHOLD)))
-    elif name == "wider":
-        c = cfg["wider"]
-        images = wider.read_wider_val(c["ground_truth"], c["images"])
-        for sysname, pred in capable.items():
-            results.append(wider.evaluate_wider(images, pred, sysname, c["use_face_box"], _model_only(sysname, c["min_score"]),
-                                                max_images=n))
-    elif name == "fddb":
-        c = cfg["fddb"]
-        images = fddb.read_fddb(c["folds"], c["images"])
-        for sysname, pred in capable.items():
-            results.append(fddb.evaluate_fddb(images, pred, sysname, c["use_face_box"], _model_only(sysname, c["min_score"]),
-                                              max_images=n))
-    return results
+    score = READERS[name](cfg, cfg["max_images"], _Inputs(head_model, val_images, val_heads))
+    if score is None:
+        return []
+    return [score(sysname, pred) for sysname, pred in capable.items()]
 
 
 def evaluate(params: dict, out_metrics: Path, out_plots: Path, out_report: Path, model: Path | None = None,

@@ -149,7 +149,7 @@ def _predictions_picture(detector, images: Path, heads: Path, split: str, out: P
     from ..io import atomic_path
     from ..core.images import load_rgb
     from ..model.dataset import load_manifest
-    from ..model.draw import ground_truth_overlay, overlay
+    from ..model.overlays import ground_truth_overlay, overlay
 
     items = load_manifest(images, heads, split, max_images=n)
     tops, bottoms = [], []
