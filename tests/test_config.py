@@ -224,3 +224,19 @@ def test_shards_and_seeds(params):
     assert sample_seed(p, 0, 1) == sample_seed(p, 0, 1)
     assert sample_seed(p, 0, 1) != sample_seed(p, 1, 1)
     assert rng(p, "a", 0).random() != rng(p, "b", 0).random()
+
+
+def test_every_schema_key_says_what_it_is():
+    """Each key of params.schema.yaml carries a description (from the params.yaml comment beside the key)."""
+    root = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((root / "workflow/schemas/params.schema.yaml").read_text())
+    bare = []
+
+    def walk(node: dict, path: str) -> None:
+        for key, prop in node.get("properties", {}).items():
+            if not (isinstance(prop.get("description"), str) and prop["description"].strip()):
+                bare.append(f"{path}{key}")
+            walk(prop, f"{path}{key}.")
+
+    walk(schema, "")
+    assert not bare, f"schema keys without a description: {bare}"
