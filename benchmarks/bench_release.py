@@ -239,7 +239,7 @@ def bench_predict(args, head_model: Path) -> None:
     import torch
 
     from vggheads.model.config import ModelConfig
-    from vggheads.model.export import export_onnx, save_model
+    from vggheads.model.checkpoint import export_onnx, save_model
     from vggheads.model.inference import HeadDetector
     from vggheads.model.network import HeadDetectionModel
     from vggheads.release.official import OfficialDetector

@@ -89,7 +89,7 @@ def test_the_draw_command_overlays_a_shard(rendered):
 
 def test_draw_one_image_without_a_head_model_and_a_bad_item_is_an_error(rendered, tmp_path):
     from vggheads.cli import main
-    from vggheads.render.overlays import draw
+    from vggheads.render.truth_overlays import draw
 
     tmp, _ = rendered
     target = tmp_path / "one.png"

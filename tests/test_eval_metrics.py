@@ -10,7 +10,7 @@ import pytest
 
 from vggheads.core.boxes import iou_matrix
 from vggheads.core.metrics import coco_ap, failure_rate, match_hungarian, nme
-from vggheads.evaluation.metrics import chamfer_one_sided, procrustes, rotation_error_frobenius, voc_ap, z_n_accuracy
+from vggheads.evaluation.protocol_metrics import chamfer_one_sided, procrustes, rotation_error_frobenius, voc_ap, z_n_accuracy
 from vggheads.evaluation.selection import select_by_iou, select_nearest, with_score_fallback
 from vggheads.evaluation.types import HeadPrediction
 

@@ -197,7 +197,7 @@ def test_table_writer_is_atomic(tmp_path):
 
 
 def test_export_release_layout(built, tmp_path):
-    from vggheads.manifest.export import export_release
+    from vggheads.manifest.to_release import export_release
 
     root, _ = built
     stats = export_release(root / "manifest", tmp_path / "release", image_format="jpg")

@@ -374,7 +374,7 @@ def test_letterboxed_items_scale_parameters_with_the_image(tmp_path):
 
 def test_hungarian_matching_pairs_one_to_one_above_iou_half():
     from vggheads.core.metrics import box_norm, match_hungarian, nme
-    from vggheads.model.metrics import summarise
+    from vggheads.model.validator import summarise
 
     gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60.0]])
     pred = np.array([[21, 21, 31, 31], [0, 0, 10, 11], [1, 1, 11, 11], [100, 100, 110, 110.0]])
@@ -389,7 +389,7 @@ def test_hungarian_matching_pairs_one_to_one_above_iou_half():
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory, head_path):
-    from vggheads.model.export import export_onnx, save_model
+    from vggheads.model.checkpoint import export_onnx, save_model
     from vggheads.model.network import HeadDetectionModel
 
     torch.manual_seed(0)
@@ -403,7 +403,7 @@ def saved_model(tmp_path_factory, head_path):
 
 
 def test_weights_round_trip_through_safetensors_with_their_architecture(saved_model):
-    from vggheads.model.export import load_model, read_config
+    from vggheads.model.checkpoint import load_model, read_config
 
     model, out = saved_model
     again = load_model(out)
@@ -415,7 +415,7 @@ def test_weights_round_trip_through_safetensors_with_their_architecture(saved_mo
 
 
 def test_onnx_export_matches_torch(saved_model):
-    from vggheads.model.export import check_onnx
+    from vggheads.model.checkpoint import check_onnx
 
     model, out = saved_model
     diff = check_onnx(model, out / "model.onnx")
@@ -475,7 +475,7 @@ def test_head_geometry_is_cached_per_model_and_counts(head_path):
 @pytest.mark.parametrize("image", ["black", "grey", "white", "noise"])
 def test_an_untrained_network_reports_no_head_on_a_blank_image(head_path, tmp_path, image):
     """Score priors start near 0.01: an untrained detector draws nothing, on any input."""
-    from vggheads.model.export import save_model
+    from vggheads.model.checkpoint import save_model
     from vggheads.model.inference import HeadDetector
     from vggheads.model.network import HeadDetectionModel
 
@@ -514,7 +514,7 @@ def test_a_barely_trained_network_reports_no_head_on_a_blank_image(params, tmp_p
 def test_every_reported_face_box_lies_near_the_image_whatever_the_weights(head_path, tmp_path):
     """A diverged network (weights blown up 50x): every decoded head, at any score, stays within a few
     image sizes of the image (the paper's unbounded activations gave +/-20,000 px face boxes)."""
-    from vggheads.model.export import save_model
+    from vggheads.model.checkpoint import save_model
     from vggheads.model.inference import HeadDetector
     from vggheads.model.network import HeadDetectionModel
 

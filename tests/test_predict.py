@@ -15,7 +15,7 @@ from test_model import tiny_head_model
 def model_dir(tmp_path_factory):
     from vggheads.headmodel import save_head_model
     from vggheads.model.config import ModelConfig
-    from vggheads.model.export import export_onnx, save_model
+    from vggheads.model.checkpoint import export_onnx, save_model
     from vggheads.model.network import HeadDetectionModel
 
     root = tmp_path_factory.mktemp("predict")

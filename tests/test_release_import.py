@@ -16,7 +16,7 @@ import pytest
 @pytest.fixture(scope="module")
 def toy_release(tmp_path_factory, head_model_file):
     """Procedural manifests (5 val + 7 train images, shards 00000 and 00002) and their export as a release tree."""
-    from vggheads.manifest.export import export_release
+    from vggheads.manifest.to_release import export_release
     from vggheads.model.toydata import make_manifest
     from vggheads.schemas import read_table, write_table
 

@@ -21,7 +21,7 @@ def standins(tmp_path_factory):
     """This project's (untrained) network of 96 px, its weights, and stand-ins of it as .trcd and .onnx."""
     from vggheads.headmodel import save_head_model
     from vggheads.model.config import ModelConfig
-    from vggheads.model.export import save_model
+    from vggheads.model.checkpoint import save_model
     from vggheads.model.network import HeadDetectionModel
     from vggheads.release.standin import build_standin
 

@@ -35,7 +35,7 @@ def run(params, toy, root, threads: int = 2):
 def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow(params, toy, tmp_path):
     import mlflow
 
-    from vggheads.model.export import load_model, read_config
+    from vggheads.model.checkpoint import load_model, read_config
     from vggheads.tracking import tracking_uri
 
     p = tiny(params)

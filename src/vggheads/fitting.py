@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .core.params import N_PARAMS, N_SHAPE, ROT6D, SCALE_INDEX, TRANSLATION
+from .core.param_layout import N_PARAMS, N_SHAPE, ROT6D, SCALE_INDEX, TRANSLATION
 
 CANONICAL_Z_OFFSET = 0.05      # the paper adds 0.05 to z of the canonical vertices (geometry.layer)
 

@@ -6,7 +6,7 @@ when a file is not what the stage expects.
 
 Conventions: boxes are ``[x1, y1, x2, y2]`` in image pixels (float32); keypoints and landmarks are
 flattened ``(x, y, v)`` triples, ``v`` being a confidence or a visibility; the 413-value 3DMM vector
-is in the paper's order (see :mod:`vggheads.core.params`).
+is in the paper's order (see :mod:`vggheads.core.param_layout`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core.params import N_LANDMARKS, N_PARAMS  # noqa: F401 - the tables' sizes
+from .core.param_layout import N_LANDMARKS, N_PARAMS  # noqa: F401 - the tables' sizes
 from .errors import InputError
 from .io import atomic_path
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..render.overlays import DEFAULT_HEAD_MODEL, WHAT, draw
+from ..render.truth_overlays import DEFAULT_HEAD_MODEL, WHAT, draw
 
 
 def _cli(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@
 
 Layout: ``split_000NN/images/<id>.<ext>``, ``split_000NN/annotations/<id>.npz`` with ``bbox``
 (N, 4) xywh, ``extended_bbox`` (N, 4) xywh and ``3dmm_params`` (N, 1, 413) in the release's
-(DAD-3DNet) convention, and an empty ``split_000NN/files.txt``; see :mod:`vggheads.manifest.export`.
+(DAD-3DNet) convention, and an empty ``split_000NN/files.txt``; see :mod:`vggheads.manifest.to_release`.
 ``--out DIR/large`` gives the paper's tree exactly: ``dataset.source: release`` with
 ``dataset.release.root: DIR`` imports it back (docs/release.md).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from ..manifest.export import export_release
+    from ..manifest.to_release import export_release
 
     stats = export_release(args.manifest, args.out, image_format=args.image_format, link=args.link)
     print(f"exported {stats['images']} images, {stats['heads']} heads in {len(stats['splits'])} splits to {args.out}")

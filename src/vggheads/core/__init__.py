@@ -1,7 +1,7 @@
 """The floor every area of the package stands on: plain numpy, no torch, no other vggheads module
 (except :mod:`vggheads.errors`).
 
-- :mod:`.params`: the 413-value parameter vector's layout and its named slices;
+- :mod:`.param_layout`: the 413-value parameter vector's layout and its named slices;
 - :mod:`.boxes`: box formats, IoU, extents;
 - :mod:`.metrics`: Hungarian matching of heads, NME (one unit: percent) and the failure rate;
 - :mod:`.images`: the one RGB image reader.

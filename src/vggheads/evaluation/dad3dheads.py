@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import InputError
 from ..core.boxes import xywh_to_xyxy
 from .selection import select_by_iou, with_score_fallback
-from .metrics import SEVEN_LANDMARKS, chamfer_one_sided, procrustes, rotation_error_frobenius, z_n_accuracy
+from .protocol_metrics import SEVEN_LANDMARKS, chamfer_one_sided, procrustes, rotation_error_frobenius, z_n_accuracy
 from ..core.images import load_rgb
 from .types import BenchmarkResult, HeadPrediction, Predictor
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..core.boxes import iou_matrix
-from .metrics import voc_ap
+from .protocol_metrics import voc_ap
 from ..core.images import load_rgb
 from .types import BenchmarkResult, HeadPrediction, Predictor
 

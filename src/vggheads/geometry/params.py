@@ -1,6 +1,6 @@
 """The 413-value head parameter vector cut into its named parts and joined back (torch or numpy).
 
-The layout itself (sizes and slices) is :mod:`vggheads.core.params`, torch-free.
+The layout itself (sizes and slices) is :mod:`vggheads.core.param_layout`, torch-free.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.params import (EXPRESSION, JAW, LAYOUT, N_EXPR, N_JAW, N_PARAMS, N_ROT6D,  # noqa: F401 - re-exported
+from ..core.param_layout import (EXPRESSION, JAW, LAYOUT, N_EXPR, N_JAW, N_PARAMS, N_ROT6D,  # noqa: F401 - re-exported
                            N_SCALE, N_SHAPE, N_TRANSLATION, ROT6D, SCALE, SHAPE, TRANSLATION)
 
 

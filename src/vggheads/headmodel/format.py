@@ -148,13 +148,13 @@ def _load_npz(path: Path) -> HeadModel:
 
 
 def load_head_model(path: str | os.PathLike) -> HeadModel:
-    """Load our ``.npz`` or a real FLAME ``generic_model.pkl`` (see :mod:`vggheads.headmodel.flame`)."""
+    """Load our ``.npz`` or a real FLAME ``generic_model.pkl`` (see :mod:`vggheads.headmodel.flame_pickle`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"head model '{path}' not found: build one with `vggheads build-head-model --out {path}` "
                          "or point headmodel.flame in params.yaml at your FLAME generic_model.pkl")
     if path.suffix == ".pkl":
-        from .flame import load_flame
+        from .flame_pickle import load_flame
 
         return load_flame(path)
     return _load_npz(path)

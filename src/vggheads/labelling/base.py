@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..core.params import N_PARAMS
+from ..core.param_layout import N_PARAMS
 
 
 @dataclass

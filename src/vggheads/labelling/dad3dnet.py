@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.params import N_PARAMS, SCALE_INDEX, TRANSLATION
+from ..core.param_layout import N_PARAMS, SCALE_INDEX, TRANSLATION
 from ..errors import InputError, MissingWeightsError
 from .base import HeadLabels
 from .crops import crop

@@ -23,7 +23,7 @@ def build_labeller(name: str, cfg: dict, head_model=None, truth: dict | None = N
         c = cfg["dad3dnet"]
         return Dad3dNetLabeller(c["weights"], img_size=c["img_size"], device=cfg["device"], batch_size=cfg["batch_size"])
     if name == "model":
-        from .model import ModelLabeller
+        from .model_labeller import ModelLabeller
 
         return ModelLabeller(cfg["model"]["weights"], cfg["match_iou"], device=cfg["device"],
                              min_score=cfg["model"]["min_score"], head_model=head_model_path)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.params import ROT6D, SCALE_INDEX, TRANSLATION
+from ..core.param_layout import ROT6D, SCALE_INDEX, TRANSLATION
 from ..errors import MissingWeightsError
 from .base import HeadLabels
 

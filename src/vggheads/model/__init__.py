@@ -30,6 +30,6 @@ __all__ = ["DetectedHead", "HeadDetector", "ModelConfig", "load_model"]
 
 def load_model(path, device: str = "cpu"):
     """A HeadDetectionModel from a ``.safetensors`` file or a directory holding ``model.safetensors``."""
-    from .export import load_model as _load
+    from .checkpoint import load_model as _load
 
     return _load(path, device)

@@ -1,6 +1,6 @@
 """The model's architecture record: what is needed to rebuild a trained network from its weights.
 
-Saved next to the weights as ``model.json`` (``vggheads.model.export.save_model``) and inside the
+Saved next to the weights as ``model.json`` (``vggheads.model.checkpoint.save_model``) and inside the
 ultralytics model YAML (key ``vggheads``) so a resumed run rebuilds the same network.
 """
 
@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..core.params import N_EXPR, N_JAW, N_ROT6D, N_SCALE, N_SHAPE, N_TRANSLATION
+from ..core.param_layout import N_EXPR, N_JAW, N_ROT6D, N_SCALE, N_SHAPE, N_TRANSLATION
 
 BASES = ("yolo11", "yolov8")   # ultralytics families whose YAML we build the backbone + neck from
 SIZES = ("n", "s", "m", "l")   # ultralytics scales (paper Table 9 compares S/M/L of YOLO-NAS)

@@ -25,7 +25,7 @@ import torch
 
 from ..core.images import load_rgb
 from ..errors import InputError
-from ..core.params import N_PARAMS
+from ..core.param_layout import N_PARAMS
 from .config import PAD_VALUE
 from .flame import transform_boxes, transform_params, transform_points
 

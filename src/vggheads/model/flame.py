@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.params import EXPRESSION, JAW, N_EXPR, N_PARAMS, N_SHAPE, ROT6D, SCALE, SHAPE, TRANSLATION
+from ..core.param_layout import EXPRESSION, JAW, N_EXPR, N_PARAMS, N_SHAPE, ROT6D, SCALE, SHAPE, TRANSLATION
 
 
 def pad_params(active: Tensor, n_shape: int, n_expr: int) -> Tensor:

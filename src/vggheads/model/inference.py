@@ -82,7 +82,7 @@ class HeadDetector:
     def __init__(self, weights: str | Path = "data/model", onnx: str | Path | bool | None = None,
                  head_model: str | Path | None = None, conf: float = 0.5, iou: float = 0.5, max_det: int = 100,
                  device: str = "cpu", vertices: bool = True):
-        from .export import load_model, read_config, resolve_weights
+        from .checkpoint import load_model, read_config, resolve_weights
 
         self.conf, self.iou, self.max_det, self.device, self.keep_vertices = conf, iou, max_det, device, vertices
         self.session = self.model = None

@@ -36,7 +36,7 @@ import_ultralytics()
 from ultralytics.utils.loss import v8DetectionLoss  # noqa: E402
 from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors  # noqa: E402
 
-from ..core.params import ROT6D, SCALE, TRANSLATION  # noqa: E402
+from ..core.param_layout import ROT6D, SCALE, TRANSLATION  # noqa: E402
 from ..geometry.projection import landmarks  # noqa: E402
 from ..geometry.rotations import rot6d_to_matrix  # noqa: E402
 from .flame import head_geometry, pad_params  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.params import SCALE_INDEX
+from ..core.param_layout import SCALE_INDEX
 
 MIN_SIDE = 480  # images smaller than this are enlarged (nearest neighbour) before drawing
 

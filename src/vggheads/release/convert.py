@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.params import N_PARAMS, SCALE_INDEX
+from ..core.param_layout import N_PARAMS, SCALE_INDEX
 from ..labelling.dad3dnet import dad_to_image, image_to_release
 
 DAD_SIZE = 256

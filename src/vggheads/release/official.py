@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.params import N_PARAMS, SCALE_INDEX, TRANSLATION
+from ..core.param_layout import N_PARAMS, SCALE_INDEX, TRANSLATION
 from ..errors import InputError, MissingWeightsError
 from . import LICENCE, MODEL_ORIGIN
 
@@ -69,7 +69,7 @@ def _is_project_onnx(path: Path) -> bool:
     try:
         import onnx
 
-        from ..model.export import META_KEY
+        from ..model.checkpoint import META_KEY
 
         meta = {p.key for p in onnx.load(str(path), load_external_data=False).metadata_props}
     except Exception:  # unreadable: let the loader say so

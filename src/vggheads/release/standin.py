@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core.params import N_EXPR, N_SHAPE
+from ..core.param_layout import N_EXPR, N_SHAPE
 
 SIZE_KEY = "vggheads_image_size"   # extra file of a TorchScript stand-in: its input size (the released file has none: 640)
 
@@ -60,7 +60,7 @@ def build_standin(model, out: str | Path, imgsz: int | None = None, dynamic_batc
     from ..io import atomic_path
 
     if isinstance(model, (str, Path)):
-        from ..model.export import load_model
+        from ..model.checkpoint import load_model
 
         model = load_model(model)
     out = Path(out)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.params import SCALE_INDEX, TRANSLATION
+from ..core.param_layout import SCALE_INDEX, TRANSLATION
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ProceduralRenderer:
 
     # ------------------------------------------------------------------ sampling
     def _sample_coefficients(self, rng: np.random.Generator, n: int):
-        from ..core.params import N_EXPR, N_SHAPE
+        from ..core.param_layout import N_EXPR, N_SHAPE
 
         c = self.cfg
         shape = np.zeros((n, N_SHAPE))

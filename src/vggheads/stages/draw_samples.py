@@ -1,5 +1,5 @@
 """Stage ``draw_samples``: a few renders of a shard with their truth drawn (boxes, landmarks, mesh,
-pose axes), for the report and for a person to look at (:mod:`vggheads.render.overlays`).
+pose axes), for the report and for a person to look at (:mod:`vggheads.render.truth_overlays`).
 
     vggheads draw-samples --images data/render/00000 --heads data/render/00000.heads.parquet \
         --head-model data/headmodel/head_model.npz --limit 4 --out plots/samples
@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _cli(args: argparse.Namespace) -> int:
-    from ..render.overlays import draw
+    from ..render.truth_overlays import draw
 
     draw(args.images, args.out, args.heads, args.head_model, limit=args.limit)
     return 0

@@ -179,7 +179,7 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
     from ..io import write_json
     from ..model.config import ModelConfig
     from ..model.dataset import HeadDataset, load_manifest
-    from ..model.export import check_onnx, export_onnx, load_model, save_model
+    from ..model.checkpoint import check_onnx, export_onnx, load_model, save_model
     from ..model.inference import HeadDetector
     from ..model.loss import LossSettings
     from ..model.network import HeadDetectionModel

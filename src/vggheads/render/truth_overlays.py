@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.params import SCALE_INDEX
+from ..core.param_layout import SCALE_INDEX
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.params import N_PARAMS
+from ..core.param_layout import N_PARAMS
 from ..errors import ConfigError, MissingWeightsError
 from .base import HeadLabels
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.params import N_PARAMS
+from ..core.param_layout import N_PARAMS
 
 log = logging.getLogger(__name__)
 
