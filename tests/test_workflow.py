@@ -201,3 +201,24 @@ def test_the_network_check_sees_native_dns_queries_and_onnxruntime_telemetry_is_
     env = {k: v for k, v in tool_env().items() if k != "ORT_DISABLE_TELEMETRY"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "1", out.stderr
+
+
+def test_every_rule_has_its_stage_module_and_stages_do_not_import_each_other():
+    """A rule's code is found from its name in one step (src/vggheads/stages/<rule>.py, called as
+    `vggheads <rule-name>`), and what two stages share lives in a library, not in one of them."""
+    import re
+
+    rules = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        rules |= set(re.findall(r"^\s*rule (\w+):", smk.read_text(), flags=re.M))
+    stages_dir = REPO / "src" / "vggheads" / "stages"
+    modules = {p.stem for p in stages_dir.glob("*.py") if p.stem != "__init__"}
+    assert rules - {"all"} == modules
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for rule, body in re.findall(r"^\s*rule (\w+):(.*?)(?=^\s*rule \w+:|\Z)", smk.read_text(), flags=re.M | re.S):
+            if "shell:" in body:
+                assert f'"vggheads {rule.replace("_", "-")}' in body, f"rule {rule} does not call `vggheads {rule.replace('_', '-')}`"
+    for path in stages_dir.glob("*.py"):
+        text = path.read_text()
+        sideways = re.findall(r"from \.(\w+) import|from vggheads\.stages\.(\w+) import|from \.\.stages", text)
+        assert not sideways, f"{path.name} imports another stage: {sideways}"
