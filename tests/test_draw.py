@@ -49,7 +49,7 @@ def rendered(tmp_path_factory, head_model):
     from PIL import Image
 
     from vggheads.headmodel import save_head_model
-    from vggheads.render.procedural import ProceduralRenderer
+    from vggheads.render.procedural import ProceduralRenderer, head_rows
     from vggheads.schemas import from_rows, write_table
 
     tmp = tmp_path_factory.mktemp("draw")
@@ -61,9 +61,7 @@ def rendered(tmp_path_factory, head_model):
     result = ProceduralRenderer(model, {"supersample": 1}).render([(0, kp)], 128, 128, seed=3)
     (tmp / "00000").mkdir()
     Image.fromarray(result.image).save(tmp / "00000" / "s1.png")
-    rows = [{"sample_id": "s1", "head": h.person, "box": h.box, "flame_params": h.params, "landmarks": h.landmarks,
-             "yaw": h.yaw, "pitch": h.pitch, "roll": h.roll, "visible_fraction": h.visible_fraction}
-            for h in result.heads]
+    rows = head_rows("s1", result.heads)
     write_table(from_rows("render_heads", rows), tmp / "00000.heads.parquet", "render_heads")
     return tmp, result
 

@@ -114,7 +114,7 @@ def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: i
 
     from ..headmodel import load_head_model
     from ..poses.procedural import sample_scene
-    from ..render.procedural import ProceduralRenderer
+    from ..render.procedural import ProceduralRenderer, head_rows
     from ..schemas import from_rows, write_table
 
     out_dir = Path(out_dir)
@@ -132,10 +132,7 @@ def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: i
         images.append({"sample_id": sid, "image": f"{sid}.png", "width": width, "height": height,
                        "backend": "procedural", "seed": s, "prompt": "", "negative_prompt": "",
                        "base_model": "procedural", "condition_model": "coco17-keypoints"})
-        for h in scene.heads:
-            heads.append({"sample_id": sid, "head": h.person, "box": h.box, "flame_params": h.params,
-                          "landmarks": h.landmarks, "yaw": h.yaw, "pitch": h.pitch, "roll": h.roll,
-                          "visible_fraction": h.visible_fraction})
+        heads.extend(head_rows(sid, scene.heads))
     table, heads_table = out_dir / f"{shard}.parquet", out_dir / f"{shard}.heads.parquet"
     write_table(from_rows("render", images), table, "render")
     write_table(from_rows("render_heads", heads), heads_table, "render_heads")
