@@ -109,6 +109,19 @@ def test_rot6d_matrix_roundtrip():
     torch.testing.assert_close(rot6d_to_matrix(matrix_to_rot6d(R2)), R2)
 
 
+def test_core_numpy_rotations_agree_with_the_torch_ones():
+    from vggheads.core import rotmat
+
+    x = np.random.default_rng(4).normal(size=(500, 6))
+    R = rot6d_to_matrix(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(rotmat.rot6d_to_matrix(x), R, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(rotmat.matrix_to_rot6d(R), matrix_to_rot6d(torch.from_numpy(R)).numpy())
+    for got, want in zip(rotmat.matrix_to_angles(R), matrix_to_angles(R)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    frontal = rotmat.matrix_to_angles(np.asarray(FRONTAL)[None])
+    np.testing.assert_allclose(np.concatenate(frontal), 0.0, atol=1e-12)
+
+
 def test_angles_follow_the_paper_convention():
     R = random_rotations(300, seed=1, max_yaw=85)
     yaw, pitch, roll = matrix_to_angles(R)

@@ -17,7 +17,8 @@ import torch
 from vggheads.geometry import FlameLayer, decode, join_params, matrix_to_rot6d, FlameParams
 from vggheads.geometry.params import EXPRESSION, JAW, N_PARAMS, SCALE, SHAPE, TRANSLATION
 from vggheads.model.config import ModelConfig
-from vggheads.model.flame import head_geometry, pad_params, transform_boxes, transform_params, transform_points
+from vggheads.core.similarity import transform_boxes, transform_params, transform_points
+from vggheads.model.flame import head_geometry, pad_params
 
 
 def tiny_head_model(seed: int = 0, n_vertices: int = 240):

@@ -7,7 +7,7 @@ canvas placed around a random head: the heads keep the size they have at inferen
 costs (crop / imgsz)^2 of a whole image (a 128 px window of a 256 px canvas: a quarter), so the
 same CPU time trains on about four times as many heads. Every geometric step is a 2D similarity ``p -> A p + b`` applied
 exactly to the boxes, the landmarks and the 413-value vectors (the rotation turns the head's R
-about the camera axis; see :func:`vggheads.model.flame.transform_params`).
+about the camera axis; see :func:`vggheads.core.similarity.transform_params`).
 
 Items and batches use ultralytics' detection keys (``img`` uint8 CHW RGB, ``cls``, ``bboxes``
 normalised xywh, ``batch_idx``, ``im_file``, ``ori_shape``, ``ratio_pad``) plus ``flame_params``
@@ -26,8 +26,8 @@ import torch
 from ..core.images import load_rgb
 from ..errors import InputError
 from ..core.param_layout import N_PARAMS
+from ..core.similarity import transform_boxes, transform_params, transform_points
 from .config import PAD_VALUE
-from .flame import transform_boxes, transform_params, transform_points
 
 MIN_BOX_SIDE = 2.0          # px: a head whose box shrinks below this after augmentation is dropped
 MIN_BOX_AREA_KEPT = 0.1     # fraction of a box that must stay inside the image after augmentation

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.similarity import transform_params
 from ..errors import InputError, MissingWeightsError
 from .config import ModelConfig
 from .dataset import letterbox
-from .flame import head_geometry, pad_params, transform_params
+from .flame import head_geometry, pad_params
 
 
 @dataclass
