@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vggheads.fitting import LandmarkModel, fit_landmarks
+from vggheads.core.fitting import LandmarkModel, fit_landmarks
 from vggheads.geometry.rotations import angles_to_matrix
 
 

@@ -20,7 +20,7 @@ def test_dlib_68_with_the_head_model_fit_scores_aflw(aflw, head_model):
     pytest.importorskip("dlib")
     from vggheads.evaluation.aflw2000 import evaluate_aflw2000, read_aflw2000
     from vggheads.evaluation.peers import DlibLandmarks68
-    from vggheads.fitting import LandmarkModel
+    from vggheads.core.fitting import LandmarkModel
 
     samples, _ = read_aflw2000(aflw)
     peer = DlibLandmarks68(detector="hog", landmark_model=LandmarkModel.from_head_model(head_model))

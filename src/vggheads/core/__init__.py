@@ -6,7 +6,8 @@
 - :mod:`.metrics`: Hungarian matching of heads, NME (one unit: percent) and the failure rate;
 - :mod:`.images`: the one RGB image reader;
 - :mod:`.rotmat`: the 6D rotation representation and the paper's yaw/pitch/roll (as :mod:`vggheads.geometry.rotations`);
-- :mod:`.similarity`: a 2D similarity of the image applied to parameter vectors, points and boxes.
+- :mod:`.similarity`: a 2D similarity of the image applied to parameter vectors, points and boxes;
+- :mod:`.fitting`: the head model fitted to 68 image landmarks (pose, shape, expression).
 
 Geometry (torch), labelling, filtering, detection, the model and evaluation import from here,
 never from each other for these.

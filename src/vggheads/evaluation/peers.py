@@ -8,7 +8,7 @@
   ``face-recognition-models``); slow on a CPU (about 20 s for a 1024 px photo at upsample 1).
 * ``dlib-68``: a dlib detector + dlib's 68-point shape predictor (iBUG 300-W, non-commercial
   licence), and, given a head model, the pose of the head model fitted to those 68 points
-  (:func:`vggheads.fitting.fit_landmarks`): the paper's "Dlib" row.
+  (:func:`vggheads.core.fitting.fit_landmarks`): the paper's "Dlib" row.
 * ``vggheads-official``: the paper's released model (``vgg_heads_l.trcd`` / ``.onnx``, CC BY-NC
   4.0, never downloaded; :mod:`vggheads.release.official`): head boxes, scores, the 413
   parameters, landmarks, pose and face boxes, as this project's model. Its weights do not ship in
@@ -148,7 +148,7 @@ class DlibLandmarks68:
         points = np.array([[(p.x, p.y) for p in self.predictor(image, r).parts()] for r, _ in found], dtype=np.float64)
         fit = None
         if self.landmark_model is not None:
-            from ..fitting import fit_landmarks
+            from ..core.fitting import fit_landmarks
 
             fit = fit_landmarks(points, self.landmark_model, **self.fit_kwargs)
             yaw, pitch, roll = fit.angles

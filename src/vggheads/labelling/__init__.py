@@ -8,7 +8,7 @@ labeller gives its 413 parameters in the image-pixel convention ``v_img = s * (R
   with its preprocessing and its ``readjust_3dmm_to_the_input_image`` re-expressed in pixels;
 - ``model`` (:mod:`.model`): this project's own trained model (bootstrapping rounds);
 - ``landmark-fit`` (:mod:`.landmark_fit`): dlib's 68-point predictor + batched fitting of pose,
-  shape and expression with priors (:mod:`vggheads.fitting`); the same fit can refine any labeller.
+  shape and expression with priors (:mod:`vggheads.core.fitting`); the same fit can refine any labeller.
 
 :mod:`.quality` scores labels against the exact truth of procedural renders (detection recall and
 precision, landmark NME, pose error).

@@ -6,7 +6,7 @@
    HOG face box sits on a frontal head (``face_from_head_box``).
 2. dlib's ``shape_predictor_68_face_landmarks.dat`` (iBUG 300-W order, the 68 landmarks of the
    paper) gives 68 points in image pixels.
-3. :func:`vggheads.fitting.fit_landmarks` fits rotation, scale, translation and the first shape
+3. :func:`vggheads.core.fitting.fit_landmarks` fits rotation, scale, translation and the first shape
    and expression components under a Gaussian prior to all heads of the image at once.
 
 The weights ship inside the ``face-recognition-models`` package (iBUG 300-W terms: research use);
@@ -116,7 +116,7 @@ class LandmarkFitLabeller:
 
     def __init__(self, head_model, n_shape: int = 20, n_expr: int = 10, prior_weight: float = 1.0,
                  contour_weight: float = 0.5, predictor: str | None = None, outer_iters: int = 4):
-        from ..fitting import LandmarkModel
+        from ..core.fitting import LandmarkModel
 
         self.landmarks = DlibLandmarks(predictor)
         self.model = LandmarkModel.from_head_model(head_model, n_shape=n_shape, n_expr=n_expr)
@@ -128,7 +128,7 @@ class LandmarkFitLabeller:
 
     def fit(self, points: np.ndarray) -> np.ndarray:
         """(N, 68, 2) pixels -> (N, 413) image-pixel parameters (jaw 0, depth translation 0)."""
-        from ..fitting import fit_landmarks
+        from ..core.fitting import fit_landmarks
 
         if len(points) == 0:
             return np.zeros((0, 413), dtype=np.float32)

@@ -83,7 +83,7 @@ def build_systems(params: dict, model: Path | None, head_model: Path | None) -> 
         elif name == "dlib-68":
             landmark_model = None
             if head_model is not None:
-                from ..fitting import LandmarkModel
+                from ..core.fitting import LandmarkModel
                 from ..headmodel import load_head_model
 
                 landmark_model = LandmarkModel.from_head_model(load_head_model(head_model), n_shape=peers["fit_shape"],

@@ -6,7 +6,7 @@ Used by the evaluation (dlib's 68 landmarks -> head pose, the paper's "Dlib" row
 with R mapping the head model frame (y up, z out of the face) to the image frame (x right, y down,
 z away from the camera), so a frontal face has ``R = diag(1, -1, -1)``; the fitted R, s and t are
 the paper's rotation, scale and translation (depth translation 0) and yaw/pitch/roll come from
-:func:`vggheads.geometry.matrix_to_angles`.
+:func:`.rotmat.matrix_to_angles` (numpy, as :func:`vggheads.geometry.matrix_to_angles`).
 
 Method: an affine camera fitted by least squares, projected to the nearest scaled rotation, then
 Gauss-Newton on (rotation, scale, translation); with ``n_components > 0``, alternate that with the
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .core.param_layout import N_PARAMS, N_SHAPE, ROT6D, SCALE_INDEX, TRANSLATION
+from .param_layout import N_PARAMS, N_SHAPE, ROT6D, SCALE_INDEX, TRANSLATION
+from .rotmat import matrix_to_angles
 
 CANONICAL_Z_OFFSET = 0.05      # the paper adds 0.05 to z of the canonical vertices (geometry.layer)
 
@@ -81,8 +82,6 @@ class LandmarkFit:
     @property
     def angles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(yaw, pitch, roll) degrees, each (B,)."""
-        from .geometry.rotations import matrix_to_angles
-
         return matrix_to_angles(self.R)
 
     @property
