@@ -362,7 +362,7 @@ def _save_heads(path: Path, sample_id: str, truth: list) -> None:
     import numpy as np
 
     from ..io import atomic_path
-    from .procedural import head_rows
+    from .truth_rows import head_rows
 
     rows = head_rows(sample_id, truth)
     arrays = {f: np.asarray([r[f] for r in rows], dtype=np.int32 if f == "head" else np.float32) for f in HEAD_FIELDS}
