@@ -2,10 +2,11 @@
 
 The full-size SDXL architecture (UNet 2.6 B, both text encoders, VAE, the openpose T2I-Adapter)
 is built from its configs with random weights: same compute as RealVisXL V4.0, no download. It
-renders through the project's own pipeline code (``vggheads.render.sdxl``: the paper's
-DPM-Solver++ SDE Karras sampler, guidance 7.0, adapter scale 0.7, a generator per sample) and
-measures seconds per image for the naive per-image loop (the paper's code: one image per call,
-fp16 on a GPU) and for faster settings, each as a ratio against the naive loop of the same run:
+renders through the project's own pipeline code (``vggheads.render.sdxl`` and
+``vggheads.render.sdxl_pipeline``: the paper's DPM-Solver++ SDE Karras sampler, guidance 7.0,
+adapter scale 0.7, a generator per sample) and measures seconds per image for the naive
+per-image loop (the paper's code: one image per call, fp16 on a GPU) and for faster settings,
+each as a ratio against the naive loop of the same run:
 
   batched          several prompts per forward pass (``render.sdxl.batch_size``)
   channels-last    NHWC convolutions (``render.sdxl.channels_last``)
@@ -125,7 +126,7 @@ def build_pipeline(arch: str, conditioning: str, device, dtype, settings):
     from diffusers import (DPMSolverMultistepScheduler, StableDiffusionXLAdapterPipeline,
                            StableDiffusionXLControlNetPipeline)
 
-    from vggheads.render.sdxl import SCHEDULERS
+    from vggheads.render.sdxl_pipeline import SCHEDULERS
     from vggheads.render.sdxl_arch import build_components, count_parameters
 
     comps = build_components(arch, seed=0, conditioning=(conditioning,), device=str(device))  # init where they run
@@ -158,7 +159,7 @@ def apply_variant(pipe, v: Variant, base_dtype) -> None:
     else:
         pipe.vae.disable_tiling()
     if v.compile:
-        from vggheads.render.sdxl import optimize_pipeline
+        from vggheads.render.sdxl_pipeline import optimize_pipeline
 
         optimize_pipeline(pipe, channels_last=v.channels_last, compile=True, vae_tiling=v.vae_tiling)
 
@@ -201,7 +202,8 @@ def main(argv=None) -> int:
     from transformers.utils import logging as transformers_logging
 
     from vggheads.config import REPO_ROOT, load_params
-    from vggheads.render.sdxl import SdxlSettings, Sample
+    from vggheads.render.sdxl import Sample
+    from vggheads.render.sdxl_pipeline import SdxlSettings
 
     diffusers_logging.set_verbosity_error()  # dtype-cast notices on every variant switch
     transformers_logging.set_verbosity_error()

@@ -82,7 +82,7 @@ def build_pipelines(comps: dict, device, dtype, scheduler: str) -> dict:
     from diffusers import (DPMSolverMultistepScheduler, StableDiffusionXLAdapterPipeline,
                            StableDiffusionXLControlNetPipeline)
 
-    from vggheads.render.sdxl import SCHEDULERS, AdapterInjector
+    from vggheads.render.sdxl_pipeline import SCHEDULERS, AdapterInjector
 
     base = {k: comps[k] for k in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")}
     sched = DPMSolverMultistepScheduler.from_config(comps["scheduler"].config, **SCHEDULERS[scheduler])
@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     from vggheads.headmodel import build_head_model, load_head_model
     from vggheads.render.procedural import DEFAULTS
     from vggheads.render.scene_conditions import SceneConditioner
-    from vggheads.render.sdxl import SdxlSettings, _quiet_multicontrolnet_warning, generate
+    from vggheads.render.sdxl import generate
+    from vggheads.render.sdxl_pipeline import SdxlSettings, _quiet_multicontrolnet_warning
     from vggheads.render.sdxl_arch import build_components, count_parameters
 
     diffusers_logging.set_verbosity_error()

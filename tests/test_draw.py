@@ -49,7 +49,8 @@ def rendered(tmp_path_factory, head_model):
     from PIL import Image
 
     from vggheads.headmodel import save_head_model
-    from vggheads.render.procedural import ProceduralRenderer, head_rows
+    from vggheads.render.procedural import ProceduralRenderer
+    from vggheads.render.truth_rows import head_rows
     from vggheads.schemas import from_rows, write_table
 
     tmp = tmp_path_factory.mktemp("draw")

@@ -166,7 +166,7 @@ def mesh_shard(tmp_path, conditioner):
     """A shard as a head-mesh render leaves it: images, render table, the scene truth."""
     from PIL import Image
 
-    from vggheads.render.procedural import head_rows
+    from vggheads.render.truth_rows import head_rows
 
     images = tmp_path / "images"
     images.mkdir()

@@ -15,7 +15,7 @@ def check_models(params: dict, backend: str) -> list[tuple[str, str, Path]]:
 
     Raises :class:`vggheads.errors.MissingWeightsError` at the first one not on this machine.
     """
-    from ..render.sdxl import CONTROLNET_KEYS, SdxlSettings, resolve_model
+    from ..render.sdxl_pipeline import CONTROLNET_KEYS, SdxlSettings, resolve_model
 
     s = SdxlSettings.from_params(params, backend)
     wanted = [("render.sdxl.base_model", s.base_model, "SDXL base model")]

@@ -114,7 +114,8 @@ def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: i
 
     from ..headmodel import load_head_model
     from ..poses.procedural import sample_scene
-    from ..render.procedural import ProceduralRenderer, head_rows
+    from ..render.procedural import ProceduralRenderer
+    from ..render.truth_rows import head_rows
     from ..schemas import from_rows, write_table
 
     out_dir = Path(out_dir)

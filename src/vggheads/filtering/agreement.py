@@ -141,7 +141,7 @@ def summary(rows: list[dict], head_rows: list[dict]) -> dict:
 
 def head_mesh_render(params: dict) -> bool:
     """Whether the shard's images were painted around a procedural scene (sdxl/tiny-sdxl, head-mesh modes)."""
-    from ..render.sdxl import HEAD_MESH_MODES
+    from ..render.sdxl_pipeline import HEAD_MESH_MODES
 
     render = params.get("render") or {}
     return (render.get("backend") in ("sdxl", "tiny-sdxl")

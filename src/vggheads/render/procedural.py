@@ -14,7 +14,8 @@ For every sample of the shard (one caption row, its seed, its skeletons from ``e
    the head's visible pixels (hair included, neck excluded), landmarks are visible when their
    pixel shows this head's surface at their depth and their triangle faces the camera, and the
    visible fraction compares with the head rendered alone. Heads with no visible pixel (occluded
-   or outside the canvas) are dropped and counted.
+   or outside the canvas) are dropped and counted. A head's truth and its ``render_heads`` rows
+   are :mod:`vggheads.render.truth_rows`.
 
 Same seed, same poses, same head model: same image bytes.
 """
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.param_layout import SCALE_INDEX, TRANSLATION
+from .truth_rows import HeadTruth, head_rows
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +40,6 @@ DEFAULTS = {
     "background_blur": 0.01, "noise_std": 0.0, "min_visible_pixels": 1, "landmark_depth_tolerance": 0.003,
     "image_format": "png",
 }
-
-
-@dataclass
-class HeadTruth:
-    person: int
-    params: np.ndarray          # (413,) float32
-    box: np.ndarray             # (4,) x1, y1, x2, y2 in canvas pixels
-    landmarks: np.ndarray       # (68, 3) x, y, visibility
-    yaw: float
-    pitch: float
-    roll: float
-    visible_fraction: float
-    visible_pixels: int         # at the supersampled resolution
-    instance: int               # its id in the rasteriser's instance buffer
 
 
 @dataclass
@@ -389,13 +377,6 @@ def _clothes(rng: np.random.Generator, look) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # the backend entry point
-
-def head_rows(sample_id: str, heads: list[HeadTruth]) -> list[dict]:
-    """Rows of the ``render_heads`` table for one image's truth (also written by ``sdxl`` head-mesh renders)."""
-    return [{"sample_id": sample_id, "head": h.person, "box": h.box, "flame_params": h.params,
-             "landmarks": h.landmarks, "yaw": h.yaw, "pitch": h.pitch, "roll": h.roll,
-             "visible_fraction": h.visible_fraction} for h in heads]
-
 
 def render_shard(ctx):
     """Render every caption row of the shard; see the module docstring."""

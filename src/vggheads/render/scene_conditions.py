@@ -35,7 +35,7 @@ DEPTH_FLOOR = 0.2  # the farthest foreground pixel's value; background is 0
 
 @dataclass
 class SceneConditions:
-    heads: list                                   # procedural.HeadTruth per kept head (render pixels)
+    heads: list                                   # truth_rows.HeadTruth per kept head (render pixels)
     maps: dict[str, np.ndarray]                   # name -> (H, W, 3) uint8 condition image
     counts: dict = field(default_factory=dict)    # the procedural scene's counts (persons, heads, drops)
     image: np.ndarray | None = None               # the procedural colour render of the same scene
