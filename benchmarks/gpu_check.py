@@ -12,6 +12,11 @@ Sections (each prints its figures, or why it was skipped, and never stops the ot
 5. ``tiny-sdxl`` / ``sdxl``: the tiny random-weight backend on CUDA, and the full-size SDXL + openpose
    adapter at 1024 px with the paper's settings for a few steps (``bench_sdxl.py``).
 6. ``head-mesh``: the head-mesh conditioning at full size (``gpu_check_headmesh.py``).
+7. ``sdxl-compile``: ``torch.compile`` of the full-size UNet (minutes of compiling: last, so that a run
+   stopped early still has every other figure).
+
+The JSON file is rewritten after every section; a benchmark script past its time limit is killed and
+what it printed so far is kept.
 
 Goal: under 8 minutes on one H100/H200 class GPU. Without CUDA it says so and exits 0;
 ``--cpu-smoke`` runs the train and predict sections on the CPU with tiny settings, so the script
@@ -30,9 +35,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# bench_sdxl.py's variants but the compiled one (section sdxl-compile)
+SDXL_VARIANTS = ["naive", "naive-classic-attn", "batched", "batched-cl", "batched-cl-bf16", "batched-cl-fp16vae",
+                 "batched-cl-fp16vae-tiling"]
 
 
-def section(name: str, results: dict, fn) -> None:
+def section(name: str, results: dict, fn, json_path: Path | None = None) -> None:
+    """Run one section; its figures (or its error) are printed and, when ``json_path`` is given, the JSON
+    is rewritten at once, so a run stopped later still leaves every finished section's figures."""
     print(f"== {name}", flush=True)
     start = time.perf_counter()
     try:
@@ -43,6 +53,8 @@ def section(name: str, results: dict, fn) -> None:
     results[name] = out
     for key, value in out.items():
         print(f"   {key}: {value}", flush=True)
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=1))
 
 
 def device_info() -> dict:
@@ -145,10 +157,16 @@ def predict(sizes: list[str], device: str = "cuda", imgsz: int = 640, runs: int 
 
 
 def script(args: list[str], json_path: Path, timeout: int) -> dict:
-    proc = subprocess.run([sys.executable, *args, "--json", str(json_path)], capture_output=True, text=True,
-                          timeout=timeout)
+    """Run a benchmark script; past ``timeout`` it is killed and what it printed so far is kept."""
+    try:
+        proc = subprocess.run([sys.executable, *args, "--json", str(json_path)], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return {"error": f"killed after {timeout} s", "printed": out.strip().splitlines()[-12:]}
     if proc.returncode:
-        return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-3:]}",
+                "printed": proc.stdout.strip().splitlines()[-12:]}
     return json.loads(json_path.read_text()) if json_path.exists() else {"output": proc.stdout[-500:]}
 
 
@@ -173,21 +191,24 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check here (run this on a GPU machine)")
         return 0
-    section("device", results, device_info)
-    section("rasteriser", results, rasteriser)
-    section("train", results, lambda: train(work, args.train_steps))
-    section("predict", results, lambda: predict(["n", "s"]))
+    out = args.json
+    section("device", results, device_info, out)
+    section("rasteriser", results, rasteriser, out)
+    section("train", results, lambda: train(work, args.train_steps), out)
+    section("predict", results, lambda: predict(["n", "s"]), out)
     section("tiny-sdxl", results, lambda: script(
         [str(HERE / "bench_sdxl.py"), "--arch", "tiny", "--device", "cuda", "--size", "256", "--steps", "4",
-         "--images", "4", "--batch", "2"], work / "tiny_sdxl.json", 300))
+         "--images", "4", "--batch", "2"], work / "tiny_sdxl.json", 120), out)
+    # torch.compile of the 2.6 B UNet takes minutes: it runs last, in its own section, so the rest is in first
     section("sdxl", results, lambda: script(
-        [str(HERE / "bench_sdxl.py"), "--full", "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2"],
-        work / "sdxl.json", 300))
+        [str(HERE / "bench_sdxl.py"), "--full", "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2",
+         "--variants", ",".join(SDXL_VARIANTS)], work / "sdxl.json", 240), out)
     section("head-mesh", results, lambda: script(
         [str(HERE / "gpu_check_headmesh.py"), "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2"],
-        work / "headmesh.json", 300))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        work / "headmesh.json", 240), out)
+    section("sdxl-compile", results, lambda: script(
+        [str(HERE / "bench_sdxl.py"), "--full", "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2",
+         "--variants", "naive,batched-cl-fp16vae,batched-cl-fp16vae-compile"], work / "sdxl_compile.json", 240), out)
     return 0
 
 

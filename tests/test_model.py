@@ -284,6 +284,32 @@ def test_loss_reaches_every_branch_and_names_every_term(head_path):
         assert grad > 0, f"no gradient reaches the {name} branch"
 
 
+def test_loss_runs_under_mixed_precision(head_path):
+    """AMP on a GPU runs the network in float16 under autocast; the head geometry and its loss terms stay
+    float32 (a float16 jaw add once stopped every CUDA training step). CPU autocast has the same casts."""
+    from vggheads.model.loss import LossSettings
+    from vggheads.model.network import HeadDetectionModel
+
+    ns, ne, S = 6, 3, 64
+    torch.manual_seed(0)
+    model = HeadDetectionModel(ModelConfig(size="n", n_shape=ns, n_expr=ne, imgsz=S, head_model=str(head_path)))
+    model.loss_settings = LossSettings(classification="focal", landmarks=10.0)
+    gt = torch.from_numpy(random_params(np.random.default_rng(4), 2, ns, ne, centre=(32, 32), scale=200))
+    batch = {"img": torch.rand(2, 3, S, S), "batch_idx": torch.tensor([0.0, 1.0]), "cls": torch.zeros(2, 1),
+             "bboxes": torch.tensor([[0.5, 0.5, 0.6, 0.6], [0.5, 0.5, 0.6, 0.6]]), "flame_params": gt}
+    model.train()
+    _, full = model.loss(batch)
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss, half = model.loss(batch)
+    loss.sum().backward()
+    for name in ("reproj_loss", "vertices3d_loss", "rotation_loss", "landmarks_loss"):
+        assert half[name].dtype == torch.float32 and torch.isfinite(half[name])
+        assert abs(float(half[name]) - float(full[name])) <= 0.05 * abs(float(full[name])) + 1e-3, name
+    with torch.autocast("cpu", dtype=torch.float16):
+        verts = FlameLayer(tiny_head_model(), n_shape=ns, n_expr=ne)(gt[:, :ns], gt[:, ns:ns + ne], torch.zeros(2, 3))
+    assert verts.dtype == torch.float32
+
+
 # ---------------------------------------------------------------- dataset
 
 def _write_manifest(tmp_path, head_model, n_images=3, size=(120, 90), centre=None):

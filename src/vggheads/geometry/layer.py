@@ -74,8 +74,15 @@ class FlameLayer(nn.Module):
     def forward(self, shape: Tensor, expression: Tensor, jaw: Tensor) -> Tensor:
         """shape: (B, >= n_shape); expression: (B, >= n_expr); jaw: (B, 3) axis-angle -> (B, V, 3).
 
-        The vertices include the paper's +0.05 on z.
+        The vertices include the paper's +0.05 on z. They are computed in the layer's own dtype (float32
+        unless the module was cast), with autocast off: under AMP the matrix products would be float16 and
+        the jaw's in-place add would mix dtypes.
         """
+        dtype = self.dirs.dtype
+        with torch.autocast(jaw.device.type, enabled=False):
+            return self._forward(shape.to(dtype), expression.to(dtype), jaw.to(dtype))
+
+    def _forward(self, shape: Tensor, expression: Tensor, jaw: Tensor) -> Tensor:
         B = jaw.shape[0]
         rot = batch_rodrigues(jaw)                                                       # (B, 3, 3)
         rot_minus_i = rot - torch.eye(3, dtype=rot.dtype, device=rot.device)

@@ -147,7 +147,9 @@ class HeadLoss(v8DetectionLoss):
         targets = self.preprocess(targets, B, scale_tensor=imgsz[[1, 0, 1, 0]])
         gt_labels, gt_bboxes = targets.split((1, 4), 2)
         mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
-        gt_params = _pad_per_image(batch["flame_params"].to(self.device, dtype), batch_idx.long(), B)
+        # the head geometry is float32 whatever the autocast (AMP on a GPU): fp16 pixel coordinates are off by
+        # 0.25 px at 512 and the rotation's acos is unstable near 1
+        gt_params = _pad_per_image(batch["flame_params"].to(self.device, torch.float32), batch_idx.long(), B)
 
         pred_bboxes = self.bbox_decode(anchor_points, pred_distri)
         _, target_bboxes, target_scores, fg_mask, target_gt_idx = self.assigner(
@@ -159,8 +161,9 @@ class HeadLoss(v8DetectionLoss):
         loss[1], loss[2] = self.bbox_loss(pred_distri, pred_bboxes, anchor_points, target_bboxes / stride_tensor,
                                           target_scores, target_scores_sum, fg_mask, imgsz, stride_tensor)
         if fg_mask.any():
-            loss[3:] = self._flame_terms(raw, fg_mask, target_gt_idx, gt_params, target_bboxes, target_scores,
-                                         anchor_points, stride_tensor)
+            with torch.autocast(raw.device.type, enabled=False):
+                loss[3:] = self._flame_terms(raw.float(), fg_mask, target_gt_idx, gt_params, target_bboxes.float(),
+                                             target_scores.float(), anchor_points.float(), stride_tensor.float())
         else:  # keep the FLAME branches in the graph (DDP needs every parameter used)
             loss[3] = loss[3] + raw.sum() * 0.0
         loss = loss * loss.new_tensor([s.cls, s.iou, s.dfl, s.reproj, s.vertices3d, s.rotation, s.landmarks])
