@@ -65,8 +65,9 @@ def main() -> None:
             save_head_model(build_head_model(0), hm)
         model = load_head_model(hm)
         layer = FlameLayer(model)
-        _, heads_path, images_dir = write_procedural_shard(hm, "00000", args.images, args.size, args.size, tmp,
-                                                           seed=0, render_cfg={"supersample": 1})
+        _, heads_path, images_dir = write_procedural_shard(
+            hm, "00000", args.images, args.size, args.size, tmp, seed=0, render_cfg={"supersample": 1}
+        )
         truth = truth_by_sample(read_table(heads_path, "render_heads"))
         data = []
         for sid, t in truth.items():
@@ -114,8 +115,10 @@ def main() -> None:
 
         t16 = fastest(lambda: run(dad16, few), args.repeats)
         t1 = fastest(lambda: run(dad1, few), args.repeats)
-        rows += [("dad3dnet stand-in (ResNet-50), image's crops", n_few / t16),
-                 ("dad3dnet stand-in, one crop a pass (baseline)", n_few / t1)]
+        rows += [
+            ("dad3dnet stand-in (ResNet-50), image's crops", n_few / t16),
+            ("dad3dnet stand-in, one crop a pass (baseline)", n_few / t1),
+        ]
 
         fit = LandmarkFitLabeller(model, n_shape=20, n_expr=10)
         t_fit = fastest(lambda: run(fit, data), args.repeats)
@@ -124,8 +127,10 @@ def main() -> None:
         print(f"{'labeller':44s}{'heads/s':>10s}")
         for name, rate in rows:
             print(f"{name:44s}{rate:10.1f}")
-        print(f"batched / per-head decoding: {rows[0][1] / rows[1][1]:.1f}x; "
-              f"dad3dnet an image's crops / one crop a pass: {rows[2][1] / rows[3][1]:.2f}x")
+        print(
+            f"batched / per-head decoding: {rows[0][1] / rows[1][1]:.1f}x; "
+            f"dad3dnet an image's crops / one crop a pass: {rows[2][1] / rows[3][1]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

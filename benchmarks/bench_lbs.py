@@ -49,8 +49,12 @@ def main() -> None:
     from vggheads.headmodel import build_head_model, load_head_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("data/headmodel/head_model.npz"),
-                        help="head model (.npz or FLAME .pkl); built in memory when the file is missing")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path("data/headmodel/head_model.npz"),
+        help="head model (.npz or FLAME .pkl); built in memory when the file is missing",
+    )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, here the cores)")
@@ -61,8 +65,10 @@ def main() -> None:
     model = load_head_model(args.model) if args.model.exists() else build_head_model(0)
     B = args.batch
     V = model.n_vertices
-    print(f"model: {model.name}, {V} vertices; batch {B}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"model: {model.name}, {V} vertices; batch {B}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     gen = torch.Generator().manual_seed(0)
     params = torch.randn(B, 413, generator=gen)
     params[:, 400:403] *= 0.1
@@ -73,11 +79,16 @@ def main() -> None:
 
     rows = []
     for n_shape, n_expr in ((300, 100), (128, 64)):
-        active = np.r_[0:n_shape, 300:300 + n_expr]
+        active = np.r_[0:n_shape, 300 : 300 + n_expr]
         layer = FlameLayer(model, n_shape=n_shape, n_expr=n_expr)
-        smplx_consts = (t(model.v_template), t(model.shapedirs[:, :, active]),
-                        t(model.posedirs).reshape(V * 3, 36).T.contiguous(), t(model.J_regressor), parents,
-                        t(model.weights))
+        smplx_consts = (
+            t(model.v_template),
+            t(model.shapedirs[:, :, active]),
+            t(model.posedirs).reshape(V * 3, 36).T.contiguous(),
+            t(model.J_regressor),
+            parents,
+            t(model.weights),
+        )
 
         def ours(p):
             q = split_params(p)
@@ -88,19 +99,20 @@ def main() -> None:
             q = split_params(p)
             betas = torch.cat([q.shape[:, :n_shape], q.expression[:, :n_expr]], dim=1)
             pose = torch.zeros(p.shape[0], 15)
-            pose[:, 6:9] = q.jaw                       # [0 global, 0 neck, jaw, 0 eyes]
+            pose[:, 6:9] = q.jaw  # [0 global, 0 neck, jaw, 0 eyes]
             verts, _ = smplx_lbs(betas, pose, *smplx_consts)
             return project(verts + offset, rot6d_to_matrix(q.rot6d), q.translation, q.scale)
 
         with torch.inference_mode():
             err = (ours(params) - smplx_way(params)).abs().max().item()
-            one = [params[i:i + 1] for i in range(B)]
+            one = [params[i : i + 1] for i in range(B)]
             measured = {
                 "ours batched": heads_per_second(lambda: ours(params), B, args.seconds),
                 "smplx.lbs batched": heads_per_second(lambda: smplx_way(params), B, args.seconds),
                 "ours per-head loop": heads_per_second(lambda: [ours(p) for p in one], B, args.seconds, repeats=3),
-                "smplx.lbs per-head loop": heads_per_second(lambda: [smplx_way(p) for p in one], B, args.seconds,
-                                                            repeats=3),
+                "smplx.lbs per-head loop": heads_per_second(
+                    lambda: [smplx_way(p) for p in one], B, args.seconds, repeats=3
+                ),
             }
         rows.append((f"{n_shape}+{n_expr}", measured, err))
 

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 HEADS_PER_SHARD = 10_000
-HEADS_PER_IMAGE = 2.17          # the paper: 2,219,146 heads in 1,022,944 images
+HEADS_PER_IMAGE = 2.17  # the paper: 2,219,146 heads in 1,022,944 images
 
 
 def _block(n: int, seed: int = 0) -> dict:
@@ -40,10 +40,13 @@ def _block(n: int, seed: int = 0) -> dict:
     params[:, :100] = rng.normal(size=(n, 100))
     params[:, 300:350] = rng.normal(size=(n, 50))
     params[:, 400:413] = rng.normal(size=(n, 13))
-    return {"params": params, "landmarks": rng.normal(100, 50, size=(n, 204)).astype(np.float32),
-            "box": rng.uniform(0, 500, size=(n, 4)).astype(np.float32),
-            "angles": rng.uniform(-90, 90, size=(n, 3)).astype(np.float32),
-            "score": rng.uniform(0.5, 1, size=n).astype(np.float32)}
+    return {
+        "params": params,
+        "landmarks": rng.normal(100, 50, size=(n, 204)).astype(np.float32),
+        "box": rng.uniform(0, 500, size=(n, 4)).astype(np.float32),
+        "angles": rng.uniform(-90, 90, size=(n, 3)).astype(np.float32),
+        "score": rng.uniform(0.5, 1, size=n).astype(np.float32),
+    }
 
 
 def _fixed(values: np.ndarray):
@@ -64,18 +67,39 @@ def shard_tables(shard: int, n_heads: int, block: dict):
     head = (np.arange(n_heads) - np.searchsorted(image_of, image_of)).astype(np.int32)
     split = "val" if shard < 2 else "train"
     b = {k: v[:n_heads] for k, v in block.items()}
-    heads = pa.Table.from_arrays([
-        pa.array(ids[image_of], pa.string()), pa.array(head), pa.array([split] * n_heads, pa.string()),
-        _fixed(b["box"]), _fixed(b["box"]), pa.array(b["score"]), _fixed(b["params"]), _fixed(b["landmarks"]),
-        pa.array(b["angles"][:, 0]), pa.array(b["angles"][:, 1]), pa.array(b["angles"][:, 2]),
-        pa.array(["truth"] * n_heads, pa.string())], schema=schema("heads"))
+    heads = pa.Table.from_arrays(
+        [
+            pa.array(ids[image_of], pa.string()),
+            pa.array(head),
+            pa.array([split] * n_heads, pa.string()),
+            _fixed(b["box"]),
+            _fixed(b["box"]),
+            pa.array(b["score"]),
+            _fixed(b["params"]),
+            _fixed(b["landmarks"]),
+            pa.array(b["angles"][:, 0]),
+            pa.array(b["angles"][:, 1]),
+            pa.array(b["angles"][:, 2]),
+            pa.array(["truth"] * n_heads, pa.string()),
+        ],
+        schema=schema("heads"),
+    )
     counts = np.bincount(image_of, minlength=n_images).astype(np.int32)
-    images = pa.Table.from_arrays([
-        pa.array(ids, pa.string()), pa.array([f"{shard:05d}"] * n_images, pa.string()),
-        pa.array([split] * n_images, pa.string()), pa.array([f"../render/{shard:05d}/{i}.png" for i in ids], pa.string()),
-        pa.array(np.full(n_images, 1024, np.int32)), pa.array(np.full(n_images, 1024, np.int32)), pa.array(counts),
-        pa.array(["procedural"] * n_images, pa.string()), pa.array(["a photo of people"] * n_images, pa.string()),
-        pa.array(np.arange(n_images, dtype=np.int64))], schema=schema("images"))
+    images = pa.Table.from_arrays(
+        [
+            pa.array(ids, pa.string()),
+            pa.array([f"{shard:05d}"] * n_images, pa.string()),
+            pa.array([split] * n_images, pa.string()),
+            pa.array([f"../render/{shard:05d}/{i}.png" for i in ids], pa.string()),
+            pa.array(np.full(n_images, 1024, np.int32)),
+            pa.array(np.full(n_images, 1024, np.int32)),
+            pa.array(counts),
+            pa.array(["procedural"] * n_images, pa.string()),
+            pa.array(["a photo of people"] * n_images, pa.string()),
+            pa.array(np.arange(n_images, dtype=np.int64)),
+        ],
+        schema=schema("images"),
+    )
     return images, heads
 
 
@@ -89,8 +113,10 @@ def run_streamed(out: Path, n_heads: int, row_group_size: int, compression: str 
 
     block = _block(HEADS_PER_SHARD)
     t0 = time.perf_counter()
-    with TableWriter(out / "images.parquet", "images", row_group_size, compression) as wi, \
-            TableWriter(out / "heads.parquet", "heads", row_group_size, compression) as wh:
+    with (
+        TableWriter(out / "images.parquet", "images", row_group_size, compression) as wi,
+        TableWriter(out / "heads.parquet", "heads", row_group_size, compression) as wh,
+    ):
         for s, n in enumerate(_shards(n_heads)):
             images, heads = shard_tables(s, n, block)
             wi.write(images)
@@ -121,7 +147,7 @@ def run_naive(out: Path, n_heads: int) -> dict:
     del images, heads
     t1 = time.perf_counter()
     table = pq.read_table(out / "heads.parquet")
-    params = np.stack(table.column("flame_params").to_numpy(zero_copy_only=False))   # what a quick script does
+    params = np.stack(table.column("flame_params").to_numpy(zero_copy_only=False))  # what a quick script does
     total = float(params[:, 412].sum())
     n_img = pq.read_table(out / "images.parquet").num_rows
     t2 = time.perf_counter()
@@ -161,23 +187,33 @@ def main() -> None:
     n = measure("naive", args.naive_heads, args.row_group_size)
     z = measure("streamed-lz4", args.heads, args.row_group_size) if args.lz4 else None
     f = args.heads / args.naive_heads
-    print(f"heads: {args.heads:,} ({s['images']:,} images), row groups of {args.row_group_size}, "
-          f"{s['bytes'] / 1e6:.0f} MB on disk")
+    print(
+        f"heads: {args.heads:,} ({s['images']:,} images), row groups of {args.row_group_size}, "
+        f"{s['bytes'] / 1e6:.0f} MB on disk"
+    )
     print(f"{'':34s}{'write s':>9s}{'read s':>9s}{'total s':>9s}{'peak RSS MB':>13s}")
-    print(f"{'streamed (TableWriter/iter_batches)':34s}{s['write_s']:9.2f}{s['read_s']:9.2f}"
-          f"{s['write_s'] + s['read_s']:9.2f}{s['peak_rss_mb']:13.0f}")
+    print(
+        f"{'streamed (TableWriter/iter_batches)':34s}{s['write_s']:9.2f}{s['read_s']:9.2f}"
+        f"{s['write_s'] + s['read_s']:9.2f}{s['peak_rss_mb']:13.0f}"
+    )
     if z:
-        print(f"{'streamed, lz4 instead of zstd':34s}{z['write_s']:9.2f}{z['read_s']:9.2f}"
-              f"{z['write_s'] + z['read_s']:9.2f}{z['peak_rss_mb']:13.0f}  ({z['bytes'] / 1e6:.0f} MB)")
+        print(
+            f"{'streamed, lz4 instead of zstd':34s}{z['write_s']:9.2f}{z['read_s']:9.2f}"
+            f"{z['write_s'] + z['read_s']:9.2f}{z['peak_rss_mb']:13.0f}  ({z['bytes'] / 1e6:.0f} MB)"
+        )
     label = "naive (one table)" + (f" at {args.naive_heads:,}" if f != 1 else "")
     print(f"{label:34s}{n['write_s']:9.2f}{n['read_s']:9.2f}{n['write_s'] + n['read_s']:9.2f}{n['peak_rss_mb']:13.0f}")
     if f != 1:
-        print(f"{'naive, x' + format(f, 'g') + ' extrapolated':34s}{n['write_s'] * f:9.2f}{n['read_s'] * f:9.2f}"
-              f"{(n['write_s'] + n['read_s']) * f:9.2f}{n['peak_rss_mb'] * f:13.0f}  (linear extrapolation)")
+        print(
+            f"{'naive, x' + format(f, 'g') + ' extrapolated':34s}{n['write_s'] * f:9.2f}{n['read_s'] * f:9.2f}"
+            f"{(n['write_s'] + n['read_s']) * f:9.2f}{n['peak_rss_mb'] * f:13.0f}  (linear extrapolation)"
+        )
     total = s["write_s"] + s["read_s"]
-    print(f"goal < 20 s and < 1500 MB: {'met' if total < 20 and s['peak_rss_mb'] < 1500 else 'NOT met'} "
-          f"({total:.1f} s, {s['peak_rss_mb']:.0f} MB); naive/streamed peak RSS ratio "
-          f"{n['peak_rss_mb'] * f / s['peak_rss_mb']:.1f}x")
+    print(
+        f"goal < 20 s and < 1500 MB: {'met' if total < 20 and s['peak_rss_mb'] < 1500 else 'NOT met'} "
+        f"({total:.1f} s, {s['peak_rss_mb']:.0f} MB); naive/streamed peak RSS ratio "
+        f"{n['peak_rss_mb'] * f / s['peak_rss_mb']:.1f}x"
+    )
     assert s["rows"] == args.heads
 
 

@@ -86,18 +86,24 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
 
     print(f"== parameters and GFLOPs at {args.imgsz} px ({args.base}; paper Table 9 for YOLO-NAS based VGGHeads)")
-    print(f"{'size':>4} {'plain params':>13} {'multi params':>13} {'x':>6} {'plain GFLOPs':>13} {'multi GFLOPs':>13} "
-          f"{'x':>6} {'paper params':>13} {'paper GFLOPs':>13}")
+    print(
+        f"{'size':>4} {'plain params':>13} {'multi params':>13} {'x':>6} {'plain GFLOPs':>13} {'multi GFLOPs':>13} "
+        f"{'x':>6} {'paper params':>13} {'paper GFLOPs':>13}"
+    )
     for size in args.table:
         plain, multi = build(args.base, size)
         pp, mp = params(plain), params(multi)
         pf, mf = get_flops(plain, args.imgsz), get_flops(multi, args.imgsz)
         paper = PAPER_TABLE9.get(size)
-        print(f"{size:>4} {pp:>13,} {mp:>13,} {mp / pp:>6.3f} {pf:>13.2f} {mf:>13.2f} {mf / max(pf, 1e-9):>6.3f} "
-              f"{(f'{paper[0]:,}' if paper else '-'):>13} {(f'{paper[1]:.2f}' if paper else '-'):>13}")
+        print(
+            f"{size:>4} {pp:>13,} {mp:>13,} {mp / pp:>6.3f} {pf:>13.2f} {mf:>13.2f} {mf / max(pf, 1e-9):>6.3f} "
+            f"{(f'{paper[0]:,}' if paper else '-'):>13} {(f'{paper[1]:.2f}' if paper else '-'):>13}"
+        )
 
-    print(f"\n== CPU latency at {args.imgsz} px, batch 1, fused, {args.runs} interleaved runs "
-          f"({torch.get_num_threads()} threads): fastest run (median)")
+    print(
+        f"\n== CPU latency at {args.imgsz} px, batch 1, fused, {args.runs} interleaved runs "
+        f"({torch.get_num_threads()} threads): fastest run (median)"
+    )
     for size in args.latency:
         plain, multi = build(args.base, size)
         t = latency({"plain": plain, "multi": multi}, args.imgsz, args.runs)
@@ -105,8 +111,10 @@ def main(argv=None) -> int:
         p_med, m_med = (1000 * statistics.median(t[k]) for k in ("plain", "multi"))
         ratio = m_min / p_min
         verdict = "within" if ratio <= GOAL else "ABOVE"
-        print(f"{size:>4} plain {p_min:7.1f} ms ({p_med:7.1f})   multi-task {m_min:7.1f} ms ({m_med:7.1f})   "
-              f"ratio {ratio:.3f} ({m_med / p_med:.3f}): {verdict} the {GOAL:.2f} goal")
+        print(
+            f"{size:>4} plain {p_min:7.1f} ms ({p_med:7.1f})   multi-task {m_min:7.1f} ms ({m_med:7.1f})   "
+            f"ratio {ratio:.3f} ({m_med / p_med:.3f}): {verdict} the {GOAL:.2f} goal"
+        )
 
     print("\n== GPU, batch 1")
     if torch.cuda.is_available():
@@ -114,10 +122,14 @@ def main(argv=None) -> int:
             plain, multi = build(args.base, size)
             t = latency({"plain": plain, "multi": multi}, args.imgsz, max(args.runs, 50), device="cuda")
             fps = {k: 1.0 / statistics.median(v) for k, v in t.items()}
-            print(f"{size:>4} plain {fps['plain']:8.1f} FPS   multi-task {fps['multi']:8.1f} FPS   "
-                  f"({torch.cuda.get_device_name(0)}; paper L: 60.13 FPS on its GPU)")
+            print(
+                f"{size:>4} plain {fps['plain']:8.1f} FPS   multi-task {fps['multi']:8.1f} FPS   "
+                f"({torch.cuda.get_device_name(0)}; paper L: 60.13 FPS on its GPU)"
+            )
     else:
-        print("no GPU here: FPS not measured. On a CUDA machine run:  python benchmarks/bench_model.py --latency n s m l")
+        print(
+            "no GPU here: FPS not measured. On a CUDA machine run:  python benchmarks/bench_model.py --latency n s m l"
+        )
     return 0
 
 

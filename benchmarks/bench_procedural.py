@@ -46,7 +46,7 @@ def torch_zbuffer(meshes, width: int, height: int, chunk_pixels: int = 262_144):
         off += len(v)
     V, F = torch.cat(verts), torch.cat(faces)
     inst, P = torch.cat(inst), torch.cat(pncc)
-    tri = V[F]                                                       # (T, 3, 3)
+    tri = V[F]  # (T, 3, 3)
     lo = torch.floor(tri[:, :, :2].min(1).values - 0.5).clamp(min=0).long()
     hi = torch.ceil(tri[:, :, :2].max(1).values - 0.5).long()
     hi[:, 0] = hi[:, 0].clamp(max=width - 1)
@@ -54,7 +54,7 @@ def torch_zbuffer(meshes, width: int, height: int, chunk_pixels: int = 262_144):
     size = (hi - lo + 1).clamp(min=0)
     keep = (size[:, 0] > 0) & (size[:, 1] > 0)
     ids = torch.nonzero(keep).squeeze(1)
-    area = (size[ids, 0] * size[ids, 1])
+    area = size[ids, 0] * size[ids, 1]
     order = torch.argsort(area)
     ids, area = ids[order], area[order]
     depth = torch.full((height * width,), float("inf"))
@@ -74,15 +74,19 @@ def torch_zbuffer(meshes, width: int, height: int, chunk_pixels: int = 262_144):
         t = ids[start:end]
         mw, mh = int(size[t, 0].max()), int(size[t, 1].max())
         gy, gx = torch.meshgrid(torch.arange(mh), torch.arange(mw), indexing="ij")
-        px = (lo[t, 0, None, None] + gx[None]).float() + 0.5       # (n, mh, mw) pixel centres
+        px = (lo[t, 0, None, None] + gx[None]).float() + 0.5  # (n, mh, mw) pixel centres
         py = (lo[t, 1, None, None] + gy[None]).float() + 0.5
         a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
         den = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
         den = torch.where(den.abs() < 1e-12, torch.full_like(den, 1e-12), den)[:, None, None]
-        l1 = ((b[:, 1] - c[:, 1])[:, None, None] * (px - c[:, 0, None, None])
-              + (c[:, 0] - b[:, 0])[:, None, None] * (py - c[:, 1, None, None])) / den
-        l2 = ((c[:, 1] - a[:, 1])[:, None, None] * (px - c[:, 0, None, None])
-              + (a[:, 0] - c[:, 0])[:, None, None] * (py - c[:, 1, None, None])) / den
+        l1 = (
+            (b[:, 1] - c[:, 1])[:, None, None] * (px - c[:, 0, None, None])
+            + (c[:, 0] - b[:, 0])[:, None, None] * (py - c[:, 1, None, None])
+        ) / den
+        l2 = (
+            (c[:, 1] - a[:, 1])[:, None, None] * (px - c[:, 0, None, None])
+            + (a[:, 0] - c[:, 0])[:, None, None] * (py - c[:, 1, None, None])
+        ) / den
         l3 = 1 - l1 - l2
         inside = (l1 >= 0) & (l2 >= 0) & (l3 >= 0) & (px < width) & (py < height)
         z = l1 * a[:, 2, None, None] + l2 * b[:, 2, None, None] + l3 * c[:, 2, None, None]
@@ -111,8 +115,12 @@ def torch_zbuffer(meshes, width: int, height: int, chunk_pixels: int = 262_144):
     l2 = ((c[:, 1] - a[:, 1]) * (px - c[:, 0]) + (a[:, 0] - c[:, 0]) * (py - c[:, 1])) / den
     pf = P[F[t]]
     out_p[hp] = l1[:, None] * pf[:, 0] + l2[:, None] * pf[:, 1] + (1 - l1 - l2)[:, None] * pf[:, 2]
-    return (depth.view(height, width), instance.view(height, width), tri_id.view(height, width),
-            out_p.view(height, width, 3))
+    return (
+        depth.view(height, width),
+        instance.view(height, width),
+        tri_id.view(height, width),
+        out_p.view(height, width, 3),
+    )
 
 
 def _timeit(fn, repeat: int, warmup: int = 1) -> float:
@@ -147,7 +155,9 @@ def main() -> int:
     size = args.size
     t0 = time.perf_counter()
     model = build_head_model(seed=0)
-    print(f"head model: {model.n_vertices} vertices, {len(model.faces)} triangles (built in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"head model: {model.n_vertices} vertices, {len(model.faces)} triangles (built in {time.perf_counter() - t0:.1f} s)"
+    )
     raster = get_rasterizer()
     print(f"GL_RENDERER: {raster.renderer}; torch threads: {torch.get_num_threads()}")
 
@@ -172,12 +182,16 @@ def main() -> int:
     both = (frame.instance > 0) & (inst > 0)
     err = np.abs(frame.pncc[both] - pncc.numpy()[both]).max(axis=1)
     pncc_err = float(np.percentile(err, 99)) if both.any() else float("nan")
-    print(f"\n[1] rasteriser, {len(heads)} heads, {n_tri} triangles, {size}x{size} px "
-          f"(colour + PNCC + depth + instance + triangle id)")
+    print(
+        f"\n[1] rasteriser, {len(heads)} heads, {n_tri} triangles, {size}x{size} px "
+        f"(colour + PNCC + depth + instance + triangle id)"
+    )
     print(f"  moderngl/EGL         {1 / gl_s:8.1f} frames/s  ({gl_s * 1e3:6.1f} ms)")
     print(f"  torch z-buffer       {1 / zb_s:8.1f} frames/s  ({zb_s * 1e3:6.1f} ms)  (no shading)")
     print(f"  ratio                {zb_s / gl_s:8.1f}x  moderngl vs torch")
-    print(f"  agreement            {agree * 100:8.2f} % of covered pixels same instance; PNCC diff {pncc_err:.1e} m (99th percentile)")
+    print(
+        f"  agreement            {agree * 100:8.2f} % of covered pixels same instance; PNCC diff {pncc_err:.1e} m (99th percentile)"
+    )
 
     # ---- 2. whole images
     print(f"\n[2] procedural images at {size}x{size} (1-4 persons from the pose sampler, PNG encoded)")
@@ -191,7 +205,7 @@ def main() -> int:
         r = ProceduralRenderer(model, {"supersample": ss})
         r.render(scenes[0], size, size, seed=0)  # warm up (framebuffers, shaders)
         dt = float("inf")
-        for _ in range(args.passes):             # the fastest pass over the same scenes
+        for _ in range(args.passes):  # the fastest pass over the same scenes
             n_heads = 0
             t = time.perf_counter()
             for j, sc in enumerate(scenes):
@@ -201,7 +215,9 @@ def main() -> int:
                 n_heads += len(out.heads)
             dt = min(dt, (time.perf_counter() - t) / len(scenes))
         results[ss] = dt
-        print(f"  supersample {ss}        {1 / dt:8.2f} images/s  ({dt * 1e3:6.0f} ms/image, {n_heads / len(scenes):.1f} heads/image)")
+        print(
+            f"  supersample {ss}        {1 / dt:8.2f} images/s  ({dt * 1e3:6.0f} ms/image, {n_heads / len(scenes):.1f} heads/image)"
+        )
     print(f"  ratio                {results[2] / results[1]:8.2f}x  supersample 2 vs 1 (time)")
 
     # where the time goes (supersample 2), with cProfile over the same scenes
@@ -216,13 +232,15 @@ def main() -> int:
     prof.disable()
     st = pstats.Stats(prof)
     total = sum(v[3] for k, v in st.stats.items() if k[2] == "render" and k[0].endswith("procedural.py"))
-    parts = {"head fit (placement.fit_head)": ("placement.py", "fit_head"),
-             "decode (geometry.decode)": ("projection.py", "decode"),
-             "rasterise (Rasterizer.render)": ("raster.py", "render"),
-             "alone renders (visible fraction)": ("procedural.py", "_alone_pixels"),
-             "hair shell": ("heads.py", "hair_shell"),
-             "bodies": ("bodies.py", "body_parts"),
-             "background": ("backgrounds.py", "background")}
+    parts = {
+        "head fit (placement.fit_head)": ("placement.py", "fit_head"),
+        "decode (geometry.decode)": ("projection.py", "decode"),
+        "rasterise (Rasterizer.render)": ("raster.py", "render"),
+        "alone renders (visible fraction)": ("procedural.py", "_alone_pixels"),
+        "hair shell": ("heads.py", "hair_shell"),
+        "bodies": ("bodies.py", "body_parts"),
+        "background": ("backgrounds.py", "background"),
+    }
     print("  time share at supersample 2 (cumulative, overlapping):")
     for label, (file, fn) in parts.items():
         cum = sum(v[3] for k, v in st.stats.items() if k[0].endswith(file) and k[2] == fn)

@@ -60,9 +60,11 @@ def make_release(root: Path, n_images: int, n_splits: int = 2, seed: int = 0) ->
         shutil.rmtree(root)
     rng = np.random.default_rng(seed)
     jpegs = []
-    for k in range(16):                      # distinct photos-like JPEGs (smooth + noise), written as copies
+    for k in range(16):  # distinct photos-like JPEGs (smooth + noise), written as copies
         y, x = np.mgrid[0:480, 0:640]
-        base = (np.sin(x / (20 + k)) * 60 + np.cos(y / (15 + k)) * 60 + 128)[..., None] + rng.normal(0, 12, (480, 640, 3))
+        base = (np.sin(x / (20 + k)) * 60 + np.cos(y / (15 + k)) * 60 + 128)[..., None] + rng.normal(
+            0, 12, (480, 640, 3)
+        )
         buf = io.BytesIO()
         Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
         jpegs.append(buf.getvalue())
@@ -113,14 +115,20 @@ def _peak_rss_mb() -> float:
 def _import_job(args) -> dict:
     """import_split in a fresh process with 1 BLAS thread (the import alone, no command start-up)."""
     root, split, head_model, out, chunk = args
-    _blas_threads(1)                       # the import never loads torch; numpy's BLAS gets the job's 1 thread
+    _blas_threads(1)  # the import never loads torch; numpy's BLAS gets the job's 1 thread
     from vggheads.release.importer import import_split
 
     t0, c0 = time.perf_counter(), time.process_time()
     stats = import_split(root, split, head_model, Path(out) / split, Path(out) / "manifest", "train", chunk=chunk)
-    return {"split": split, "seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0,
-            "ids": stats["images"] + sum(stats["dropped"].values()),
-            "images": stats["images"], "heads": stats["heads"], "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "split": split,
+        "seconds": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+        "ids": stats["images"] + sum(stats["dropped"].values()),
+        "images": stats["images"],
+        "heads": stats["heads"],
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def _baseline_job(args) -> dict:
@@ -146,20 +154,25 @@ def _baseline_job(args) -> dict:
     heads = 0
     for at in range(0, len(ids), 256):
         params = []
-        for image_id in ids[at:at + 256]:
+        for image_id in ids[at : at + 256]:
             with np.load(d / "annotations" / f"{image_id}.npz") as z:
                 _, ext, p = z["bbox"], z["extended_bbox"], z["3dmm_params"][:, 0]
             with Image.open(d / "images" / f"{image_id}.jpg") as im:
                 _ = im.size
             params.append(release_to_image(p, ext))
         p = torch.from_numpy(np.concatenate(params))
-        with torch.no_grad():                                # every vertex decoded once: landmarks, pose, boxes
+        with torch.no_grad():  # every vertex decoded once: landmarks, pose, boxes
             dec = decode(p, layer)
             v = dec.vertices_image[..., :2]
             _ = (v[:, head_idx].amin(1), v[:, head_idx].amax(1), v[:, face_idx].amin(1), v[:, face_idx].amax(1))
         heads += len(p)
-    return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "images": len(ids), "heads": heads,
-            "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+        "images": len(ids),
+        "heads": heads,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def _cli_jobs(work: Path, root: Path, head_model: Path, splits: list[str], chunk: int) -> dict:
@@ -180,25 +193,55 @@ def _cli_jobs(work: Path, root: Path, head_model: Path, splits: list[str], chunk
     exe = Path(sys.executable).parent / "vggheads"
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(["/usr/bin/time", "-f", "%M %U %S", "-o", str(work / f"rss_{s}.txt"), str(exe), "import-release",
-                               "--params", str(pfile), "--shard", s, "--head-model", str(head_model),
-                               "--out-dir", str(out / s), "--manifest-dir", str(out / "manifest"), "--threads", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-             for s in splits]
+    procs = [
+        subprocess.Popen(
+            [
+                "/usr/bin/time",
+                "-f",
+                "%M %U %S",
+                "-o",
+                str(work / f"rss_{s}.txt"),
+                str(exe),
+                "import-release",
+                "--params",
+                str(pfile),
+                "--shard",
+                s,
+                "--head-model",
+                str(head_model),
+                "--out-dir",
+                str(out / s),
+                "--manifest-dir",
+                str(out / "manifest"),
+                "--threads",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for s in splits
+    ]
     for p in procs:
         _, err = p.communicate()
         if p.returncode:
             raise RuntimeError(err.decode()[-2000:])
     wall = time.perf_counter() - t0
-    measured = [(work / f"rss_{s}.txt").read_text().split()[-3:] for s in splits]   # GNU time: KB, user s, sys s
+    measured = [(work / f"rss_{s}.txt").read_text().split()[-3:] for s in splits]  # GNU time: KB, user s, sys s
     rss = max(int(m[0]) for m in measured) / 1024.0
     cpu = sum(float(m[1]) + float(m[2]) for m in measured)
     import json
 
     stats = [json.loads((out / s / "stats.json").read_text()) for s in splits]
     ids = sum(st["images"] + sum(st["dropped"].values()) for st in stats)
-    return {"wall": wall, "ids": ids, "images": sum(st["images"] for st in stats),
-            "heads": sum(st["heads"] for st in stats), "rss": rss, "cpu": cpu}
+    return {
+        "wall": wall,
+        "ids": ids,
+        "images": sum(st["images"] for st in stats),
+        "heads": sum(st["heads"] for st in stats),
+        "rss": rss,
+        "cpu": cpu,
+    }
 
 
 def bench_import(args, head_model: Path) -> None:
@@ -210,28 +253,38 @@ def bench_import(args, head_model: Path) -> None:
     with ctx.Pool(1) as pool:
         base = pool.map(_baseline_job, [(root, "00000", head_model, args.baseline_images)])[0]
     base_rate, base_cpu = base["images"] / base["seconds"], base["images"] / base["cpu"]
-    print(f"baseline (np.load, PIL, torch decoding of every vertex), 1 process: {base['images']} images, "
-          f"{base['heads']} heads in {base['seconds']:.1f} s = {base_rate:.0f} images/s; "
-          f"{base_cpu:.0f} images per CPU-second")
+    print(
+        f"baseline (np.load, PIL, torch decoding of every vertex), 1 process: {base['images']} images, "
+        f"{base['heads']} heads in {base['seconds']:.1f} s = {base_rate:.0f} images/s; "
+        f"{base_cpu:.0f} images per CPU-second"
+    )
     with ctx.Pool(1) as pool:
         one = pool.map(_import_job, [(root, "00000", head_model, work / "inproc", args.chunk)])[0]
     one_rate, one_cpu = one["ids"] / one["seconds"], one["ids"] / one["cpu"]
-    print(f"import_split, 1 process, 1 thread: {one['ids']} ids ({one['images']} imported, {one['heads']} heads) in "
-          f"{one['seconds']:.1f} s = {one_rate:.0f} images/s; {one_cpu:.0f} images per CPU-second "
-          f"({one_cpu / base_cpu:.1f}x the baseline's)")
+    print(
+        f"import_split, 1 process, 1 thread: {one['ids']} ids ({one['images']} imported, {one['heads']} heads) in "
+        f"{one['seconds']:.1f} s = {one_rate:.0f} images/s; {one_cpu:.0f} images per CPU-second "
+        f"({one_cpu / base_cpu:.1f}x the baseline's)"
+    )
     job = _cli_jobs(work, root, head_model, ["00000"], args.chunk)
-    print(f"`vggheads import-release`, one split, the whole command: {job['ids']} ids in {job['wall']:.1f} s = "
-          f"{job['ids'] / job['wall']:.0f} images/s; {job['ids'] / job['cpu']:.0f} images per CPU-second; "
-          f"peak RSS {job['rss']:.0f} MB")
+    print(
+        f"`vggheads import-release`, one split, the whole command: {job['ids']} ids in {job['wall']:.1f} s = "
+        f"{job['ids'] / job['wall']:.0f} images/s; {job['ids'] / job['cpu']:.0f} images per CPU-second; "
+        f"peak RSS {job['rss']:.0f} MB"
+    )
     both = _cli_jobs(work, root, head_model, ["00000", "00001"], args.chunk)
     rate, per_cpu = both["ids"] / both["wall"], both["ids"] / both["cpu"]
-    print(f"`vggheads import-release`, one job per split, 2 at once (snakemake --cores 2): {both['ids']} ids, "
-          f"{both['heads']} heads in {both['wall']:.1f} s wall = {rate:.0f} images/s measured; "
-          f"{per_cpu:.0f} images per CPU-second, so {2 * per_cpu:.0f} images/s on 2 free cores "
-          f"({per_cpu / base_cpu:.1f}x the baseline per CPU-second); largest job's peak RSS {both['rss']:.0f} MB")
-    print(f"goal >= 1000 images/s on 2 cores: {'met' if 2 * per_cpu >= 1000 else 'NOT met'} on CPU time "
-          f"({2 * per_cpu:.0f}), {'met' if rate >= 1000 else 'not met'} in wall time on this shared machine ({rate:.0f}); "
-          f"peak RSS < 1.5 GB: {'met' if both['rss'] < 1536 else 'NOT met'} ({both['rss']:.0f} MB)")
+    print(
+        f"`vggheads import-release`, one job per split, 2 at once (snakemake --cores 2): {both['ids']} ids, "
+        f"{both['heads']} heads in {both['wall']:.1f} s wall = {rate:.0f} images/s measured; "
+        f"{per_cpu:.0f} images per CPU-second, so {2 * per_cpu:.0f} images/s on 2 free cores "
+        f"({per_cpu / base_cpu:.1f}x the baseline per CPU-second); largest job's peak RSS {both['rss']:.0f} MB"
+    )
+    print(
+        f"goal >= 1000 images/s on 2 cores: {'met' if 2 * per_cpu >= 1000 else 'NOT met'} on CPU time "
+        f"({2 * per_cpu:.0f}), {'met' if rate >= 1000 else 'not met'} in wall time on this shared machine ({rate:.0f}); "
+        f"peak RSS < 1.5 GB: {'met' if both['rss'] < 1536 else 'NOT met'} ({both['rss']:.0f} MB)"
+    )
     print(f"load average after the run: {os.getloadavg()[0]:.1f} (other processes share these cores)")
 
 
@@ -249,32 +302,37 @@ def bench_predict(args, head_model: Path) -> None:
     work = Path(args.work) / f"predict_{args.size}"
     torch.manual_seed(0)
     n_shape, n_expr = (128, 64) if args.size == "l" else (64, 32) if args.size in ("s", "m") else (32, 16)
-    model = HeadDetectionModel(ModelConfig(size=args.size, n_shape=n_shape, n_expr=n_expr, imgsz=640,
-                                           head_model=str(head_model))).eval()
+    model = HeadDetectionModel(
+        ModelConfig(size=args.size, n_shape=n_shape, n_expr=n_expr, imgsz=640, head_model=str(head_model))
+    ).eval()
     save_model(model, work / "model" / "model.safetensors")
     export_onnx(model, work / "model" / "model.onnx")
     build_standin(model, work / "vgg_heads_l.trcd")
     build_standin(model, work / "vgg_heads_l.onnx")
-    image = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)   # a 720p photo
+    image = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)  # a 720p photo
     systems = {
         "this project's model, torch": HeadDetector(work / "model", conf=0.5, vertices=False),
         "this project's model, its ONNX": HeadDetector(work / "model", onnx=True, conf=0.5, vertices=False),
-        "released contract, TorchScript stand-in": OfficialDetector(work / "vgg_heads_l.trcd", head_model, conf=0.5,
-                                                                    vertices=False),
-        "released contract, ONNX stand-in": OfficialDetector(work / "vgg_heads_l.onnx", head_model, conf=0.5,
-                                                             vertices=False),
+        "released contract, TorchScript stand-in": OfficialDetector(
+            work / "vgg_heads_l.trcd", head_model, conf=0.5, vertices=False
+        ),
+        "released contract, ONNX stand-in": OfficialDetector(
+            work / "vgg_heads_l.onnx", head_model, conf=0.5, vertices=False
+        ),
     }
     times = {k: [] for k in systems}
     for det in systems.values():
-        det(image)                                                   # warm-up
+        det(image)  # warm-up
     for _ in range(args.repeats):
         for name, det in systems.items():
             t0 = time.perf_counter()
             det(image)
             times[name].append(time.perf_counter() - t0)
     base = min(times["this project's model, torch"])
-    print(f"predict, YOLO11{args.size} at 640 px, 1280x720 RGB in, batch 1, {args.threads} threads, fastest of "
-          f"{args.repeats} interleaved runs (median in brackets):")
+    print(
+        f"predict, YOLO11{args.size} at 640 px, 1280x720 RGB in, batch 1, {args.threads} threads, fastest of "
+        f"{args.repeats} interleaved runs (median in brackets):"
+    )
     for name, ts in times.items():
         print(f"  {name:<42} {min(ts) * 1e3:7.1f} ms ({np.median(ts) * 1e3:7.1f})  {min(ts) / base:.2f}x")
 

@@ -66,10 +66,10 @@ VARIANTS = [
     Variant("batched-cl", batched=True, channels_last=True),
     Variant("batched-cl-bf16", batched=True, channels_last=True, bf16=True),
     Variant("batched-cl-fp16vae", batched=True, channels_last=True, fp16_vae=True, gpu_only=True),
-    Variant("batched-cl-fp16vae-tiling", batched=True, channels_last=True, fp16_vae=True, vae_tiling=True,
-            gpu_only=True),
-    Variant("batched-cl-fp16vae-compile", batched=True, channels_last=True, fp16_vae=True, compile=True,
-            gpu_only=True),
+    Variant(
+        "batched-cl-fp16vae-tiling", batched=True, channels_last=True, fp16_vae=True, vae_tiling=True, gpu_only=True
+    ),
+    Variant("batched-cl-fp16vae-compile", batched=True, channels_last=True, fp16_vae=True, compile=True, gpu_only=True),
 ]
 CPU_DEFAULT = ["naive", "batched", "batched-cl"]
 
@@ -81,11 +81,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="denoising steps (default 2 on a CPU, 40 with --full)")
     p.add_argument("--images", type=int, help="images per variant (default 2 on a CPU, 8 with --full)")
     p.add_argument("--batch", type=int, help="batch size of the batched variants (default 2 on a CPU, 4 with --full)")
-    p.add_argument("--variants", help=f"comma-separated subset of: {', '.join(v.name for v in VARIANTS)} "
-                                      f"(default: all on a GPU, {', '.join(CPU_DEFAULT)} on a CPU)")
+    p.add_argument(
+        "--variants",
+        help=f"comma-separated subset of: {', '.join(v.name for v in VARIANTS)} "
+        f"(default: all on a GPU, {', '.join(CPU_DEFAULT)} on a CPU)",
+    )
     p.add_argument("--conditioning", choices=["adapter", "controlnet"], default="adapter")
-    p.add_argument("--arch", choices=["full", "tiny"], default="full",
-                   help="tiny: the test model, to check this script quickly (its timings mean nothing)")
+    p.add_argument(
+        "--arch",
+        choices=["full", "tiny"],
+        default="full",
+        help="tiny: the test model, to check this script quickly (its timings mean nothing)",
+    )
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when available)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return p.parse_args(argv)
@@ -123,8 +130,11 @@ def condition_images(directory: Path, n: int, size: int) -> list[Path]:
 
 def build_pipeline(arch: str, conditioning: str, device, dtype, settings):
     """The in-memory pipeline from random-weight components, set up like ``load_pipeline`` does."""
-    from diffusers import (DPMSolverMultistepScheduler, StableDiffusionXLAdapterPipeline,
-                           StableDiffusionXLControlNetPipeline)
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        StableDiffusionXLAdapterPipeline,
+        StableDiffusionXLControlNetPipeline,
+    )
 
     from vggheads.render.sdxl_pipeline import SCHEDULERS
     from vggheads.render.sdxl_arch import build_components, count_parameters
@@ -175,7 +185,7 @@ def measure(pipe, settings, samples, batch_size: int, steps: int, device) -> dic
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
+    batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
     t0 = time.perf_counter()
     generate(pipe, settings, batches[0], steps=min(2 if device.type == "cuda" else 1, steps))
     sync()
@@ -188,8 +198,13 @@ def measure(pipe, settings, samples, batch_size: int, steps: int, device) -> dic
     sync()
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return {"seconds": seconds, "s_per_image": seconds / len(samples), "images_per_s": len(samples) / seconds,
-            "warmup_s": warmup, "peak_gpu_gib": peak}
+    return {
+        "seconds": seconds,
+        "s_per_image": seconds / len(samples),
+        "images_per_s": len(samples) / seconds,
+        "warmup_s": warmup,
+        "peak_gpu_gib": peak,
+    }
 
 
 def main(argv=None) -> int:
@@ -210,8 +225,11 @@ def main(argv=None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     gpu = device.type == "cuda"
     if args.full and not gpu:
-        print(f"--full needs a CUDA GPU (this machine has none). On a GPU machine run:\n  {FULL_CMD}\n"
-              f"Without --full this script runs a small CPU version of the same comparison.", file=sys.stderr)
+        print(
+            f"--full needs a CUDA GPU (this machine has none). On a GPU machine run:\n  {FULL_CMD}\n"
+            f"Without --full this script runs a small CPU version of the same comparison.",
+            file=sys.stderr,
+        )
         return 2
     size = args.size or (1024 if args.full else 128)
     steps = args.steps or (40 if args.full else 2)
@@ -229,32 +247,52 @@ def main(argv=None) -> int:
     if args.arch == "full" and not gpu:
         ram = available_ram_gb()
         if ram is not None and ram < 16:
-            print(f"the full-size SDXL needs ~15 GB of RAM in float32 on a CPU; {ram:.1f} GB available. "
-                  f"Free memory or run `--arch tiny` to check the script; the figures need a GPU: {FULL_CMD}",
-                  file=sys.stderr)
+            print(
+                f"the full-size SDXL needs ~15 GB of RAM in float32 on a CPU; {ram:.1f} GB available. "
+                f"Free memory or run `--arch tiny` to check the script; the figures need a GPU: {FULL_CMD}",
+                file=sys.stderr,
+            )
             return 2
         torch.set_flush_denormal(True)  # random weights drift into denormals, which are slow on CPUs
 
     params = load_params(REPO_ROOT / "params.yaml")
-    settings = dataclasses.replace(SdxlSettings.from_params(params, "sdxl"), conditioning=args.conditioning,
-                                   steps=steps)
+    settings = dataclasses.replace(
+        SdxlSettings.from_params(params, "sdxl"), conditioning=args.conditioning, steps=steps
+    )
     t0 = time.perf_counter()
     pipe, counts = build_pipeline(args.arch, args.conditioning, device, base_dtype, settings)
     build_s = time.perf_counter() - t0
     workdir = Path(tempfile.mkdtemp(prefix="bench_sdxl_"))
     conds = condition_images(workdir, n_images, size)
-    samples = [Sample(f"bench_{i:03d}", f"a photo of {1 + i % 4} people at a street festival, ultra highres",
-                      "worst quality, low quality, sketch, bad anatomy, bad body, bad face, nsfw, nudity, violence",
-                      1000 + i, conds[i], size, size) for i in range(n_images)]
+    samples = [
+        Sample(
+            f"bench_{i:03d}",
+            f"a photo of {1 + i % 4} people at a street festival, ultra highres",
+            "worst quality, low quality, sketch, bad anatomy, bad body, bad face, nsfw, nudity, violence",
+            1000 + i,
+            conds[i],
+            size,
+            size,
+        )
+        for i in range(n_images)
+    ]
 
-    device_name = torch.cuda.get_device_name(device) if gpu else f"CPU {platform.processor() or platform.machine()}" \
-        f" ({torch.get_num_threads()} threads)"
-    print(f"SDXL + {'T2I-Adapter' if args.conditioning == 'adapter' else 'ControlNet'} (openpose), "
-          f"{args.arch} architecture with random weights: "
-          + ", ".join(f"{k} {v / 1e6:.0f} M" for k, v in counts.items()) + f" (built in {build_s:.0f} s)")
-    print(f"device: {device_name}; torch {torch.__version__}; {size}x{size} px, {steps} steps, "
-          f"{settings.scheduler}, guidance {settings.guidance_scale}, {n_images} images per variant, "
-          f"batch {batch} in the batched variants")
+    device_name = (
+        torch.cuda.get_device_name(device)
+        if gpu
+        else f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"SDXL + {'T2I-Adapter' if args.conditioning == 'adapter' else 'ControlNet'} (openpose), "
+        f"{args.arch} architecture with random weights: "
+        + ", ".join(f"{k} {v / 1e6:.0f} M" for k, v in counts.items())
+        + f" (built in {build_s:.0f} s)"
+    )
+    print(
+        f"device: {device_name}; torch {torch.__version__}; {size}x{size} px, {steps} steps, "
+        f"{settings.scheduler}, guidance {settings.guidance_scale}, {n_images} images per variant, "
+        f"batch {batch} in the batched variants"
+    )
     results = []
     header = f"{'variant':28s} {'batch':>5s} {'dtype':>8s} {'s/image':>8s} {'images/s':>9s} {'vs naive':>8s} {'warm-up s':>9s}"
     if gpu:
@@ -279,38 +317,63 @@ def main(argv=None) -> int:
             ratio = baseline / r["s_per_image"] if baseline else float("nan")
             r.update(variant=v.name, batch=bs, dtype=dtype, speedup_vs_naive=ratio)
             results.append(r)
-            line = (f"{v.name:28s} {bs:5d} {dtype:>8s} {r['s_per_image']:8.3f} {r['images_per_s']:9.3f} "
-                    f"{ratio:7.2f}x {r['warmup_s']:9.1f}")
+            line = (
+                f"{v.name:28s} {bs:5d} {dtype:>8s} {r['s_per_image']:8.3f} {r['images_per_s']:9.3f} "
+                f"{ratio:7.2f}x {r['warmup_s']:9.1f}"
+            )
             if gpu:
                 line += f" {r['peak_gpu_gib']:8.1f}"
             print(line, flush=True)
     if not results:
         return 1
     best = min(results, key=lambda r: r["s_per_image"])
-    print(f"\nbest: {best['variant']}: {best['s_per_image']:.3f} s/image, {best['images_per_s']:.3f} images/s"
-          + (f" = {best['speedup_vs_naive']:.2f}x the naive per-image loop" if baseline else ""))
+    print(
+        f"\nbest: {best['variant']}: {best['s_per_image']:.3f} s/image, {best['images_per_s']:.3f} images/s"
+        + (f" = {best['speedup_vs_naive']:.2f}x the naive per-image loop" if baseline else "")
+    )
     v = next(v for v in VARIANTS if v.name == best["variant"])
-    print("as params.yaml render.sdxl: "
-          f"batch_size: {best['batch']}, dtype: {best['dtype'] if gpu else 'auto'}, channels_last: {str(v.channels_last).lower()}, "
-          f"compile: {str(v.compile).lower()}, vae_tiling: {str(v.vae_tiling).lower()}"
-          + (", vae: madebyollin/sdxl-vae-fp16-fix" if v.fp16_vae else ""))
+    print(
+        "as params.yaml render.sdxl: "
+        f"batch_size: {best['batch']}, dtype: {best['dtype'] if gpu else 'auto'}, channels_last: {str(v.channels_last).lower()}, "
+        f"compile: {str(v.compile).lower()}, vae_tiling: {str(v.vae_tiling).lower()}"
+        + (", vae: madebyollin/sdxl-vae-fp16-fix" if v.fp16_vae else "")
+    )
     full_size = size == 1024 and steps == 40 and args.arch == "full"
     if gpu and full_size:
         verdict = "met" if best["s_per_image"] <= GOAL_S_PER_IMAGE else "NOT met"
-        print(f"goal: <= {GOAL_S_PER_IMAGE} s per 1024 px, 40-step image on an H100: {verdict} on {device_name} "
-              f"({best['s_per_image']:.2f} s/image)")
+        print(
+            f"goal: <= {GOAL_S_PER_IMAGE} s per 1024 px, 40-step image on an H100: {verdict} on {device_name} "
+            f"({best['s_per_image']:.2f} s/image)"
+        )
     else:
-        print(f"goal: <= {GOAL_S_PER_IMAGE} s per 1024 px, 40-step image on an H100: not measured here "
-              f"({size} px, {steps} steps on {device_name}). On a CUDA machine run:\n  {FULL_CMD}\n"
-              f"(1024 px, 40 steps, every variant; about 10 minutes on an H100)")
+        print(
+            f"goal: <= {GOAL_S_PER_IMAGE} s per 1024 px, 40-step image on an H100: not measured here "
+            f"({size} px, {steps} steps on {device_name}). On a CUDA machine run:\n  {FULL_CMD}\n"
+            f"(1024 px, 40 steps, every variant; about 10 minutes on an H100)"
+        )
         if not gpu and args.arch == "full":
-            print("note: at this size a CPU pass is dominated by reading the 10 GB of fp32 weights, so batching "
-                  "gains more here than on a GPU; the ratios are this machine's, not an H100's")
+            print(
+                "note: at this size a CPU pass is dominated by reading the 10 GB of fp32 weights, so batching "
+                "gains more here than on a GPU; the ratios are this machine's, not an H100's"
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"device": device_name, "size": size, "steps": steps, "images": n_images,
-                                         "arch": args.arch, "conditioning": args.conditioning,
-                                         "parameters": counts, "results": results}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": device_name,
+                    "size": size,
+                    "steps": steps,
+                    "images": n_images,
+                    "arch": args.arch,
+                    "conditioning": args.conditioning,
+                    "parameters": counts,
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

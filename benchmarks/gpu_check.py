@@ -36,8 +36,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # bench_sdxl.py's variants but the compiled one (section sdxl-compile)
-SDXL_VARIANTS = ["naive", "naive-classic-attn", "batched", "batched-cl", "batched-cl-bf16", "batched-cl-fp16vae",
-                 "batched-cl-fp16vae-tiling"]
+SDXL_VARIANTS = [
+    "naive",
+    "naive-classic-attn",
+    "batched",
+    "batched-cl",
+    "batched-cl-bf16",
+    "batched-cl-fp16vae",
+    "batched-cl-fp16vae-tiling",
+]
 
 
 def section(name: str, results: dict, fn, json_path: Path | None = None) -> None:
@@ -61,8 +68,13 @@ def device_info() -> dict:
     import torch
 
     props = torch.cuda.get_device_properties(0)
-    return {"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": props.name,
-            "memory_gib": round(props.total_memory / 2 ** 30, 1), "devices": torch.cuda.device_count()}
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": props.name,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "devices": torch.cuda.device_count(),
+    }
 
 
 def rasteriser() -> dict:
@@ -89,12 +101,32 @@ def train(work: Path, steps: int, device: str = "0", n_train: int = 128, imgsz: 
     batch = min(16, n_train)
     per_epoch = n_train // batch
     epochs = max(1, steps // per_epoch)
-    trainer = HeadTrainer(arch, images, heads, LossSettings(classification="bce", landmarks=10.0),
-                          overrides={"epochs": epochs, "batch": batch, "nbs": batch, "imgsz": imgsz, "device": device,
-                                     "amp": cuda, "workers": 0, "plots": False, "val": False, "optimizer": "AdamW",
-                                     "lr0": 0.002, "cos_lr": True, "seed": 0, "project": str(work),
-                                     "name": "train", "exist_ok": True, "verbose": False},
-                          bn_images=64)
+    trainer = HeadTrainer(
+        arch,
+        images,
+        heads,
+        LossSettings(classification="bce", landmarks=10.0),
+        overrides={
+            "epochs": epochs,
+            "batch": batch,
+            "nbs": batch,
+            "imgsz": imgsz,
+            "device": device,
+            "amp": cuda,
+            "workers": 0,
+            "plots": False,
+            "val": False,
+            "optimizer": "AdamW",
+            "lr0": 0.002,
+            "cos_lr": True,
+            "seed": 0,
+            "project": str(work),
+            "name": "train",
+            "exist_ok": True,
+            "verbose": False,
+        },
+        bn_images=64,
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -104,15 +136,20 @@ def train(work: Path, steps: int, device: str = "0", n_train: int = 128, imgsz: 
     from ultralytics.nn.tasks import load_checkpoint
 
     model, _ = load_checkpoint(trainer.last)
-    metrics = evaluate(model.float(), HeadDataset(images, heads, "val", imgsz=imgsz),
-                       device="cuda:0" if cuda else "cpu")
-    return {"steps": epochs * per_epoch, "steps_per_s": round(epochs * per_epoch / seconds, 2),
-            "amp": bool(trainer.amp), "first_epoch_loss": round(sum(float(first[i]) for i in loss_cols), 3),
-            "last_epoch_loss": round(sum(float(last[i]) for i in loss_cols), 3),
-            "heldout_ap50": round(metrics["ap50"], 3),
-            "heldout_nme68": None if metrics["nme68"] != metrics["nme68"] else round(metrics["nme68"], 4),
-            "torch_peak_gib": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if cuda else None,
-            "numpy": np.__version__}
+    metrics = evaluate(
+        model.float(), HeadDataset(images, heads, "val", imgsz=imgsz), device="cuda:0" if cuda else "cpu"
+    )
+    return {
+        "steps": epochs * per_epoch,
+        "steps_per_s": round(epochs * per_epoch / seconds, 2),
+        "amp": bool(trainer.amp),
+        "first_epoch_loss": round(sum(float(first[i]) for i in loss_cols), 3),
+        "last_epoch_loss": round(sum(float(last[i]) for i in loss_cols), 3),
+        "heldout_ap50": round(metrics["ap50"], 3),
+        "heldout_nme68": None if metrics["nme68"] != metrics["nme68"] else round(metrics["nme68"], 4),
+        "torch_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "numpy": np.__version__,
+    }
 
 
 def predict(sizes: list[str], device: str = "cuda", imgsz: int = 640, runs: int = 50) -> dict:
@@ -135,9 +172,14 @@ def predict(sizes: list[str], device: str = "cuda", imgsz: int = 640, runs: int 
         x = torch.rand(1, 3, imgsz, imgsz, device=device)
         for size in sizes:
             for name, model in (
-                    ("multitask", HeadDetectionModel(ModelConfig(size=size, n_shape=128, n_expr=64, imgsz=imgsz,
-                                                                 head_model=str(head)))),
-                    ("plain", DetectionModel({**yaml_model_load(f"yolo11{size}.yaml"), "nc": 1}, verbose=False))):
+                (
+                    "multitask",
+                    HeadDetectionModel(
+                        ModelConfig(size=size, n_shape=128, n_expr=64, imgsz=imgsz, head_model=str(head))
+                    ),
+                ),
+                ("plain", DetectionModel({**yaml_model_load(f"yolo11{size}.yaml"), "nc": 1}, verbose=False)),
+            ):
                 model = model.to(device).eval()
                 with torch.inference_mode():
                     for _ in range(3):
@@ -159,14 +201,17 @@ def predict(sizes: list[str], device: str = "cuda", imgsz: int = 640, runs: int 
 def script(args: list[str], json_path: Path, timeout: int) -> dict:
     """Run a benchmark script; past ``timeout`` it is killed and what it printed so far is kept."""
     try:
-        proc = subprocess.run([sys.executable, *args, "--json", str(json_path)], capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, *args, "--json", str(json_path)], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         return {"error": f"killed after {timeout} s", "printed": out.strip().splitlines()[-12:]}
     if proc.returncode:
-        return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-3:]}",
-                "printed": proc.stdout.strip().splitlines()[-12:]}
+        return {
+            "error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-3:]}",
+            "printed": proc.stdout.strip().splitlines()[-12:],
+        }
     return json.loads(json_path.read_text()) if json_path.exists() else {"output": proc.stdout[-500:]}
 
 
@@ -175,8 +220,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     ap.add_argument("--train-steps", type=int, default=320)
     ap.add_argument("--sdxl-steps", type=int, default=4, help="denoising steps of the full-size SDXL check")
-    ap.add_argument("--cpu-smoke", action="store_true",
-                    help="no GPU: run the train and predict sections on the CPU, tiny (checks the script itself)")
+    ap.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="no GPU: run the train and predict sections on the CPU, tiny (checks the script itself)",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -196,19 +244,83 @@ def main(argv=None) -> int:
     section("rasteriser", results, rasteriser, out)
     section("train", results, lambda: train(work, args.train_steps), out)
     section("predict", results, lambda: predict(["n", "s"]), out)
-    section("tiny-sdxl", results, lambda: script(
-        [str(HERE / "bench_sdxl.py"), "--arch", "tiny", "--device", "cuda", "--size", "256", "--steps", "4",
-         "--images", "4", "--batch", "2"], work / "tiny_sdxl.json", 120), out)
+    section(
+        "tiny-sdxl",
+        results,
+        lambda: script(
+            [
+                str(HERE / "bench_sdxl.py"),
+                "--arch",
+                "tiny",
+                "--device",
+                "cuda",
+                "--size",
+                "256",
+                "--steps",
+                "4",
+                "--images",
+                "4",
+                "--batch",
+                "2",
+            ],
+            work / "tiny_sdxl.json",
+            120,
+        ),
+        out,
+    )
     # torch.compile of the 2.6 B UNet takes minutes: it runs last, in its own section, so the rest is in first
-    section("sdxl", results, lambda: script(
-        [str(HERE / "bench_sdxl.py"), "--full", "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2",
-         "--variants", ",".join(SDXL_VARIANTS)], work / "sdxl.json", 240), out)
-    section("head-mesh", results, lambda: script(
-        [str(HERE / "gpu_check_headmesh.py"), "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2"],
-        work / "headmesh.json", 240), out)
-    section("sdxl-compile", results, lambda: script(
-        [str(HERE / "bench_sdxl.py"), "--full", "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2",
-         "--variants", "naive,batched-cl-fp16vae,batched-cl-fp16vae-compile"], work / "sdxl_compile.json", 240), out)
+    section(
+        "sdxl",
+        results,
+        lambda: script(
+            [
+                str(HERE / "bench_sdxl.py"),
+                "--full",
+                "--steps",
+                str(args.sdxl_steps),
+                "--images",
+                "4",
+                "--batch",
+                "2",
+                "--variants",
+                ",".join(SDXL_VARIANTS),
+            ],
+            work / "sdxl.json",
+            240,
+        ),
+        out,
+    )
+    section(
+        "head-mesh",
+        results,
+        lambda: script(
+            [str(HERE / "gpu_check_headmesh.py"), "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2"],
+            work / "headmesh.json",
+            240,
+        ),
+        out,
+    )
+    section(
+        "sdxl-compile",
+        results,
+        lambda: script(
+            [
+                str(HERE / "bench_sdxl.py"),
+                "--full",
+                "--steps",
+                str(args.sdxl_steps),
+                "--images",
+                "4",
+                "--batch",
+                "2",
+                "--variants",
+                "naive,batched-cl-fp16vae,batched-cl-fp16vae-compile",
+            ],
+            work / "sdxl_compile.json",
+            240,
+        ),
+        out,
+    )
     return 0
 
 

@@ -49,8 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=4, help="images per pipeline call (default 4)")
     p.add_argument("--arch", choices=["full", "tiny"], default="full")
     p.add_argument("--device", default=None, help="cuda, cuda:N (default cuda); cpu only with --arch tiny")
-    p.add_argument("--head-model", type=Path, default=None,
-                   help="head-model .npz (default data/headmodel/head_model.npz, else built in memory)")
+    p.add_argument(
+        "--head-model",
+        type=Path,
+        default=None,
+        help="head-model .npz (default data/headmodel/head_model.npz, else built in memory)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return p.parse_args(argv)
 
@@ -68,19 +72,32 @@ def make_samples(workdir: Path, n: int, size: int):
     for i in range(n):
         persons = sample_scene(1 + i % 4, size, size, np.random.default_rng(i))
         path = workdir / f"pose_{i:03d}.png"
-        Image.fromarray(draw_openpose([p.keypoints for p in persons], size, size, 0.3,
-                                      max(1, round(4 * size / 512)))).save(path)
-        samples.append(Sample(f"bench_{i:03d}", f"a photo of {1 + i % 4} people at a street festival, ultra highres",
-                              "worst quality, low quality, sketch, bad anatomy, bad body, bad face, nsfw, nudity, violence",
-                              1000 + i, path, size, size, canvas=(size, size),
-                              persons=[(k, p.keypoints) for k, p in enumerate(persons)]))
+        Image.fromarray(
+            draw_openpose([p.keypoints for p in persons], size, size, 0.3, max(1, round(4 * size / 512)))
+        ).save(path)
+        samples.append(
+            Sample(
+                f"bench_{i:03d}",
+                f"a photo of {1 + i % 4} people at a street festival, ultra highres",
+                "worst quality, low quality, sketch, bad anatomy, bad body, bad face, nsfw, nudity, violence",
+                1000 + i,
+                path,
+                size,
+                size,
+                canvas=(size, size),
+                persons=[(k, p.keypoints) for k, p in enumerate(persons)],
+            )
+        )
     return samples
 
 
 def build_pipelines(comps: dict, device, dtype, scheduler: str) -> dict:
     """One pipeline per mode over the same UNet, VAE and text encoders."""
-    from diffusers import (DPMSolverMultistepScheduler, StableDiffusionXLAdapterPipeline,
-                           StableDiffusionXLControlNetPipeline)
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        StableDiffusionXLAdapterPipeline,
+        StableDiffusionXLControlNetPipeline,
+    )
 
     from vggheads.render.sdxl_pipeline import SCHEDULERS, AdapterInjector
 
@@ -92,13 +109,18 @@ def build_pipelines(comps: dict, device, dtype, scheduler: str) -> dict:
     for m in [comps["adapter"], *nets.values(), *base.values()]:
         if isinstance(m, torch.nn.Module):
             m.to(device=device, dtype=dtype)
-    pipes = {"adapter": StableDiffusionXLAdapterPipeline(**base, scheduler=sched, adapter=comps["adapter"]),
-             "head-mesh": StableDiffusionXLControlNetPipeline(**base, scheduler=sched,
-                                                              controlnet=[nets["pncc"], nets["depth"]]),
-             "pose+head-mesh (adapter)": StableDiffusionXLControlNetPipeline(**base, scheduler=sched,
-                                                                             controlnet=[nets["pncc"], nets["depth"]]),
-             "pose+head-mesh (controlnet)": StableDiffusionXLControlNetPipeline(
-                 **base, scheduler=sched, controlnet=[nets["pose"], nets["pncc"], nets["depth"]])}
+    pipes = {
+        "adapter": StableDiffusionXLAdapterPipeline(**base, scheduler=sched, adapter=comps["adapter"]),
+        "head-mesh": StableDiffusionXLControlNetPipeline(
+            **base, scheduler=sched, controlnet=[nets["pncc"], nets["depth"]]
+        ),
+        "pose+head-mesh (adapter)": StableDiffusionXLControlNetPipeline(
+            **base, scheduler=sched, controlnet=[nets["pncc"], nets["depth"]]
+        ),
+        "pose+head-mesh (controlnet)": StableDiffusionXLControlNetPipeline(
+            **base, scheduler=sched, controlnet=[nets["pose"], nets["pncc"], nets["depth"]]
+        ),
+    }
     injector = AdapterInjector(pipes["pose+head-mesh (adapter)"], comps["adapter"])
     for p in pipes.values():
         p.set_progress_bar_config(disable=True)
@@ -114,12 +136,16 @@ def main(argv=None) -> int:
 
     device = torch.device(args.device or "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("gpu_check_headmesh: skipped: no CUDA device (torch.cuda.is_available() is False). "
-              "`--arch tiny --device cpu` checks the script.")
+        print(
+            "gpu_check_headmesh: skipped: no CUDA device (torch.cuda.is_available() is False). "
+            "`--arch tiny --device cpu` checks the script."
+        )
         return 0
     if device.type != "cuda" and args.arch == "full":
-        print("gpu_check_headmesh: the full-size check needs a CUDA device; use --arch tiny to check the script",
-              file=sys.stderr)
+        print(
+            "gpu_check_headmesh: the full-size check needs a CUDA device; use --arch tiny to check the script",
+            file=sys.stderr,
+        )
         return 2
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -141,21 +167,28 @@ def main(argv=None) -> int:
     params = load_params(REPO_ROOT / "params.yaml")
     hm_path = args.head_model or REPO_ROOT / "data/headmodel/head_model.npz"
     head_model = load_head_model(hm_path) if Path(hm_path).is_file() else build_head_model(seed=0)
-    scener = SceneConditioner(head_model, {**DEFAULTS, **params["render"]["procedural"]},
-                              params["poses"]["min_confidence"])
+    scener = SceneConditioner(
+        head_model, {**DEFAULTS, **params["render"]["procedural"]}, params["poses"]["min_confidence"]
+    )
     t0 = time.perf_counter()
-    comps = build_components(args.arch, seed=0, conditioning=("adapter", "controlnet", "pncc", "depth"),
-                             device=str(device))
+    comps = build_components(
+        args.arch, seed=0, conditioning=("adapter", "controlnet", "pncc", "depth"), device=str(device)
+    )
     counts = count_parameters(comps)
     pipes, injector = build_pipelines(comps, device, dtype, params["render"]["sdxl"]["scheduler"])
     build_s = time.perf_counter() - t0
     workdir = Path(tempfile.mkdtemp(prefix="gpu_check_headmesh_"))
     samples = make_samples(workdir, args.images, args.size)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"head-mesh conditioning, {args.arch} SDXL with random weights ("
-          + ", ".join(f"{k} {v / 1e6:.0f} M" for k, v in counts.items()) + f"; built in {build_s:.0f} s)")
-    print(f"device: {name}; {args.size}x{args.size} px, {args.steps} steps, batch {args.batch}, "
-          f"{args.images} images per mode, {str(dtype).removeprefix('torch.')}; scenes rasterised by {scener.gl_renderer}")
+    print(
+        f"head-mesh conditioning, {args.arch} SDXL with random weights ("
+        + ", ".join(f"{k} {v / 1e6:.0f} M" for k, v in counts.items())
+        + f"; built in {build_s:.0f} s)"
+    )
+    print(
+        f"device: {name}; {args.size}x{args.size} px, {args.steps} steps, batch {args.batch}, "
+        f"{args.images} images per mode, {str(dtype).removeprefix('torch.')}; scenes rasterised by {scener.gl_renderer}"
+    )
 
     def settings_for(conditioning: str, pose: str | None):
         p = json.loads(json.dumps(params))
@@ -169,8 +202,10 @@ def main(argv=None) -> int:
             torch.cuda.synchronize(device)
 
     results, baseline = [], None
-    print(f"{'mode':30s} {'ControlNets':>11s} {'SDXL s/image':>12s} {'scene s/image':>13s} {'vs adapter':>10s}"
-          + (f" {'peak GiB':>8s}" if device.type == "cuda" else ""))
+    print(
+        f"{'mode':30s} {'ControlNets':>11s} {'SDXL s/image':>12s} {'scene s/image':>13s} {'vs adapter':>10s}"
+        + (f" {'peak GiB':>8s}" if device.type == "cuda" else "")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: NaN pixels in the PIL cast
         for mode, conditioning, pose in MODES:
@@ -182,7 +217,7 @@ def main(argv=None) -> int:
                 for s in samples:
                     s.scene = scener(s.persons, s.canvas, (s.width, s.height), s.seed, settings.maps)
                 scene_s = (time.perf_counter() - t0) / len(samples)
-            batches = [samples[i:i + args.batch] for i in range(0, len(samples), args.batch)]
+            batches = [samples[i : i + args.batch] for i in range(0, len(samples), args.batch)]
             generate(pipe, settings, batches[0], steps=2)  # warm-up: kernels, autotuning
             sync()
             if device.type == "cuda":
@@ -194,17 +229,39 @@ def main(argv=None) -> int:
             sdxl_s = (time.perf_counter() - t0) / len(samples)
             baseline = baseline or sdxl_s
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-            r = {"mode": mode, "controlnets": len(settings.controlnets), "sdxl_s_per_image": sdxl_s,
-                 "scene_s_per_image": scene_s, "ratio_vs_adapter": sdxl_s / baseline, "peak_gpu_gib": peak}
+            r = {
+                "mode": mode,
+                "controlnets": len(settings.controlnets),
+                "sdxl_s_per_image": sdxl_s,
+                "scene_s_per_image": scene_s,
+                "ratio_vs_adapter": sdxl_s / baseline,
+                "peak_gpu_gib": peak,
+            }
             results.append(r)
-            print(f"{mode:30s} {r['controlnets']:11d} {sdxl_s:12.3f} {scene_s:13.3f} {r['ratio_vs_adapter']:9.2f}x"
-                  + (f" {peak:8.1f}" if peak is not None else ""), flush=True)
+            print(
+                f"{mode:30s} {r['controlnets']:11d} {sdxl_s:12.3f} {scene_s:13.3f} {r['ratio_vs_adapter']:9.2f}x"
+                + (f" {peak:8.1f}" if peak is not None else ""),
+                flush=True,
+            )
     del injector
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"device": name, "size": args.size, "steps": args.steps, "arch": args.arch,
-                                         "batch": args.batch, "images": args.images, "parameters": counts,
-                                         "results": results}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": name,
+                    "size": args.size,
+                    "steps": args.steps,
+                    "arch": args.arch,
+                    "batch": args.batch,
+                    "images": args.images,
+                    "parameters": counts,
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

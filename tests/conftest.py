@@ -138,8 +138,9 @@ def copy_project(dest: Path, params: dict | None = None) -> Path:
 
     import yaml
 
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         src = REPO / rel
         if src.is_file():
@@ -163,12 +164,14 @@ def tool_env(extra: dict | None = None) -> dict:
 
 # ---------------------------------------------------------------- the tiny DAG, run once per session
 
+
 def run_tool(cmd: list[str], cwd: Path, timeout: int = 1500, check: bool = True, **env) -> str:
     """Run a snakemake/dvc/... command offline in ``cwd`` (MLflow store in that folder); return its output."""
     import subprocess
 
-    res = subprocess.run(cmd, cwd=cwd, env=tool_env({"MLFLOW_TRACKING_URI": "", **env}), capture_output=True,
-                         text=True, timeout=timeout)
+    res = subprocess.run(
+        cmd, cwd=cwd, env=tool_env({"MLFLOW_TRACKING_URI": "", **env}), capture_output=True, text=True, timeout=timeout
+    )
     if check:
         assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-8000:]}"
     return res.stdout + res.stderr
@@ -205,8 +208,19 @@ def traced(cmd: list[str], trace: Path) -> list[str]:
     (``cmd`` unchanged when strace cannot run here; check ``trace.exists()`` afterwards)."""
     if not strace_works():
         return cmd
-    return ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto,sendmsg,execve", "-e", "signal=none",
-            "-o", str(trace), *cmd]
+    return [
+        "strace",
+        "-f",
+        "--seccomp-bpf",
+        "-qq",
+        "-e",
+        "trace=connect,sendto,sendmsg,execve",
+        "-e",
+        "signal=none",
+        "-o",
+        str(trace),
+        *cmd,
+    ]
 
 
 def remote_connects(trace: str) -> list[str]:
@@ -219,8 +233,11 @@ def remote_connects(trace: str) -> list[str]:
     DNS lookups of ``scontrol`` processes are left out (README, Offline)."""
     import re
 
-    scontrol = {line.split()[0] for line in trace.splitlines()
-                if re.search(r'execve\("[^"]*/scontrol"', line) and "ENOENT" not in line}
+    scontrol = {
+        line.split()[0]
+        for line in trace.splitlines()
+        if re.search(r'execve\("[^"]*/scontrol"', line) and "ENOENT" not in line
+    }
     remote = []
     for line in trace.splitlines():
         if "AF_INET" not in line:  # AF_UNIX, AF_NETLINK: local

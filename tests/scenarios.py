@@ -81,7 +81,7 @@ def check_expectations(project: Path, expect: dict) -> None:
 
 # Writes generic_model.pkl as FLAME's own file holds it: chumpy Ch objects (a module faked here,
 # so the reader must cope without chumpy) and a scipy sparse J_regressor, pickle protocol 2.
-_WRITE_FLAME = r'''
+_WRITE_FLAME = r"""
 import pickle, sys, types
 import numpy as np, scipy.sparse
 
@@ -102,7 +102,7 @@ model = {"v_template": Ch(a["v_template"]), "shapedirs": Ch(a["shapedirs"]), "po
          "bs_style": "lbs", "bs_type": "lrotmin"}
 with open(out, "wb") as fh:
     pickle.dump(model, fh, protocol=2)
-'''
+"""
 
 
 def write_flame_standin(head_model_npz: Path, folder: Path) -> Path:
@@ -114,19 +114,34 @@ def write_flame_standin(head_model_npz: Path, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     model = load_head_model(head_model_npz)
-    arrays = {"v_template": model.v_template, "shapedirs": model.shapedirs, "posedirs": model.posedirs,
-              "J_regressor": model.J_regressor, "weights": model.weights, "f": model.faces.astype(np.uint32),
-              "kintree_table": np.where(model.kintree_table < 0, 2**32 - 1, model.kintree_table).astype(np.uint32)}
+    arrays = {
+        "v_template": model.v_template,
+        "shapedirs": model.shapedirs,
+        "posedirs": model.posedirs,
+        "J_regressor": model.J_regressor,
+        "weights": model.weights,
+        "f": model.faces.astype(np.uint32),
+        "kintree_table": np.where(model.kintree_table < 0, 2**32 - 1, model.kintree_table).astype(np.uint32),
+    }
     np.savez(folder / "arrays.npz", **arrays)
-    subprocess.run([sys.executable, "-c", _WRITE_FLAME, str(folder / "arrays.npz"), str(folder / "generic_model.pkl")],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-c", _WRITE_FLAME, str(folder / "arrays.npz"), str(folder / "generic_model.pkl")], check=True
+    )
     (folder / "arrays.npz").unlink()
     with open(folder / "flame_static_embedding.pkl", "wb") as fh:
-        pickle.dump({"lmk_face_idx": model.lmk_faces[17:].astype(np.uint32), "lmk_b_coords": model.lmk_bary[17:]},
-                    fh, protocol=2)
-    np.save(folder / "flame_dynamic_embedding.npy",
-            {"lmk_face_idx": np.tile(model.lmk_faces[:17], (79, 1)),
-             "lmk_b_coords": np.tile(model.lmk_bary[:17], (79, 1, 1))}, allow_pickle=True)
+        pickle.dump(
+            {"lmk_face_idx": model.lmk_faces[17:].astype(np.uint32), "lmk_b_coords": model.lmk_bary[17:]},
+            fh,
+            protocol=2,
+        )
+    np.save(
+        folder / "flame_dynamic_embedding.npy",
+        {
+            "lmk_face_idx": np.tile(model.lmk_faces[:17], (79, 1)),
+            "lmk_b_coords": np.tile(model.lmk_bary[:17], (79, 1, 1)),
+        },
+        allow_pickle=True,
+    )
     with open(folder / "FLAME_masks.pkl", "wb") as fh:
         pickle.dump({**model.regions, "face": model.subsets["face"]}, fh, protocol=2)
     np.save(folder / "face.npy", model.subsets["face"])
@@ -142,8 +157,8 @@ def write_dad3dnet_standin(path: Path) -> Path:
     class Dad(torch.nn.Module):
         def forward(self, x):
             p = torch.zeros(x.shape[0], 413)
-            p[:, 403], p[:, 407] = 1.0, 1.0      # 6D rotation: identity
-            p[:, 412] = 6.0                      # DAD's (s + 1) scale: a ~0.1 m head spans most of the crop
+            p[:, 403], p[:, 407] = 1.0, 1.0  # 6D rotation: identity
+            p[:, 412] = 6.0  # DAD's (s + 1) scale: a ~0.1 m head spans most of the crop
             return {"OUTPUT_3DMM_PARAMS": p + 0.0 * x.mean()}
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,5 +210,5 @@ def build_standins(folder: Path, head_model_npz: Path, caption_source: Path, tra
         shutil.copytree(trained_model, folder / "round1", dirs_exist_ok=True)
         from vggheads.release.standin import build_standin
 
-        build_standin(trained_model, folder / "vgg_heads_l.trcd")   # the released model's contract (docs/release.md)
+        build_standin(trained_model, folder / "vgg_heads_l.trcd")  # the released model's contract (docs/release.md)
     return folder

@@ -41,11 +41,15 @@ def install() -> None:
     if os.geteuid() != 0:
         raise RuntimeError(f"SLURM is not installed and this is not root: apt-get install {' '.join(PACKAGES)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+    ):
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+            )
     if not installed():
         raise RuntimeError(f"installed {PACKAGES} but some of {BINARIES} are still missing")
 
@@ -84,8 +88,9 @@ class LocalSlurm:
     GPU rules' ``--gpus=1`` is granted (a counted GPU without a device: their code runs on the CPU).
     """
 
-    def __init__(self, root: Path, partition: str = "debug", mem_mb: int | None = None, cpus: int | None = None,
-                 gpus: int = 1):
+    def __init__(
+        self, root: Path, partition: str = "debug", mem_mb: int | None = None, cpus: int | None = None, gpus: int = 1
+    ):
         self.root = Path(root)
         self.partition = partition
         self.host = socket.gethostname().split(".")[0]
@@ -99,7 +104,7 @@ class LocalSlurm:
         self.mem_mb = mem_mb or max(_mem_mb(), 64000)
         self.cpus = cpus or max(os.cpu_count() or 2, 2)
         self.gpus = gpus
-        self.pids: dict[str, int] = {}     # daemons this harness started and has not stopped yet
+        self.pids: dict[str, int] = {}  # daemons this harness started and has not stopped yet
         self.stopped: dict[str, int] = {}  # daemons stop() ended (for the caller to check)
 
     def client_env(self, base: dict) -> dict:
@@ -162,7 +167,8 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         # slurm reads gres.conf beside slurm.conf. /dev/null stands in for the GPU device files, so
         # jobs of GPU rules (--gpus=1) schedule and run; their code finds no CUDA and uses the CPU.
         (self.root / "gres.conf").write_text(
-            f"AutoDetect=off\nNodeName={self.host} Name=gpu File=/dev/null Count={self.gpus}\n")
+            f"AutoDetect=off\nNodeName={self.host} Name=gpu File=/dev/null Count={self.gpus}\n"
+        )
 
     def _hosts_entry(self) -> None:
         try:
@@ -183,9 +189,20 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             key.chmod(0o400)
         pid_file = d / "munged.pid"
         pid_file.unlink(missing_ok=True)
-        res = subprocess.run(["munged", "--force", f"--socket={self.munge_socket}", f"--key-file={key}",
-                              f"--pid-file={pid_file}", f"--log-file={d / 'munged.log'}",
-                              f"--seed-file={d / 'munged.seed'}"], capture_output=True, text=True, timeout=30)
+        res = subprocess.run(
+            [
+                "munged",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={pid_file}",
+                f"--log-file={d / 'munged.log'}",
+                f"--seed-file={d / 'munged.seed'}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if res.returncode != 0:
             raise RuntimeError(f"munged did not start ({res.returncode}): {res.stderr}")
         for _ in range(100):
@@ -206,8 +223,11 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         sock = f"--socket={self.munge_socket}"
         try:
             cred = subprocess.run(["munge", "-n", sock], capture_output=True, timeout=10)
-            return cred.returncode == 0 and subprocess.run(["unmunge", sock], input=cred.stdout,
-                                                           capture_output=True, timeout=10).returncode == 0
+            return (
+                cred.returncode == 0
+                and subprocess.run(["unmunge", sock], input=cred.stdout, capture_output=True, timeout=10).returncode
+                == 0
+            )
         except (OSError, subprocess.SubprocessError):
             return False
 
@@ -256,27 +276,41 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             time.sleep(0.3)
         raise RuntimeError(f"SLURM node not idle after {timeout}s (state {state!r})\n{self._log_tail()}")
 
-    FIELDS = {"id": "JobID", "name": "Name", "comment": "Comment", "state": "State", "mem": "MinMemory",
-              "time": "TimeLimit", "tres": "tres-per-job", "cpus": "cpus-per-task", "account": "Account",
-              "partition": "Partition"}
+    FIELDS = {
+        "id": "JobID",
+        "name": "Name",
+        "comment": "Comment",
+        "state": "State",
+        "mem": "MinMemory",
+        "time": "TimeLimit",
+        "tres": "tres-per-job",
+        "cpus": "cpus-per-task",
+        "account": "Account",
+        "partition": "Partition",
+    }
 
     def jobs(self) -> list[dict]:
         """Every job the controller still knows (MinJobAge=86400 keeps finished ones for a day), as
         squeue prints the :attr:`FIELDS`: the executor plugin writes ``rule_<rule>_wildcards_<values>``
         into the comment; ``tres`` is ``gres:gpu:1`` for ``--gpus=1``; ``mem`` like ``2000M``."""
         fmt = ",".join(f"{f}:|" for f in self.FIELDS.values())
-        res = subprocess.run(["squeue", "--states=all", "-h", "-O", fmt], env=self.client_env(dict(os.environ)),
-                             capture_output=True, text=True, timeout=30)
+        res = subprocess.run(
+            ["squeue", "--states=all", "-h", "-O", fmt],
+            env=self.client_env(dict(os.environ)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         n = len(self.FIELDS)
-        return [dict(zip(self.FIELDS, line.split("|")[:n])) for line in res.stdout.splitlines()
-                if line.count("|") >= n]
+        return [dict(zip(self.FIELDS, line.split("|")[:n])) for line in res.stdout.splitlines() if line.count("|") >= n]
 
     def stop(self) -> None:
         """Cancel what is still queued or running, then stop the daemons this harness started, by pid."""
         env = self.client_env(dict(os.environ))
         if "slurmctld" in self.pids:
-            subprocess.run(["scancel", "--full", "--partition", self.partition], env=env, capture_output=True,
-                           timeout=30)
+            subprocess.run(
+                ["scancel", "--full", "--partition", self.partition], env=env, capture_output=True, timeout=30
+            )
             for _ in range(50):  # let slurmd tear the job steps down while it still runs
                 try:
                     if not any(j["state"] in ("RUNNING", "COMPLETING", "CONFIGURING") for j in self.jobs()):

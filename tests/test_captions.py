@@ -10,8 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vggheads.captions.text import (NearDuplicates, is_about_people, names_person, person_count,
-                                    rewrite_prompt)
+from vggheads.captions.text import NearDuplicates, is_about_people, names_person, person_count, rewrite_prompt
 from vggheads.errors import InputError
 from vggheads.schemas import read_table
 from vggheads.stages.sample_captions import RULES, _cheap_rule, bad_caption, sample_captions
@@ -27,7 +26,7 @@ def cfg(params, tmp_path_factory):
     p = copy.deepcopy(params)
     p["tracking"]["enabled"] = False
     p["dataset"]["samples_per_shard"] = None
-    p["dataset"]["shards"] = 2     # the tests below cut the 45 rows in two
+    p["dataset"]["shards"] = 2  # the tests below cut the 45 rows in two
     # The 45 hand-written rows of the demo source (the rest are generated people captions).
     demo = tmp_path_factory.mktemp("demo") / "demo45.parquet"
     pq.write_table(pq.read_table(p["captions"]["sources"][0]).slice(0, 45), demo)
@@ -42,6 +41,7 @@ def run(p, tmp_path, shard="00000"):
 
 
 # --- each rule on its own -------------------------------------------------------------------------
+
 
 def test_aspect_ratio_rule(params):
     c = params["captions"]
@@ -70,51 +70,60 @@ def test_bad_captions_are_a_counted_rule(params, caption):
     assert _cheap_rule({"caption": caption}, params["captions"]) == "bad_caption"
 
 
-@pytest.mark.parametrize("caption,expected", [
-    ("a woman smiling at the camera", True),
-    ("two men talking on a street", True),
-    ("Portrait of young caucasian woman in office", True),
-    ("Women's leather jacket with laces", False),
-    ("Mens cotton T-Shirt", False),
-    ("Programmed Word Attack for Teachers", False),
-    ("sunset over the mountains", False),
-    ("Kids Birthday Invitation - Fire Truck", False),
-])
+@pytest.mark.parametrize(
+    "caption,expected",
+    [
+        ("a woman smiling at the camera", True),
+        ("two men talking on a street", True),
+        ("Portrait of young caucasian woman in office", True),
+        ("Women's leather jacket with laces", False),
+        ("Mens cotton T-Shirt", False),
+        ("Programmed Word Attack for Teachers", False),
+        ("sunset over the mountains", False),
+        ("Kids Birthday Invitation - Fire Truck", False),
+    ],
+)
 def test_people_rule(caption, expected):
     assert is_about_people(caption) is expected
 
 
-@pytest.mark.parametrize("caption,expected", [
-    ("Kevin Dillon and daughter Ava out grabbing some items.", True),
-    ("Pennsylvania Gov. Tom Wolf speaks during a news conference", True),
-    ("photo by Franklin Reyes of a man cooking", True),
-    ("a woman smiling at the camera in a sunny park", False),
-    ("Woman holding a clock — Stock Photo", False),
-    ("a girl holding a rose", False),
-    # honorifics with normal capitalisation (the old rule only matched lower-case "mr")
-    ("Mr. Smith walks his dog in the park", True),
-    ("a portrait of Dr. Jones in her office", True),
-    ("MRS. ROBINSON smiling", True),
-    ("mrs. Robinson smiling", True),
-    ("Queen Bee costume for a girl", False),
-    ("Mr. & Mrs. Guest Book", False),
-    # photo credits name a person
-    ("Stock brokers trade in Kolkata. REUTERS/Jayanta Shaw/Files", True),
-    ("a boy in Mannheim, Artist: naumoid, Code: 400", True),
-    ("Stock Photo: Girls laying in grass", False),
-    # ambiguous given names followed by a surname, also in title-case captions
-    ("Bill Gates Watches A Demonstration", True),
-    ("Rose Gold Watch For Women", False),
-])
+@pytest.mark.parametrize(
+    "caption,expected",
+    [
+        ("Kevin Dillon and daughter Ava out grabbing some items.", True),
+        ("Pennsylvania Gov. Tom Wolf speaks during a news conference", True),
+        ("photo by Franklin Reyes of a man cooking", True),
+        ("a woman smiling at the camera in a sunny park", False),
+        ("Woman holding a clock — Stock Photo", False),
+        ("a girl holding a rose", False),
+        # honorifics with normal capitalisation (the old rule only matched lower-case "mr")
+        ("Mr. Smith walks his dog in the park", True),
+        ("a portrait of Dr. Jones in her office", True),
+        ("MRS. ROBINSON smiling", True),
+        ("mrs. Robinson smiling", True),
+        ("Queen Bee costume for a girl", False),
+        ("Mr. & Mrs. Guest Book", False),
+        # photo credits name a person
+        ("Stock brokers trade in Kolkata. REUTERS/Jayanta Shaw/Files", True),
+        ("a boy in Mannheim, Artist: naumoid, Code: 400", True),
+        ("Stock Photo: Girls laying in grass", False),
+        # ambiguous given names followed by a surname, also in title-case captions
+        ("Bill Gates Watches A Demonstration", True),
+        ("Rose Gold Watch For Women", False),
+    ],
+)
 def test_named_person_rule(caption, expected):
     assert names_person(caption) is expected
 
 
-@pytest.mark.parametrize("caption", [
-    "a man drinking coffee in a café in Zürich",
-    "two women at the Straße market in Köln",
-    "a smiling vendor at a crêpe stand, naïve décor",
-])
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "a man drinking coffee in a café in Zürich",
+        "two women at the Straße market in Köln",
+        "a smiling vendor at a crêpe stand, naïve décor",
+    ],
+)
 def test_non_ascii_words_are_words(caption):
     """Non-ASCII letters do not cut words into capitalised fragments that looked like name pairs."""
     from vggheads.captions.text import words
@@ -137,8 +146,8 @@ def test_people_rule_on_slugs_and_roles():
 def test_near_duplicates():
     nd = NearDuplicates(0.8)
     assert not nd.seen("two men talking on a city street at night")
-    assert nd.seen("Two men talking on a city street, at night!")           # same words
-    assert nd.seen("two men talking on a city street at night time")        # Jaccard 0.89
+    assert nd.seen("Two men talking on a city street, at night!")  # same words
+    assert nd.seen("two men talking on a city street at night time")  # Jaccard 0.89
     assert not nd.seen("two women drinking coffee in a cafe")
     exact_only = NearDuplicates(1.0)
     assert not exact_only.seen("two men talking on a city street at night")
@@ -165,6 +174,7 @@ def test_rewrite_probabilities():
 
 
 # --- the stage --------------------------------------------------------------------------------------
+
 
 def test_stage_counts_every_rule_and_keeps_people(cfg, tmp_path):
     cfg["dataset"]["shards"] = 1
@@ -209,12 +219,15 @@ def test_samples_per_shard_caps_and_keeps_prefix(cfg, tmp_path):
 
 
 def test_lowercase_columns_and_bad_rows(cfg, tmp_path):
-    src = write_source(tmp_path / "l.parquet", [
-        {"url": "u1", "caption": "a man reading a newspaper"},
-        {"url": "u2", "caption": None},
-        {"url": "u3", "caption": ""},
-        {"url": "u4", "caption": "a woman walking a dog"},
-    ])
+    src = write_source(
+        tmp_path / "l.parquet",
+        [
+            {"url": "u1", "caption": "a man reading a newspaper"},
+            {"url": "u2", "caption": None},
+            {"url": "u3", "caption": ""},
+            {"url": "u4", "caption": "a woman walking a dog"},
+        ],
+    )
     cfg["captions"]["sources"] = [src]
     cfg["dataset"]["shards"] = 1
     rows, stats = run(cfg, tmp_path)
@@ -225,18 +238,26 @@ def test_non_text_caption_column_is_counted_and_an_empty_shard_stops(cfg, tmp_pa
     src = write_source(tmp_path / "n.parquet", [{"URL": "u", "TEXT": 5}, {"URL": "v", "TEXT": 6}])
     cfg["captions"]["sources"] = [src]
     cfg["dataset"]["shards"] = 1
-    with pytest.raises(InputError, match=r"shard 00000: none of its 2 rows kept a caption \(dropped: bad_caption 2 "
-                                         r"\(bad_caption: not_text 2\)"):
+    with pytest.raises(
+        InputError,
+        match=r"shard 00000: none of its 2 rows kept a caption \(dropped: bad_caption 2 "
+        r"\(bad_caption: not_text 2\)",
+    ):
         run(cfg, tmp_path)
     assert json.loads((tmp_path / "00000.json").read_text())["bad_caption_reasons"]["not_text"] == 2
 
 
 def test_binary_text_column_is_decoded_and_says_why_rows_drop(cfg, tmp_path, caplog):
     schema = pa.schema([("URL", pa.string()), ("TEXT", pa.binary())])
-    src = write_source(tmp_path / "b.parquet", [{"URL": "u1", "TEXT": "a man reading a newspaper".encode()},
-                                                {"URL": "u2", "TEXT": b"\xff\xfe broken"},
-                                                {"URL": "u3", "TEXT": "a woman walking a dog in Zürich".encode()}],
-                       schema=schema)
+    src = write_source(
+        tmp_path / "b.parquet",
+        [
+            {"URL": "u1", "TEXT": "a man reading a newspaper".encode()},
+            {"URL": "u2", "TEXT": b"\xff\xfe broken"},
+            {"URL": "u3", "TEXT": "a woman walking a dog in Zürich".encode()},
+        ],
+        schema=schema,
+    )
     cfg["captions"]["sources"] = [src]
     cfg["dataset"]["shards"] = 1
     with caplog.at_level("WARNING"):
@@ -257,7 +278,9 @@ def test_empty_source_stops_the_run(cfg, tmp_path):
 def test_missing_caption_column_names_file_and_columns(cfg, tmp_path):
     src = write_source(tmp_path / "nocap.parquet", [{"URL": "u", "ALT": "a man"}])
     cfg["captions"]["sources"] = [src]
-    with pytest.raises(InputError, match=r"nocap.parquet: no caption column \(expected one of TEXT, caption.*found URL, ALT"):
+    with pytest.raises(
+        InputError, match=r"nocap.parquet: no caption column \(expected one of TEXT, caption.*found URL, ALT"
+    ):
         run(cfg, tmp_path)
 
 

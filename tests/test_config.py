@@ -25,12 +25,15 @@ def test_every_key_in_params_yaml_has_a_comment():
             assert "#" in line, f"params.yaml line {n} has no comment: {line!r}"
 
 
-@pytest.mark.parametrize("path,value,expect", [
-    (("captions", "diversity_p"), 1.5, "key 'captions.diversity_p': expected number >= 0, <= 1"),
-    (("dataset", "shards"), "two", "key 'dataset.shards': expected integer"),
-    (("poses", "backend"), "openpose", "key 'poses.backend': expected one of 'procedural', 'ultralytics'"),
-    (("captions", "sources"), [], "key 'captions.sources': expected array"),
-])
+@pytest.mark.parametrize(
+    "path,value,expect",
+    [
+        (("captions", "diversity_p"), 1.5, "key 'captions.diversity_p': expected number >= 0, <= 1"),
+        (("dataset", "shards"), "two", "key 'dataset.shards': expected integer"),
+        (("poses", "backend"), "openpose", "key 'poses.backend': expected one of 'procedural', 'ultralytics'"),
+        (("captions", "sources"), [], "key 'captions.sources': expected array"),
+    ],
+)
 def test_bad_value_names_key_and_expectation(params, path, value, expect):
     bad = copy.deepcopy(params)
     bad[path[0]][path[1]] = value
@@ -80,8 +83,7 @@ def test_prepare_freezes_each_merged_config_in_its_own_file_never_rewritten(tmp_
     assert yaml.safe_load(Path(str(path)).read_text()) == params and Path(str(path)).stat().st_mtime_ns == mtime
 
 
-def test_frozen_params_format_as_the_path_and_record_only_the_seed_for_the_rerun_trigger(params, tmp_path,
-                                                                                        monkeypatch):
+def test_frozen_params_format_as_the_path_and_record_only_the_seed_for_the_rerun_trigger(params, tmp_path, monkeypatch):
     """Snakemake formats the param into the shell command, and its params trigger records repr()."""
     import pickle
 
@@ -124,53 +126,71 @@ BROKEN = {
     "truth_labeller_needs_procedural_renders": (
         {"render": {"backend": "tiny-sdxl"}},
         ["labels.labeller: truth", "render.backend: procedural", "labels.labeller: landmark-fit"],
-        {"labels": {"labeller": "landmark-fit"}}),
+        {"labels": {"labeller": "landmark-fit"}},
+    ),
     "oracle_detector_needs_procedural_renders": (
         {"render": {"backend": "tiny-sdxl"}, "labels": {"labeller": "landmark-fit"}, "detector": {"oracle": True}},
         ["detector.oracle: true", "render.backend: procedural", "detector.oracle: false"],
-        {"detector": {"oracle": False}}),
+        {"detector": {"oracle": False}},
+    ),
     "ultralytics_poses_need_images": (
         {"poses": {"backend": "ultralytics", "ultralytics": {"images": None}}},
         ["poses.backend: ultralytics", "poses.ultralytics.images", "poses.backend: procedural"],
-        {"poses": {"ultralytics": {"images": "data/images"}}}),
+        {"poses": {"ultralytics": {"images": "data/images"}}},
+    ),
     "coco_labelled_subset_needs_its_files": (
         {"detector": {"labelled": {"source": "coco", "coco_json": "boxes.json"}}},
         ["detector.labelled.source: coco", "detector.labelled.coco_images", "detector.labelled.source: procedural"],
-        {"detector": {"labelled": {"coco_images": "images"}}}),
+        {"detector": {"labelled": {"coco_images": "images"}}},
+    ),
     "half_precision_needs_a_gpu": (
-        {"render": {"backend": "tiny-sdxl", "sdxl": {"device": "cpu", "dtype": "float16"}},
-         "labels": {"labeller": "landmark-fit"}},
+        {
+            "render": {"backend": "tiny-sdxl", "sdxl": {"device": "cpu", "dtype": "float16"}},
+            "labels": {"labeller": "landmark-fit"},
+        },
         ["render.sdxl.dtype: float16", "render.sdxl.device is cpu", "render.sdxl.dtype: auto"],
-        {"render": {"sdxl": {"dtype": "bfloat16"}}}),
+        {"render": {"sdxl": {"dtype": "bfloat16"}}},
+    ),
     "half_precision_needs_a_gpu (captions)": (
         {"captions": {"source": "blip2", "blip2": {"device": "cpu", "dtype": "float16"}}},
         ["captions.blip2.dtype: float16", "captions.blip2.device is cpu", "captions.blip2.dtype: auto"],
-        {"captions": {"blip2": {"dtype": "auto"}}}),
+        {"captions": {"blip2": {"dtype": "auto"}}},
+    ),
     "training_needs_a_training_shard": (
         {"dataset": {"shards": 2}, "manifest": {"val_shards": 2}},
         ["manifest.val_shards: 2", "dataset.shards: 2", "manifest.val_shards: 1"],
-        {"manifest": {"val_shards": 1}}),
+        {"manifest": {"val_shards": 1}},
+    ),
     "synthetic_val_split_needs_validation_shards": (
         {"manifest": {"val_shards": 0}},
         ["evaluate.synthetic_val.split: val", "manifest.val_shards", "manifest.val_shards: 1"],
-        {"evaluate": {"synthetic_val": {"split": "train"}}}),
+        {"evaluate": {"synthetic_val": {"split": "train"}}},
+    ),
     "dad3dnet_labels_need_flame": (
         {"labels": {"labeller": "dad3dnet"}},
         ["labels.labeller with dad3dnet", "headmodel.flame", "labels.labeller: truth"],
-        {"headmodel": {"flame": "models/flame/generic_model.pkl"}}),
+        {"headmodel": {"flame": "models/flame/generic_model.pkl"}},
+    ),
     "dad3dheads_benchmark_needs_flame": (
         {"evaluate": {"dad3dheads": {"root": "data/dad"}}},
         ["evaluate.dad3dheads.root", "headmodel.flame", "evaluate.dad3dheads.root: null"],
-        {"headmodel": {"flame": "models/flame/generic_model.pkl"}}),
+        {"headmodel": {"flame": "models/flame/generic_model.pkl"}},
+    ),
     "model_init_needs_a_detector_of_its_architecture": (
         {"detector": {"architecture": "rtdetr-l.yaml"}},
-        ["train.init: detector", "detector.architecture: rtdetr-l.yaml", "detector.architecture: yolo11n.yaml",
-         "train.init: scratch"],
-        {"detector": {"architecture": "yolo11n.yaml"}}),
+        [
+            "train.init: detector",
+            "detector.architecture: rtdetr-l.yaml",
+            "detector.architecture: yolo11n.yaml",
+            "train.init: scratch",
+        ],
+        {"detector": {"architecture": "yolo11n.yaml"}},
+    ),
     "release_source_trains_from_scratch": (
         {"dataset": {"source": "release", "release": {"root": "data/VGGHeads"}}},
         ["dataset.source: release", "train.init: detector", "train.init: scratch"],
-        {"train": {"init": "scratch"}}),
+        {"train": {"init": "scratch"}},
+    ),
 }
 
 
@@ -210,8 +230,14 @@ def test_incompatible_dry_run_stops_at_once_naming_both_keys(tmp_path):
 
     project = copy_project(tmp_path)
     (project / "over.yaml").write_text("render:\n  backend: tiny-sdxl\n")
-    res = subprocess.run(["snakemake", "--dry-run", "--configfile", "over.yaml"], cwd=project, env=tool_env(),
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        ["snakemake", "--dry-run", "--configfile", "over.yaml"],
+        cwd=project,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "labels.labeller: truth needs render.backend: procedural" in out, out
     assert "Traceback" not in out and "rule " not in out

@@ -26,17 +26,27 @@ def test_the_demo_is_valid_over_params_yaml_and_changes_only_sizes():
     d = merged["dataset"]
     assert d["shards"] * d["samples_per_shard"] >= 2000
     # the scenes stay the defaults' ones: no pose, render or scene key is touched
-    assert _leaves(recipe) <= {"dataset.shards", "dataset.samples_per_shard", "manifest.val_shards",
-                               "detector.labelled.extra_images", "detector.epochs", "train.epochs"}
+    assert _leaves(recipe) <= {
+        "dataset.shards",
+        "dataset.samples_per_shard",
+        "manifest.val_shards",
+        "detector.labelled.extra_images",
+        "detector.epochs",
+        "train.epochs",
+    }
     assert merged["poses"] == base["poses"] and merged["render"] == base["render"]
 
 
 def test_make_demo_plans_one_job_per_shard(tmp_path):
     project = copy_project(tmp_path / "p")
-    out = run_tool(["snakemake", "-n", "--cores", "2", "--quiet", "rules", "--configfile",
-                    str(RECIPE)], project)
-    counts = dict(line.split()[:2] for line in out.splitlines() if line.strip() and line.split()[0] in
-                  ("render", "train", "evaluate"))
+    out = run_tool(["snakemake", "-n", "--cores", "2", "--quiet", "rules", "--configfile", str(RECIPE)], project)
+    counts = dict(
+        line.split()[:2]
+        for line in out.splitlines()
+        if line.strip() and line.split()[0] in ("render", "train", "evaluate")
+    )
     assert counts == {"render": "12", "train": "1", "evaluate": "1"}, out
-    assert "demo: env" in (REPO / "Makefile").read_text() and "workflow/recipes/demo.yaml" in \
-        (REPO / "Makefile").read_text()
+    assert (
+        "demo: env" in (REPO / "Makefile").read_text()
+        and "workflow/recipes/demo.yaml" in (REPO / "Makefile").read_text()
+    )

@@ -14,8 +14,20 @@ from vggheads.stages.download_images import download_images
 
 
 def rows_file(path, urls):
-    rows = [{"sample_id": f"00000_{i:06d}", "shard": "00000", "source_file": "x", "source_row": i, "url": u,
-             "caption": "a man", "prompt": "a man", "negative_prompt": "", "seed": i} for i, u in enumerate(urls)]
+    rows = [
+        {
+            "sample_id": f"00000_{i:06d}",
+            "shard": "00000",
+            "source_file": "x",
+            "source_row": i,
+            "url": u,
+            "caption": "a man",
+            "prompt": "a man",
+            "negative_prompt": "",
+            "seed": i,
+        }
+        for i, u in enumerate(urls)
+    ]
     write_table(from_rows("captions", rows), path, "captions")
     return path
 
@@ -43,8 +55,12 @@ def test_download_counts_failures_resumes_and_is_reproducible(cfg, tmp_path, sha
     photos = real_photos(shared_data)[:6]
     with PhotoServer(photos, slow_seconds=4) as server:
         urls = [server.url("photo", p.name) for p in photos]
-        urls += [server.url("missing", "gone.jpg"), server.url("truncated", photos[0].name),
-                 server.url("html", "page.jpg"), server.url("slow", "late.jpg")]
+        urls += [
+            server.url("missing", "gone.jpg"),
+            server.url("truncated", photos[0].name),
+            server.url("html", "page.jpg"),
+            server.url("slow", "late.jpg"),
+        ]
         rows = rows_file(tmp_path / "rows.parquet", urls)
         out = tmp_path / "out"
         args = (rows, out / "00000.tar", out / "00000.parquet", out / "00000.stats.json", tmp_path / "work")
@@ -70,6 +86,8 @@ def test_download_counts_failures_resumes_and_is_reproducible(cfg, tmp_path, sha
         assert (out / "00000.tar").read_bytes() == first
         # Different rows in the same work folder: start over; a shard where nothing downloads stops the run.
         rows_file(rows, [server.url("missing", "a.jpg"), server.url("missing", "b.jpg")])
-        with pytest.raises(InputError, match=r"shard 00000: none of its 2 images could be downloaded \(failures: http_404 2"):
+        with pytest.raises(
+            InputError, match=r"shard 00000: none of its 2 images could be downloaded \(failures: http_404 2"
+        ):
             download_images(cfg, "00000", *args)
         assert not (out / "00000.tar").exists()

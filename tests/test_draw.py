@@ -12,8 +12,8 @@ def test_a_box_is_drawn_just_outside_its_pixels():
     img = np.zeros((40, 40, 3), np.uint8)
     viz.draw_box(img, [10, 12, 20, 25], (255, 0, 0))
     assert np.all(img[12:25, 10:20] == 0), "nothing inside the box is covered"
-    assert np.all(img[11, 9:21, 0] == 255) and np.all(img[25, 9:21, 0] == 255)     # top and bottom rows
-    assert np.all(img[11:26, 9, 0] == 255) and np.all(img[11:26, 20, 0] == 255)    # left and right columns
+    assert np.all(img[11, 9:21, 0] == 255) and np.all(img[25, 9:21, 0] == 255)  # top and bottom rows
+    assert np.all(img[11:26, 9, 0] == 255) and np.all(img[11:26, 20, 0] == 255)  # left and right columns
     assert img[5, 5].sum() == 0
 
 
@@ -31,16 +31,16 @@ def test_visible_and_occluded_landmarks_look_different():
 
 def test_wireframe_draws_front_faces_only_and_axes_point_along_the_rotation():
     img = np.zeros((50, 50, 3), np.uint8)
-    front = np.array([[10, 10, 0], [10, 40, 0], [40, 10, 0]], float)   # normal -z: faces the camera
+    front = np.array([[10, 10, 0], [10, 40, 0], [40, 10, 0]], float)  # normal -z: faces the camera
     viz.draw_wireframe(img, front, np.array([[0, 1, 2]]), color=(255, 255, 255), alpha=1.0)
     assert img.sum() > 0
     back = np.zeros((50, 50, 3), np.uint8)
     viz.draw_wireframe(back, front, np.array([[0, 2, 1]]), color=(255, 255, 255), alpha=1.0)
     assert back.sum() == 0
     axes = np.zeros((80, 80, 3), np.uint8)
-    viz.draw_axes(axes, np.diag([1.0, -1.0, -1.0]), (40, 40), 30)       # frontal: x right, y up
-    assert tuple(axes[40, 60]) == viz.AXES[0]                            # red to the right
-    assert tuple(axes[20, 40]) == viz.AXES[1]                            # green upwards
+    viz.draw_axes(axes, np.diag([1.0, -1.0, -1.0]), (40, 40), 30)  # frontal: x right, y up
+    assert tuple(axes[40, 60]) == viz.AXES[0]  # red to the right
+    assert tuple(axes[20, 40]) == viz.AXES[1]  # green upwards
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +74,18 @@ def test_the_draw_command_overlays_a_shard(rendered):
 
     tmp, result = rendered
     out = tmp / "overlays"
-    assert main(["draw", str(tmp / "00000"), "--out", str(out), "--head-model", str(tmp / "head.npz"),
-                 "--scale", "2"]) == 0
+    assert (
+        main(["draw", str(tmp / "00000"), "--out", str(out), "--head-model", str(tmp / "head.npz"), "--scale", "2"])
+        == 0
+    )
     over = np.asarray(Image.open(out / "00000" / "s1.png"))
     assert over.shape == (256, 256, 3)
     src = np.repeat(np.repeat(result.image, 2, 0), 2, 1)
     changed = np.any(over != src, axis=2)
     x1, y1, x2, y2 = (np.asarray(result.heads[0].box) * 2).astype(int)
-    assert changed[y1 - 1, x1:x2].mean() > 0.9           # the box outline (just above the box)
-    assert changed[y1:y2, x1:x2].mean() > 0.2            # mesh and landmarks over the head
-    assert changed[:, :max(x1 - 30, 1)].sum() < 50       # not much drawn far from the head (the label is above)
+    assert changed[y1 - 1, x1:x2].mean() > 0.9  # the box outline (just above the box)
+    assert changed[y1:y2, x1:x2].mean() > 0.2  # mesh and landmarks over the head
+    assert changed[:, : max(x1 - 30, 1)].sum() < 50  # not much drawn far from the head (the label is above)
 
 
 def test_draw_one_image_without_a_head_model_and_a_bad_item_is_an_error(rendered, tmp_path):

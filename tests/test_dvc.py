@@ -29,8 +29,9 @@ EXP_PARAM, EXP_VALUE = "evaluate.synthetic_val.split", "train"
 
 
 def sh(cmd: list[str], cwd: Path, timeout: int = 1800, check: bool = True) -> str:
-    res = subprocess.run(["timeout", "-k", "20", str(timeout), *cmd], cwd=cwd, env=tool_env(), capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        ["timeout", "-k", "20", str(timeout), *cmd], cwd=cwd, env=tool_env(), capture_output=True, text=True
+    )
     out = res.stdout + res.stderr
     if check:
         assert res.returncode == 0, f"{' '.join(cmd)} failed ({res.returncode}):\n{out[-8000:]}"
@@ -137,8 +138,13 @@ def test_exp_run_reruns_only_the_affected_stage_and_metrics_diff_shows_it(repo):
         params = json.loads(sh(["dvc", "params", "diff", "--json"], project))
         assert params["params.yaml"][EXP_PARAM]["new"] == EXP_VALUE, params
         diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], project))
-        changed = {f"{path}:{key}" for path, metrics in diff.items() if path.startswith("metrics/evaluate/")
-                   for key, d in metrics.items() if d.get("diff") not in (None, 0) and "seconds" not in key}
+        changed = {
+            f"{path}:{key}"
+            for path, metrics in diff.items()
+            if path.startswith("metrics/evaluate/")
+            for key, d in metrics.items()
+            if d.get("diff") not in (None, 0) and "seconds" not in key
+        }
         assert changed, f"no evaluation metric changed with {EXP_PARAM}={EXP_VALUE}: {diff}"
         assert set(diff) <= {m for stage in doc["stages"].values() for m in stage.get("metrics") or []}
         exps = json.loads(sh(["dvc", "exp", "show", "--json"], project))
@@ -180,8 +186,12 @@ def test_plots_show_writes_a_page_that_needs_no_network(repo):
     csvs = [p for p in (project / "plots").rglob("*.csv")]
     assert csvs and html.count("vegaEmbed('#") >= len(csvs)  # one vega chart per CSV plot
     shown = json.loads(sh(["dvc", "plots", "show", "--json"], project))["data"]
-    files = {p.relative_to(project).as_posix() for d in ("dataset", "evaluate", "train")
-             for p in (project / "plots" / d).glob("*") if p.suffix in (".csv", ".png")}
+    files = {
+        p.relative_to(project).as_posix()
+        for d in ("dataset", "evaluate", "train")
+        for p in (project / "plots" / d).glob("*")
+        if p.suffix in (".csv", ".png")
+    }
     assert files and files <= set(shown), sorted(files - set(shown))
 
 

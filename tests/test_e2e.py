@@ -40,8 +40,11 @@ def test_a_killed_write_leaves_nothing_the_next_run_keeps(tiny_run):
     leaves): each stage's write cleared its own, and the run left no partial file of its own."""
     left = [str(p.relative_to(tiny_run.project)) for p in tiny_run.planted if p.exists()]
     assert not left, f"stale partial files no stage removed: {left}"
-    partials = [str(p.relative_to(tiny_run.project)) for p in tiny_run.project.rglob("*")
-                if re.match(r"\..*\.(partial-|tmp)", p.name) and ".snakemake" not in p.parts]
+    partials = [
+        str(p.relative_to(tiny_run.project))
+        for p in tiny_run.project.rglob("*")
+        if re.match(r"\..*\.(partial-|tmp)", p.name) and ".snakemake" not in p.parts
+    ]
     assert not partials, partials
 
 
@@ -85,8 +88,11 @@ def test_artefacts_hold_no_wall_clock_figures(tiny_run):
     for path in [*tiny_run.project.glob("data/*/*.stats.json"), *tiny_run.project.glob("metrics/**/*.json")]:
         if path.name == "train.json":  # the train stage (issue 11) is not covered yet
             continue
-        found += [f"{path.relative_to(tiny_run.project)}: {k}" for k in keys(json.loads(path.read_text()))
-                  if is_timing(k.rsplit(".", 1)[-1])]
+        found += [
+            f"{path.relative_to(tiny_run.project)}: {k}"
+            for k in keys(json.loads(path.read_text()))
+            if is_timing(k.rsplit(".", 1)[-1])
+        ]
     render = read_table(tiny_run.project / "data/render/00000.parquet", "render")
     assert not found and "seconds" not in render.column_names, found
 
@@ -95,13 +101,23 @@ def test_rerun_of_every_stage_gives_the_same_bytes(tiny_run, tmp_path):
     """Every stage up to the manifest, forced to run again, writes byte-identical outputs (the
     detector's training included, on the same machine; train and evaluate are not rerun here)."""
     project = tiny_run.clone(tmp_path / "again")
-    rules = ["sample_captions", "extract_poses", "render", "train_head_detector", "detect_heads", "label_3dmm",
-             "filter", "build_manifest"]
+    rules = [
+        "sample_captions",
+        "extract_poses",
+        "render",
+        "train_head_detector",
+        "detect_heads",
+        "label_3dmm",
+        "filter",
+        "build_manifest",
+    ]
     targets = ["data/manifest/images.parquet", "metrics/detector.json"]
     out = run_tool(["snakemake", "--cores", "2", *targets, "--forcerun", *rules], project)
     assert all(f"rule {r}:" in out for r in rules), out[-3000:]
     compared = []
-    for a in sorted(p for folder in ("data", "metrics", "plots/dataset") for p in (tiny_run.project / folder).rglob("*")):
+    for a in sorted(
+        p for folder in ("data", "metrics", "plots/dataset") for p in (tiny_run.project / folder).rglob("*")
+    ):
         rel = a.relative_to(tiny_run.project)
         if a.is_file() and a.name != ".snakemake_timestamp" and rel.parts[1] != "demo":
             assert filecmp.cmp(a, project / rel, shallow=False), f"{rel} differs after a rerun"
@@ -137,6 +153,8 @@ def test_the_same_run_in_a_copied_project_writes_only_there(tiny_run, tmp_path):
     run_tool(["snakemake", "--cores", "1", "data/manifest/images.parquet", "--forcerun", "build_manifest"], project)
     after = sorted(p.relative_to(tiny_run.project) for p in (tiny_run.project / "mlruns").rglob("*"))
     assert after == before, "the copy wrote into the original project's mlruns/"
-    assert len(list((project / "mlruns" / "vggheads").glob("*/artifacts/dataset_card.json"))) == \
-        len(list((tiny_run.project / "mlruns" / "vggheads").glob("*/artifacts/dataset_card.json"))) + 1
+    assert (
+        len(list((project / "mlruns" / "vggheads").glob("*/artifacts/dataset_card.json")))
+        == len(list((tiny_run.project / "mlruns" / "vggheads").glob("*/artifacts/dataset_card.json"))) + 1
+    )
     assert Path(project / "mlflow.db").exists()

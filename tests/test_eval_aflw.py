@@ -59,7 +59,7 @@ def test_pose_para_convention_matches_the_landmarks(aflw):
             Pa, Pb = a.landmarks * [1, -1, 1], b.landmarks * [1, -1, 1]
             Pa, Pb = Pa - Pa.mean(0), Pb - Pb.mean(0)
             U, _, Vt = np.linalg.svd(Pa.T @ Pb)
-            Q = U @ np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))]) @ Vt        # Pa ~ Q Pb
+            Q = U @ np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))]) @ Vt  # Pa ~ Q Pb
             Ra = flip @ angles_to_matrix(*a.angles)
             Rb = flip @ angles_to_matrix(*b.angles)
             errors.append(np.degrees(Rotation.from_matrix(Q.T @ Ra @ Rb.T).magnitude()))
@@ -86,7 +86,9 @@ def test_reader_errors_name_the_file_and_field(tmp_path):
 
 def test_filter_leaves_out_large_angles(tmp_path):
     for name, pitch in (("a", 0.1), ("b", math.radians(100))):
-        savemat(tmp_path / f"{name}.mat", {"Pose_Para": np.array([[pitch, 0, 0, 0, 0, 0, 1]]), "pt3d_68": np.ones((3, 68))})
+        savemat(
+            tmp_path / f"{name}.mat", {"Pose_Para": np.array([[pitch, 0, 0, 0, 0, 0, 1]]), "pt3d_68": np.ones((3, 68))}
+        )
         (tmp_path / f"{name}.jpg").write_bytes(b"")
     kept, filtered = read_aflw2000(tmp_path)
     assert [s.name for s in kept] == ["a"] and filtered == 1
@@ -104,8 +106,12 @@ class Oracle:
     def __call__(self, image):
         s = self.by_hash[hashlib.sha1(image.tobytes()).hexdigest()]
         decoy = HeadPrediction(box=[0, 0, 20, 20], score=0.99, angles=(90, 90, 90))
-        head = HeadPrediction(box=s.box, score=0.8, angles=(s.yaw + self.d_yaw, s.pitch, s.roll),
-                              landmarks=s.landmarks[:, :2] + self.shift)
+        head = HeadPrediction(
+            box=s.box,
+            score=0.8,
+            angles=(s.yaw + self.d_yaw, s.pitch, s.roll),
+            landmarks=s.landmarks[:, :2] + self.shift,
+        )
         return [decoy, head]
 
 
@@ -118,7 +124,9 @@ def test_protocol_scores_an_oracle_and_a_known_error(aflw):
     off = evaluate_aflw2000(samples, Oracle(samples, d_yaw=10.0, landmark_shift=3.0), progress=False).metrics
     assert off["yaw"] == pytest.approx(10.0) and off["pitch"] == pytest.approx(0.0)
     assert off["mae"] == pytest.approx(10.0 / 3)
-    expected_nme = np.mean([3 * math.sqrt(2) / math.sqrt((s.box[2] - s.box[0]) * (s.box[3] - s.box[1])) * 100 for s in samples])
+    expected_nme = np.mean(
+        [3 * math.sqrt(2) / math.sqrt((s.box[2] - s.box[0]) * (s.box[3] - s.box[1])) * 100 for s in samples]
+    )
     assert off["nme"] == pytest.approx(expected_nme)
 
 

@@ -43,7 +43,7 @@ def test_fsa_subset_uses_the_non_calibrated_labels(annotations):
     calibrated = {f.image: f for f in read_biwi(annotations, "biwi-plus")}
     name = "01/frame_00004_rgb.png"
     np.testing.assert_allclose(fsa[name].ypr, everything[name].ypr, atol=1e-3)
-    assert np.abs(calibrated[name].ypr - fsa[name].ypr).max() > 0.3     # calibration moves the labels
+    assert np.abs(calibrated[name].ypr - fsa[name].ypr).max() > 0.3  # calibration moves the labels
 
 
 def test_reader_errors(annotations, tmp_path):
@@ -72,7 +72,7 @@ def test_to_convention_pyr():
     out = to_convention([[10.0, 0.0, 0.0]], "pyr")[0]
     assert out == pytest.approx([-10.0, 0.0, 0.0], abs=1e-9)
     out = to_convention([[30.0, 20.0, 10.0]], "pyr")[0]
-    assert np.abs(out - [30.0, 20.0, 10.0]).max() > 0.5              # combined angles differ
+    assert np.abs(out - [30.0, 20.0, 10.0]).max() > 0.5  # combined angles differ
     with pytest.raises(ValueError):
         to_convention([[0, 0, 0]], "rpy")
 
@@ -90,8 +90,13 @@ def _fake_biwi(tmp_path, n=3):
         np.savetxt(root / name.replace("_rgb.png", "_pose.txt"), np.r_[R, [[1.0, 2.0, 900.0]]])
     ann = tmp_path / "ann"
     ann.mkdir()
-    np.savez(ann / "Biwi_FSA-Net.npz", images=images, bbox=np.tile([270, 180, 140, 170], (n, 1)), ypr=ypr,
-             pyr=ypr_to_pyr(ypr))
+    np.savez(
+        ann / "Biwi_FSA-Net.npz",
+        images=images,
+        bbox=np.tile([270, 180, 140, 170], (n, 1)),
+        ypr=ypr,
+        pyr=ypr_to_pyr(ypr),
+    )
     return ann, root, ypr
 
 
@@ -110,11 +115,13 @@ def test_protocol_on_stand_in_frames(tmp_path):
     m = evaluate_biwi(frames, predictor, subset="fsa-net", progress=False).metrics
     assert m["images"] == 3 and m["missed"] == 0
     assert m["yaw"] == pytest.approx(6.0) and m["pitch"] == pytest.approx(0.0)
-    m_pyr = evaluate_biwi(frames, predictor, subset="fsa-net", convention="pyr", selection="box-iou", progress=False).metrics
+    m_pyr = evaluate_biwi(
+        frames, predictor, subset="fsa-net", convention="pyr", selection="box-iou", progress=False
+    ).metrics
     pred_pyr = ypr_to_pyr(ypr + [6.0, 0.0, 0.0])
     expected = np.abs(pred_pyr - ypr_to_pyr(ypr)).mean()
     assert m_pyr["mae"] == pytest.approx(expected)
-    assert m_pyr["pitch"] > 0.0                # a yaw error leaks into pitch and roll in the other convention
+    assert m_pyr["pitch"] > 0.0  # a yaw error leaks into pitch and roll in the other convention
     # the frames must exist
     with pytest.raises(InputError, match="none of the subset's frames"):
         evaluate_biwi(read_biwi(ann, "fsa-net"), predictor, progress=False)

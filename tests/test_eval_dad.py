@@ -23,19 +23,31 @@ def _entry(item_id: str, yaw: float):
     vertices = rng.normal(0, 0.08, (V, 3))
     mv = np.eye(4)
     mv[:3, :3] = Rotation.from_euler("y", yaw, degrees=True).as_matrix()
-    mv[:3, 3] = [0.0, 0.0, -1.0]                       # OpenGL camera: the head 1 m in front
+    mv[:3, 3] = [0.0, 0.0, -1.0]  # OpenGL camera: the head 1 m in front
     f, cx, cy = 500.0, W / 2, H / 2
     proj = np.array([[f, 0, -cx, 0], [0, f, -cy, 0], [0, 0, -1, 0], [0, 0, -1, 0]], dtype=float)
-    return {"id": item_id, "bbox": [220, 140, 200, 200], "vertices": vertices.tolist(), "model_view_matrix": mv.tolist(),
-            "projection_matrix": proj.tolist(), "image_height": H}
+    return {
+        "id": item_id,
+        "bbox": [220, 140, 200, 200],
+        "vertices": vertices.tolist(),
+        "model_view_matrix": mv.tolist(),
+        "projection_matrix": proj.tolist(),
+        "image_height": H,
+    }
 
 
 def _oracle(item, topology=TOPOLOGY, rotate_deg=0.0, shift=0.0, scale=700.0):
     world = item.world_vertices()
-    vertices = scale * world @ np.diag([1.0, -1.0, -1.0]) + [W / 2, H / 2, 0.0]     # a similarity: z = depth
+    vertices = scale * world @ np.diag([1.0, -1.0, -1.0]) + [W / 2, H / 2, 0.0]  # a similarity: z = depth
     R = Rotation.from_euler("z", rotate_deg, degrees=True).as_matrix() @ item.rotation()
-    return HeadPrediction(box=[220, 140, 420, 340], score=0.9, landmarks=item.landmarks_2d(topology) + shift,
-                          rotation=R, vertices=vertices, landmarks_3d=topology.landmarks(vertices))
+    return HeadPrediction(
+        box=[220, 140, 420, 340],
+        score=0.9,
+        landmarks=item.landmarks_2d(topology) + shift,
+        rotation=R,
+        vertices=vertices,
+        landmarks_3d=topology.landmarks(vertices),
+    )
 
 
 @pytest.fixture
@@ -63,8 +75,8 @@ def test_exact_prediction_scores_perfectly(gt_file):
 def test_known_errors(gt_file):
     item = read_dad3dheads(gt_file)[0]
     s = score_item(item, _oracle(item, rotate_deg=90.0, shift=np.array([3.0, 4.0])), TOPOLOGY)
-    assert s["pose_error"] == pytest.approx(2.0)                   # ||I - Rz(90)||_F
-    assert s["nme"] == pytest.approx(5.0 / 200.0 * 100.0)          # 5 px over sqrt(200 * 200)
+    assert s["pose_error"] == pytest.approx(2.0)  # ||I - Rz(90)||_F
+    assert s["nme"] == pytest.approx(5.0 / 200.0 * 100.0)  # 5 px over sqrt(200 * 200)
     # Procrustes with scale: a prediction at another scale has the same Chamfer
     assert score_item(item, _oracle(item, scale=300.0), TOPOLOGY)["chamfer"] == pytest.approx(0.0, abs=1e-9)
     bent = _oracle(item)
@@ -92,8 +104,12 @@ def test_dataset_folder_layout_and_errors(tmp_path):
     folder = tmp_path / "DAD-3DHeadsDataset" / "val"
     (folder / "annotations").mkdir(parents=True)
     e = _entry("x1", 10.0)
-    (folder / "val.json").write_text(json.dumps([{"item_id": "x1", "bbox": e["bbox"], "attributes": {"light": "normal"}}]))
-    (folder / "annotations" / "x1.json").write_text(json.dumps({k: e[k] for k in ("vertices", "model_view_matrix", "projection_matrix")}))
+    (folder / "val.json").write_text(
+        json.dumps([{"item_id": "x1", "bbox": e["bbox"], "attributes": {"light": "normal"}}])
+    )
+    (folder / "annotations" / "x1.json").write_text(
+        json.dumps({k: e[k] for k in ("vertices", "model_view_matrix", "projection_matrix")})
+    )
     items = read_dad3dheads(tmp_path / "DAD-3DHeadsDataset", "val")
     assert items[0].id == "x1" and items[0].attributes == {"light": "normal"} and items[0].image_path is None
     with pytest.raises(InputError, match="image height unknown"):

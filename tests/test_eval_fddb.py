@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from vggheads.errors import InputError
-from vggheads.evaluation.fddb import (FddbImage, ellipse_boxes, image_results, overlap_matrix, read_fddb, roc,
-                                      score_fddb, tpr_at_fp)
+from vggheads.evaluation.fddb import (
+    FddbImage,
+    ellipse_boxes,
+    image_results,
+    overlap_matrix,
+    read_fddb,
+    roc,
+    score_fddb,
+    tpr_at_fp,
+)
 
 
 @pytest.fixture
@@ -28,8 +36,10 @@ def test_reader_on_the_real_folds(folds):
     first = images[0]
     assert first.name == "2002/08/11/big/img_591" and first.fold == 1
     np.testing.assert_allclose(first.ellipses, [[123.5833, 85.5495, 1.265839, 269.6934, 161.7812]], atol=1e-4)
-    assert first.image_path is None            # no originalPics here
-    assert len(read_fddb(folds, folds=[3])) == len([line for line in (folds / "FDDB-fold-03.txt").read_text().split() if line])
+    assert first.image_path is None  # no originalPics here
+    assert len(read_fddb(folds, folds=[3])) == len(
+        [line for line in (folds / "FDDB-fold-03.txt").read_text().split() if line]
+    )
 
 
 def test_reader_errors_name_file_and_line(tmp_path):
@@ -57,13 +67,15 @@ def test_pixel_overlap_of_an_ellipse_with_its_extent():
     assert overlap_matrix(ell, xywh)[0, 0] < math.pi / 4
     upright = np.array([[60, 40, 0.0, 200, 150]])
     ext = ellipse_boxes(upright)
-    assert overlap_matrix(upright, np.c_[ext[:, :2], ext[:, 2:] - ext[:, :2]])[0, 0] == pytest.approx(math.pi / 4, abs=0.02)
+    assert overlap_matrix(upright, np.c_[ext[:, :2], ext[:, 2:] - ext[:, :2]])[0, 0] == pytest.approx(
+        math.pi / 4, abs=0.02
+    )
     assert overlap_matrix(upright, [[400, 400, 10, 10]])[0, 0] == 0.0
 
 
 def test_roc_by_hand():
     big = np.array([[40, 30, 0.0, 100, 100]])
-    on_face = [60, 70, 80, 60]                 # the ellipse's extent: overlap pi/4
+    on_face = [60, 70, 80, 60]  # the ellipse's extent: overlap pi/4
     elsewhere = [300, 300, 50, 50]
     # image 1: a hit (0.9) and a false positive (0.5); image 2: a face and no detection
     ov = overlap_matrix(big, [on_face, elsewhere], size=(400, 400))
@@ -77,16 +89,18 @@ def test_roc_by_hand():
 
 
 def test_roc_matches_one_to_one():
-    ov = np.array([[0.8, 0.7]])                # two detections on one face
+    ov = np.array([[0.8, 0.7]])  # two detections on one face
     res = image_results(ov, np.array([0.9, 0.6]))
     # at 0.6 both are kept: one TP, one FP; at 0.9 only the first: one TP
     assert [(tp, fp) for _, tp, _, fp in res] == [(1, 1), (1, 0)]
-    assert res[0][2] == pytest.approx(0.8)     # the continuous score takes the better pair
+    assert res[0][2] == pytest.approx(0.8)  # the continuous score takes the better pair
 
 
 def test_score_fddb_perfect_and_empty():
-    images = [FddbImage("a", 1, np.array([[40, 30, 0.0, 100, 100]]), size=(300, 300)),
-              FddbImage("b", 1, np.array([[20, 15, 0.2, 50, 60], [25, 20, -0.1, 200, 150]]), size=(300, 300))]
+    images = [
+        FddbImage("a", 1, np.array([[40, 30, 0.0, 100, 100]]), size=(300, 300)),
+        FddbImage("b", 1, np.array([[20, 15, 0.2, 50, 60], [25, 20, -0.1, 200, 150]]), size=(300, 300)),
+    ]
     boxes = {im.name: ellipse_boxes(im.ellipses) for im in images}
     scores = {"a": np.array([0.9]), "b": np.array([0.8, 0.7])}
     metrics, curves = score_fddb(images, boxes, scores)

@@ -50,10 +50,10 @@ def test_rigid_fit_with_noise_and_missing_points():
     yaw, pitch, roll = np.array([35.0]), np.array([-12.0]), np.array([8.0])
     points = _project(model, yaw, pitch, roll, None, np.array([2000.0]), np.array([[320.0, 240.0]]))
     points = points + rng.normal(0, 0.5, points.shape)
-    points[0, :10] = np.nan                      # e.g. occluded contour points
+    points[0, :10] = np.nan  # e.g. occluded contour points
     fit = fit_landmarks(points, model)
     assert abs(fit.yaw[0] - 35.0) < 1.0 and abs(fit.pitch[0] + 12.0) < 1.0 and abs(fit.roll[0] - 8.0) < 1.0
-    assert 0.3 < fit.rms[0] < 1.0               # the noise level, in pixels
+    assert 0.3 < fit.rms[0] < 1.0  # the noise level, in pixels
 
 
 def test_prior_shrinks_coefficients():

@@ -10,7 +10,13 @@ import pytest
 
 from vggheads.core.boxes import iou_matrix
 from vggheads.core.metrics import coco_ap, failure_rate, match_hungarian, nme
-from vggheads.evaluation.protocol_metrics import chamfer_one_sided, procrustes, rotation_error_frobenius, voc_ap, z_n_accuracy
+from vggheads.evaluation.protocol_metrics import (
+    chamfer_one_sided,
+    procrustes,
+    rotation_error_frobenius,
+    voc_ap,
+    z_n_accuracy,
+)
 from vggheads.evaluation.selection import select_by_iou, select_nearest, with_score_fallback
 from vggheads.evaluation.types import HeadPrediction
 
@@ -36,9 +42,9 @@ def test_hungarian_matching_is_one_to_one_and_optimal():
 
 def test_nme_and_failure_rate_by_hand():
     gt = np.zeros((68, 2))
-    pred = gt + [3.0, 4.0]                       # every point 5 px off
+    pred = gt + [3.0, 4.0]  # every point 5 px off
     assert nme(pred, gt, norm_size=20.0) == pytest.approx(25.0)
-    assert failure_rate([1.0, 6.0, 5.0, np.inf]) == pytest.approx(0.5)   # 6 and inf fail, 5 does not
+    assert failure_rate([1.0, 6.0, 5.0, np.inf]) == pytest.approx(0.5)  # 6 and inf fail, 5 does not
 
 
 def test_rotation_error_frobenius_by_hand():
@@ -80,7 +86,7 @@ def test_z_n_accuracy_by_hand():
     gt = np.array([[0, 0, 0.0], [1, 0, 1.0], [10, 0, 2.0], [11, 0, 3.0]])
     assert z_n_accuracy(gt, gt, n=1) == 1.0
     pred = gt.copy()
-    pred[2, 2], pred[3, 2] = 3.0, 2.0            # the second pair's depth order flips
+    pred[2, 2], pred[3, 2] = 3.0, 2.0  # the second pair's depth order flips
     assert z_n_accuracy(pred, gt, n=1) == pytest.approx(0.5)
 
 
@@ -107,11 +113,25 @@ def _pycocotools(gts, dets, scores):
     anns, res = [], []
     for i, (g, d, s) in enumerate(zip(gts, dets, scores)):
         for b in g:
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
-                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1])})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    "area": (b[2] - b[0]) * (b[3] - b[1]),
+                }
+            )
         for b, sc in zip(d, s):
-            res.append({"image_id": i + 1, "category_id": 1, "score": float(sc),
-                        "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+            res.append(
+                {
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "score": float(sc),
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "face"}]}
@@ -130,7 +150,7 @@ def test_coco_ap_agrees_with_pycocotools():
     for _ in range(40):
         xy = rng.uniform(0, 300, (rng.integers(0, 7), 2))
         g = np.c_[xy, xy + rng.uniform(8, 80, (len(xy), 2))]
-        d = [b + rng.normal(0, 5, 4) for b in g if rng.random() < 0.8]      # some degenerate after noise
+        d = [b + rng.normal(0, 5, 4) for b in g if rng.random() < 0.8]  # some degenerate after noise
         for _ in range(rng.integers(0, 4)):
             p = rng.uniform(0, 300, 2)
             d.append(np.r_[p, p + rng.uniform(8, 80, 2)])
@@ -143,17 +163,17 @@ def test_coco_ap_agrees_with_pycocotools():
     assert ours["ap"] == pytest.approx(stats[0], abs=1e-12)
     assert ours["ap50"] == pytest.approx(stats[1], abs=1e-12)
     assert ours["ap75"] == pytest.approx(stats[2], abs=1e-12)
-    assert 0.1 < ours["ap50"] < 0.95   # a case with misses and false positives, not a trivial one
+    assert 0.1 < ours["ap50"] < 0.95  # a case with misses and false positives, not a trivial one
 
 
 def test_selection_rules():
     a = HeadPrediction(box=[0, 0, 10, 10], score=0.9)
     b = HeadPrediction(box=[100, 100, 120, 120], score=0.3, face_box=[102, 102, 118, 118])
     assert select_by_iou([a, b], [101, 101, 119, 119]) is b
-    assert select_by_iou([a, b], [500, 500, 510, 510]) is a          # no overlap: highest score
+    assert select_by_iou([a, b], [500, 500, 510, 510]) is a  # no overlap: highest score
     assert select_by_iou([], [0, 0, 1, 1]) is None
     assert select_nearest([a, b], (320, 320)) is b
-    assert with_score_fallback([a, b], 0.95, 0.1) == [a, b]         # nothing >= 0.95: fall back to 0.1
+    assert with_score_fallback([a, b], 0.95, 0.1) == [a, b]  # nothing >= 0.95: fall back to 0.1
     assert with_score_fallback([a, b], 0.5, 0.1) == [a]
 
 

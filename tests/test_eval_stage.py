@@ -25,11 +25,11 @@ def test_dlib_68_with_the_head_model_fit_scores_aflw(aflw, head_model):
     samples, _ = read_aflw2000(aflw)
     peer = DlibLandmarks68(detector="hog", landmark_model=LandmarkModel.from_head_model(head_model))
     m = evaluate_aflw2000(samples, peer, system="dlib-68", progress=False).metrics
-    assert m["images"] == 8 and m["missed"] <= 3            # HOG misses the strongest profiles
+    assert m["images"] == 8 and m["missed"] <= 3  # HOG misses the strongest profiles
     assert m["scored_pose"] == 8 - m["missed"]
     assert 1.0 < m["mae"] < 15.0
     assert 1.0 < m["nme"] < 8.0
-    assert m["yaw"] < 15.0                                   # yaw is what a rigid fit gets best
+    assert m["yaw"] < 15.0  # yaw is what a rigid fit gets best
 
 
 def _params(tmp_path, aflw_root, wider_root):
@@ -57,7 +57,7 @@ def test_stage_writes_metrics_plots_report_and_mlflow(tmp_path, shared_data, afl
     monkeypatch.chdir(tmp_path)
     out = evaluate(params, tmp_path / "metrics", tmp_path / "plots", tmp_path / "results.md")
     assert set(out) == {"synthetic_val", "aflw2000", "wider"}
-    assert out["synthetic_val"] == {}                          # no head-detecting system configured
+    assert out["synthetic_val"] == {}  # no head-detecting system configured
     aflw_metrics = json.loads((tmp_path / "metrics" / "aflw2000.json").read_text())
     assert set(aflw_metrics) == {"dlib-68"}
     assert aflw_metrics["dlib-68"]["nme"] > 0 and "filter" in aflw_metrics["dlib-68"]["protocol"]
@@ -77,16 +77,23 @@ def test_stage_writes_metrics_plots_report_and_mlflow(tmp_path, shared_data, afl
     from vggheads.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(params))
-    runs = mlflow.search_runs(experiment_names=[params["tracking"]["experiment"]],
-                              filter_string="tags.`vggheads.stage` = 'evaluate'", order_by=["start_time DESC"])
+    runs = mlflow.search_runs(
+        experiment_names=[params["tracking"]["experiment"]],
+        filter_string="tags.`vggheads.stage` = 'evaluate'",
+        order_by=["start_time DESC"],
+    )
     assert len(runs) >= 1
     assert runs.iloc[0]["metrics.wider.dlib-hog.images"] == 2
     assert runs.iloc[0]["params.evaluate.wider.use_face_box"] == "True"
 
 
 def test_results_table_lists_measured_and_paper_rows():
-    r = BenchmarkResult("biwi", "model", metrics={"mae": 4.0, "yaw": 3.0, "pitch": 5.0, "roll": 4.0, "missed": 1},
-                        protocol={"subset": "fsa-net", "convention": "ypr"})
+    r = BenchmarkResult(
+        "biwi",
+        "model",
+        metrics={"mae": 4.0, "yaw": 3.0, "pitch": 5.0, "roll": 4.0, "missed": 1},
+        protocol={"subset": "fsa-net", "convention": "ypr"},
+    )
     table = results_table([r])
     assert "## BIWI head pose" in table
     assert "| model | measured | 4.00 | 3.00 | 5.00 | 4.00 | 1 |" in table

@@ -19,15 +19,15 @@ def _image():
 def test_nme_failure_rate_and_misses_by_hand():
     im = _image()
     preds = [
-        HeadPrediction(box=[2, 0, 102, 100], score=0.9, landmarks=im.landmarks[0] + [3.0, 4.0]),     # 5 px / 100 = 5 %
-        HeadPrediction(box=[201, 0, 251, 50], score=0.8, landmarks=im.landmarks[1] + [0.0, 6.0]),    # 6 px / 50 = 12 %
-        HeadPrediction(box=[600, 600, 700, 700], score=0.7, landmarks=im.landmarks[2]),              # matches nothing
+        HeadPrediction(box=[2, 0, 102, 100], score=0.9, landmarks=im.landmarks[0] + [3.0, 4.0]),  # 5 px / 100 = 5 %
+        HeadPrediction(box=[201, 0, 251, 50], score=0.8, landmarks=im.landmarks[1] + [0.0, 6.0]),  # 6 px / 50 = 12 %
+        HeadPrediction(box=[600, 600, 700, 700], score=0.7, landmarks=im.landmarks[2]),  # matches nothing
     ]
     metrics, records, _ = score_synthetic([im], [preds])
     assert metrics["heads"] == 3 and metrics["matched"] == 2
     assert metrics["recall"] == pytest.approx(2 / 3)
     assert metrics["nme"] == pytest.approx((5.0 + 12.0) / 2)
-    assert metrics["failure_rate"] == pytest.approx(0.5)            # 12 % fails, 5 % does not (> 5 % fails)
+    assert metrics["failure_rate"] == pytest.approx(0.5)  # 12 % fails, 5 % does not (> 5 % fails)
     assert metrics["failure_rate_with_misses"] == pytest.approx(2 / 3)
     assert sorted(r["nme"] for r in records) == pytest.approx([5.0, 12.0])
     # AP50: two hits ranked above the false positive, one GT never found

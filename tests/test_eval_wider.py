@@ -8,8 +8,14 @@ import pytest
 
 from vggheads.errors import InputError
 from vggheads.core.metrics import coco_ap
-from vggheads.evaluation.wider import (WiderImage, evaluate_wider, read_prediction_files, read_wider_val, wider_ap,
-                                       write_prediction_files)
+from vggheads.evaluation.wider import (
+    WiderImage,
+    evaluate_wider,
+    read_prediction_files,
+    read_wider_val,
+    wider_ap,
+    write_prediction_files,
+)
 
 PHOTOS = ("0_Parade_marchingband_1_765", "11_Meeting_Meeting_11_Meeting_Meeting_11_26")
 
@@ -47,17 +53,21 @@ def test_reader_errors_name_the_file(tmp_path, wider_dir):
 
 
 def _image(keep=(0, 1)):
-    boxes = np.array([[0, 0, 10, 10], [100, 0, 10, 10], [200, 0, 10, 10]], dtype=float)   # xywh; box 2 not kept
+    boxes = np.array([[0, 0, 10, 10], [100, 0, 10, 10], [200, 0, 10, 10]], dtype=float)  # xywh; box 2 not kept
     k = np.array(keep)
     return WiderImage("0--Parade", "x", boxes, {"easy": k, "medium": k, "hard": k})
 
 
 def test_official_algorithm_by_hand():
     image = _image()
-    preds = np.array([[0, 0, 10, 10, 0.9],      # hits kept box 0: TP
-                      [200, 0, 10, 10, 0.8],    # hits the non-kept box: ignored, not a proposal
-                      [300, 0, 10, 10, 0.7],    # nothing: FP
-                      [100, 0, 10, 10, 0.6]])   # hits kept box 1: TP
+    preds = np.array(
+        [
+            [0, 0, 10, 10, 0.9],  # hits kept box 0: TP
+            [200, 0, 10, 10, 0.8],  # hits the non-kept box: ignored, not a proposal
+            [300, 0, 10, 10, 0.7],  # nothing: FP
+            [100, 0, 10, 10, 0.6],
+        ]
+    )  # hits kept box 1: TP
     ap = wider_ap([image], {("0--Parade", "x"): preds})["hard"]
     # scores normalise to 1, 2/3, 1/3, 0. Down to 0.334: P 1, R 1/2 (the ignored one changes
     # nothing); down to 0.001: P 1/2, R 1/2; at 0: P 2/3, R 1 -> AP = 1/2 * 1 + 1/2 * 2/3
@@ -96,7 +106,7 @@ def test_close_to_coco_ap50_where_the_protocols_nearly_coincide():
     images, preds, gts, dts, scs = [], {}, [], [], []
     for i in range(60):
         xy = rng.uniform(0, 2000, (4, 2))
-        boxes = np.c_[xy, rng.uniform(80, 200, (4, 2))]                  # xywh
+        boxes = np.c_[xy, rng.uniform(80, 200, (4, 2))]  # xywh
         keep = np.arange(4)
         images.append(WiderImage("e", str(i), boxes, {"easy": keep, "medium": keep, "hard": keep}))
         hits = boxes[rng.random(4) < 0.7] + rng.normal(0, 3, (1, 4))
@@ -131,8 +141,8 @@ def test_mtcnn_scores_the_real_photos(wider_photos, one_thread):
     m = result.metrics
     assert m["images"] == 2 and m["faces_hard"] == 166
     assert m["detections"] > 40
-    assert 30.0 < m["ap_hard"] < 90.0          # measured 52.9 on these two photos
-    assert np.isnan(m["ap_easy"])              # neither photo has an easy face
+    assert 30.0 < m["ap_hard"] < 90.0  # measured 52.9 on these two photos
+    assert np.isnan(m["ap_easy"])  # neither photo has an easy face
 
 
 def test_dlib_hog_scores_the_real_photos(wider_photos):
@@ -141,4 +151,4 @@ def test_dlib_hog_scores_the_real_photos(wider_photos):
 
     result = evaluate_wider(wider_photos, DlibHogDetector(upsample=2), system="dlib-hog", progress=False)
     assert result.metrics["detections"] > 20
-    assert 10.0 < result.metrics["ap_hard"] < 80.0   # measured 27.2: tiny faces, tight dlib boxes
+    assert 10.0 < result.metrics["ap_hard"] < 80.0  # measured 27.2: tiny faces, tight dlib boxes

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from vggheads.detection.infer import Detections
-from vggheads.filtering.rules import (check_image, faces_without_head, flip_boxes, flip_stability, split_is_valid,
-                                      vertical_split)
+from vggheads.filtering.rules import (
+    check_image,
+    faces_without_head,
+    flip_boxes,
+    flip_stability,
+    split_is_valid,
+    vertical_split,
+)
 
 ALL = {"no_heads": True, "flip": True, "face": True, "split": True}
 
@@ -45,14 +51,14 @@ def no_faces(image):
 
 def test_vertical_split_is_the_papers_search():
     assert vertical_split(200, np.array([[10, 10, 50, 50]])) == 100
-    assert vertical_split(200, np.array([[90, 0, 110, 10]])) == 90            # equally near: the left one first
-    assert vertical_split(200, np.array([[90, 0, 105, 10]])) == 105           # the nearest free column wins
-    assert vertical_split(200, np.array([[90, 0, 130, 10], [60, 0, 92, 10]])) == 130   # 60..130 cut: right is nearer
+    assert vertical_split(200, np.array([[90, 0, 110, 10]])) == 90  # equally near: the left one first
+    assert vertical_split(200, np.array([[90, 0, 105, 10]])) == 105  # the nearest free column wins
+    assert vertical_split(200, np.array([[90, 0, 130, 10], [60, 0, 92, 10]])) == 130  # 60..130 cut: right is nearer
     assert vertical_split(20, np.array([[0, 0, 20, 5]])) in (0, 20)
     assert vertical_split(20, np.array([[-1, 0, 21, 5]])) is None
     assert split_is_valid(200, 100, np.array([[10, 0, 50, 9], [150, 0, 190, 9]]), 100)
-    assert not split_is_valid(200, 100, np.array([[10, 0, 50, 9]]), 100)     # heads on one side only
-    assert not split_is_valid(200, 100, np.array([[1, 0, 4, 9], [150, 0, 190, 9]]), 5)   # a half under 10 px
+    assert not split_is_valid(200, 100, np.array([[10, 0, 50, 9]]), 100)  # heads on one side only
+    assert not split_is_valid(200, 100, np.array([[1, 0, 4, 9], [150, 0, 190, 9]]), 5)  # a half under 10 px
 
 
 def test_flip_helpers():
@@ -66,7 +72,7 @@ def test_flip_helpers():
 def test_faces_must_overlap_a_head():
     heads = np.array([[0, 0, 10, 10]])
     assert faces_without_head(np.array([[5, 5, 8, 8]]), heads) == 0
-    assert faces_without_head(np.array([[10, 10, 12, 12]]), heads) == 1      # touching is not overlapping
+    assert faces_without_head(np.array([[10, 10, 12, 12]]), heads) == 1  # touching is not overlapping
     assert faces_without_head(np.array([[5, 5, 8, 8], [50, 50, 60, 60]]), np.zeros((0, 4))) == 2
 
 
@@ -79,14 +85,19 @@ def test_no_heads_rule():
 
 def test_flip_rule_really_flips_the_image():
     """A detector that misses heads on the right half: the flipped image shows them on the left."""
+
     class LeftOnly(MarkerDetector):
         def __call__(self, images):
-            return super().__call__([np.where(np.arange(im.shape[1])[None, :, None] < im.shape[1] // 2, im, 0)
-                                     .astype(np.uint8) for im in images])
+            return super().__call__(
+                [
+                    np.where(np.arange(im.shape[1])[None, :, None] < im.shape[1] // 2, im, 0).astype(np.uint8)
+                    for im in images
+                ]
+            )
 
     image = _image([(10, 10, 30, 30), (150, 10, 170, 30), (120, 60, 140, 80)])
     det = LeftOnly()
-    boxes = det([image])[0].boxes                                            # 1 head seen on the original
+    boxes = det([image])[0].boxes  # 1 head seen on the original
     r = check_image(image, boxes, det, no_faces, ALL)
     assert (r.keep, r.reason) == (False, "flip_count") and r.details["n_heads_flipped"] == 2
     # the full detector is symmetric: same count after flipping, and the boxes map back exactly
@@ -101,13 +112,15 @@ def test_face_rule():
     r = check_image(image, boxes, MarkerDetector(), lambda im: np.array([[100, 50, 120, 70]]), ALL)
     assert (r.keep, r.reason) == (False, "face_without_head")
     assert check_image(image, boxes, MarkerDetector(), lambda im: np.array([[12, 12, 20, 20]]), ALL).keep
-    assert check_image(image, boxes, MarkerDetector(), lambda im: np.array([[100, 50, 120, 70]]),
-                       {**ALL, "face": False}).keep
+    assert check_image(
+        image, boxes, MarkerDetector(), lambda im: np.array([[100, 50, 120, 70]]), {**ALL, "face": False}
+    ).keep
 
 
 def test_split_rule_detects_on_each_half():
     """A head on the border of a half vanishes when the halves are detected separately (a detector
     that ignores objects touching the image border)."""
+
     class NoBorder(MarkerDetector):
         def __call__(self, images):
             out = []
@@ -122,7 +135,7 @@ def test_split_rule_detects_on_each_half():
     assert vertical_split(200, boxes) == 100
     r = check_image(image, boxes, det, no_faces, ALL)
     assert (r.keep, r.reason) == (False, "split_count") and r.details["n_heads_split"] == 2
-    assert [s[1] for s in det.calls[-1]] == [100, 100]                    # the two halves
+    assert [s[1] for s in det.calls[-1]] == [100, 100]  # the two halves
     assert check_image(image, boxes, det, no_faces, {**ALL, "split": False}).keep
 
 
@@ -163,17 +176,37 @@ def test_filter_stage(tmp_path, params, monkeypatch):
     rows, dets = [], []
     for sid, squares in scenes.items():
         Image.fromarray(_image(squares)).save(images / f"{sid}.png")
-        rows.append({"sample_id": sid, "image": f"{sid}.png", "width": 200, "height": 100, "backend": "procedural",
-                     "seed": 0, "prompt": "", "negative_prompt": "", "base_model": "", "condition_model": "",
-                     "seconds": 0.0})
+        rows.append(
+            {
+                "sample_id": sid,
+                "image": f"{sid}.png",
+                "width": 200,
+                "height": 100,
+                "backend": "procedural",
+                "seed": 0,
+                "prompt": "",
+                "negative_prompt": "",
+                "base_model": "",
+                "condition_model": "",
+                "seconds": 0.0,
+            }
+        )
         dets += [{"sample_id": sid, "head": k, "box": b, "score": 1.0} for k, b in enumerate(squares)]
     (images / "broken.png").write_bytes(b"\x89PNG\r\n")
     write_table(from_rows("render", rows), tmp_path / "00000.parquet", "render")
     write_table(from_rows("detections", dets), tmp_path / "det.parquet", "detections")
     params["tracking"]["enabled"] = False
     params["filter"]["face"] = False
-    stats = filter_shard(params, "00000", tmp_path / "00000.parquet", images, tmp_path / "det.parquet",
-                         tmp_path / "none.pt", tmp_path / "filter.parquet", tmp_path / "filter.stats.json")
+    stats = filter_shard(
+        params,
+        "00000",
+        tmp_path / "00000.parquet",
+        images,
+        tmp_path / "det.parquet",
+        tmp_path / "none.pt",
+        tmp_path / "filter.parquet",
+        tmp_path / "filter.stats.json",
+    )
     table = {r["sample_id"]: r for r in read_table(tmp_path / "filter.parquet", "filter").to_pylist()}
     assert table["keep"]["keep"] and table["keep"]["reason"] == "" and table["keep"]["stability"] == pytest.approx(1.0)
     assert table["none"]["reason"] == "no_heads" and table["broken"]["reason"] == "unreadable"

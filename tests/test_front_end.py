@@ -21,16 +21,27 @@ from vggheads.schemas import read_table
 
 pytestmark = pytest.mark.slow
 
-ALT_TEXTS = ["a woman smiling at the camera", "portrait of an old man with glasses", "a young girl laughing outdoors",
-             "close-up of a man looking to the side", "a woman with curly hair in a park",
-             "a boy posing for a school photo", "an elderly woman wearing a scarf", "a bearded man in a studio",
-             "a crowd of people at a parade", "a group of friends walking in the city",
-             "a man waving from a balcony", "two women talking on a bench", "a teenager reading on a train"]
+ALT_TEXTS = [
+    "a woman smiling at the camera",
+    "portrait of an old man with glasses",
+    "a young girl laughing outdoors",
+    "close-up of a man looking to the side",
+    "a woman with curly hair in a park",
+    "a boy posing for a school photo",
+    "an elderly woman wearing a scarf",
+    "a bearded man in a studio",
+    "a crowd of people at a parade",
+    "a group of friends walking in the city",
+    "a man waving from a balcony",
+    "two women talking on a bench",
+    "a teenager reading on a train",
+]
 
 
 def run(cmd, cwd, timeout=1500):
-    res = subprocess.run(cmd, cwd=cwd, env=tool_env({"MLFLOW_TRACKING_URI": ""}), capture_output=True, text=True,
-                         timeout=timeout)
+    res = subprocess.run(
+        cmd, cwd=cwd, env=tool_env({"MLFLOW_TRACKING_URI": ""}), capture_output=True, text=True, timeout=timeout
+    )
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-8000:]}"
     return res.stdout + res.stderr
 
@@ -52,21 +63,42 @@ def front_end_run(tmp_path_factory):
     YOLO("yolo11n-pose.yaml").save(str(project / "models" / "pose.pt"))  # random weights, built from its yaml
     with PhotoServer(photos) as server:
         urls = [server.url("photo", p.name) for p in photos]
-        injected = {"404": server.url("missing", "gone.jpg"), "truncated": server.url("truncated", photos[0].name),
-                    "not_an_image": server.url("html", "page.jpg")}
+        injected = {
+            "404": server.url("missing", "gone.jpg"),
+            "truncated": server.url("truncated", photos[0].name),
+            "not_an_image": server.url("html", "page.jpg"),
+        }
         urls += list(injected.values())
-        rows = {"URL": urls, "TEXT": [ALT_TEXTS[i % len(ALT_TEXTS)] + f" ({i})" for i in range(len(urls))],
-                "WIDTH": [640] * len(urls), "HEIGHT": [480] * len(urls)}
+        rows = {
+            "URL": urls,
+            "TEXT": [ALT_TEXTS[i % len(ALT_TEXTS)] + f" ({i})" for i in range(len(urls))],
+            "WIDTH": [640] * len(urls),
+            "HEIGHT": [480] * len(urls),
+        }
         pq.write_table(pa.table(rows), project / "laion_rows.parquet")
-        params = merge(tiny_params(), {
-            "dataset": {"samples_per_shard": None},
-            "captions": {"source": "blip2", "sources": ["laion_rows.parquet"], "dedup_threshold": 1.0,
-                         "blip2": {"model": "tiny", "batch_size": 4},
-                         "download": {"image_size": 256, "timeout": 5, "retries": 0, "threads": 4}},
-            "poses": {"backend": "ultralytics",
-                      "ultralytics": {"weights": "models/pose.pt", "images": "downloaded", "conf": 0.0, "imgsz": 128,
-                                      "max_det": 2}},
-        })
+        params = merge(
+            tiny_params(),
+            {
+                "dataset": {"samples_per_shard": None},
+                "captions": {
+                    "source": "blip2",
+                    "sources": ["laion_rows.parquet"],
+                    "dedup_threshold": 1.0,
+                    "blip2": {"model": "tiny", "batch_size": 4},
+                    "download": {"image_size": 256, "timeout": 5, "retries": 0, "threads": 4},
+                },
+                "poses": {
+                    "backend": "ultralytics",
+                    "ultralytics": {
+                        "weights": "models/pose.pt",
+                        "images": "downloaded",
+                        "conf": 0.0,
+                        "imgsz": 128,
+                        "max_det": 2,
+                    },
+                },
+            },
+        )
         copy_project(project, params)
         out = run(["snakemake", "--cores", "2", "data/render/00000.parquet", "data/render/00001.parquet"], project)
         requests = list(server.requests)
@@ -87,7 +119,9 @@ def test_injected_failures_are_counted_not_fatal(front_end_run):
     assert failed["http_404"] == 1 and failed["undecodable"] == 2, failed  # truncated JPEG + HTML page
     assert sum(failed.values()) == 3
     assert sum(s["downloaded"] for s in stats) == len(urls) - 3
-    table = pa.concat_tables([read_table(project / f"data/images/{s}.parquet", "downloads") for s in ("00000", "00001")])
+    table = pa.concat_tables(
+        [read_table(project / f"data/images/{s}.parquet", "downloads") for s in ("00000", "00001")]
+    )
     by_url = {r["url"]: r for r in table.to_pylist()}
     assert all(by_url[u]["status"] == "success" and by_url[u]["width"] and by_url[u]["key"] for u in urls[:-3])
 
@@ -123,8 +157,10 @@ def test_tiny_blip2_captions_replace_the_alt_texts(front_end_run):
             assert c["caption"] != alt[c["sample_id"]]
             assert set(c["caption"].split()) <= set(TINY_WORDS)  # the tiny model's words
             assert c["prompt"].startswith(c["caption"].split()[0]) or c["prompt"] != c["caption"]
-    dropped = sum(json.loads((project / f"data/captions/{s}.blip2.stats.json").read_text())["dropped"]["no_image"]
-                  for s in ("00000", "00001"))
+    dropped = sum(
+        json.loads((project / f"data/captions/{s}.blip2.stats.json").read_text())["dropped"]["no_image"]
+        for s in ("00000", "00001")
+    )
     assert dropped == 3  # the three failed downloads have no photo to caption
 
 
@@ -134,8 +170,10 @@ def test_poses_from_photos_feed_the_render(front_end_run):
         poses = read_table(project / f"data/poses/{shard}.parquet", "poses").to_pandas()
         stats = json.loads((project / f"data/poses/{shard}.stats.json").read_text())
         assert (poses.backend == "ultralytics").all() and len(poses) == stats["persons"]
-        assert stats["samples"] + stats["dropped"]["no_person"] + stats["dropped"]["missing_or_corrupt_image"] \
+        assert (
+            stats["samples"] + stats["dropped"]["no_person"] + stats["dropped"]["missing_or_corrupt_image"]
             == stats["captions"]
+        )
         assert (poses.height == 128).all() | (poses.width == 128).all()  # short side = imgsz
         render = read_table(project / f"data/render/{shard}.parquet", "render")
         assert render.num_rows == stats["samples"] > 0

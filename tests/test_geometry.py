@@ -9,9 +9,24 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from vggheads.geometry import (CANONICAL_Z_OFFSET, FRONTAL, N_PARAMS, FlameLayer, FlameParams,
-                               angles_to_matrix, batch_rodrigues, decode, join_params, landmarks, lbs,
-                               matrix_to_angles, matrix_to_rot6d, project, rot6d_to_matrix, split_params)
+from vggheads.geometry import (
+    CANONICAL_Z_OFFSET,
+    FRONTAL,
+    N_PARAMS,
+    FlameLayer,
+    FlameParams,
+    angles_to_matrix,
+    batch_rodrigues,
+    decode,
+    join_params,
+    landmarks,
+    lbs,
+    matrix_to_angles,
+    matrix_to_rot6d,
+    project,
+    rot6d_to_matrix,
+    split_params,
+)
 from vggheads.headmodel import HeadModel, load_head_model, save_head_model
 
 
@@ -19,7 +34,7 @@ def random_model(V: int = 80, F: int = 120, seed: int = 0) -> HeadModel:
     """A random model in FLAME's layout: enough to test the maths, not a head."""
     rng = np.random.default_rng(seed)
     weights = rng.random((V, 5)) ** 3
-    weights[rng.random(V) < 0.5, 2] = 0.0                      # the jaw moves only some vertices
+    weights[rng.random(V) < 0.5, 2] = 0.0  # the jaw moves only some vertices
     J = rng.random((5, V))
     return HeadModel(
         v_template=rng.normal(0, 0.08, (V, 3)),
@@ -58,6 +73,7 @@ def random_rotations(n: int, seed: int = 0, max_yaw: float | None = None) -> np.
 
 # ---------------------------------------------------------------- the 413-value parameter vector
 
+
 def test_split_join_roundtrip_torch_and_numpy():
     p = torch.randn(5, N_PARAMS)
     parts = split_params(p)
@@ -74,8 +90,14 @@ def test_split_join_roundtrip_torch_and_numpy():
 
 
 def test_join_params_builds_a_vector_from_parts():
-    parts = FlameParams(shape=np.zeros(300), expression=np.ones(100), jaw=np.full(3, 2.0),
-                        rot6d=np.full(6, 3.0), translation=np.full(3, 4.0), scale=np.float64(5.0))
+    parts = FlameParams(
+        shape=np.zeros(300),
+        expression=np.ones(100),
+        jaw=np.full(3, 2.0),
+        rot6d=np.full(6, 3.0),
+        translation=np.full(3, 4.0),
+        scale=np.float64(5.0),
+    )
     p = join_params(parts)
     assert p.shape == (413,)
     assert p[299] == 0 and p[300] == 1 and p[402] == 2 and p[403] == 3 and p[411] == 4 and p[412] == 5
@@ -87,6 +109,7 @@ def test_split_params_rejects_wrong_length():
 
 
 # ---------------------------------------------------------------- rotations
+
 
 def test_rot6d_follows_the_paper_formula():
     x = torch.randn(100, 6, dtype=torch.float64)
@@ -158,8 +181,8 @@ def test_frontal_face_has_zero_angles():
 
 def test_yaw_turns_about_the_image_vertical():
     R = angles_to_matrix(30.0, 0.0, 0.0)
-    nose_direction = R @ np.array([0.0, 0.0, 1.0])         # the face's forward axis in the image
-    assert abs(nose_direction[1]) < 1e-12                  # stays level
+    nose_direction = R @ np.array([0.0, 0.0, 1.0])  # the face's forward axis in the image
+    assert abs(nose_direction[1]) < 1e-12  # stays level
     assert abs(abs(nose_direction[0]) - np.sin(np.deg2rad(30))) < 1e-12
 
 
@@ -175,14 +198,22 @@ def test_batch_rodrigues_matches_smplx():
 
 # ---------------------------------------------------------------- LBS
 
+
 def _smplx_lbs(model: HeadModel, betas, pose, dtype):
     from smplx.lbs import lbs as smplx_lbs
 
     V = model.n_vertices
     t = lambda a: torch.from_numpy(np.asarray(a)).to(dtype)
-    verts, joints = smplx_lbs(betas, pose, t(model.v_template), t(model.shapedirs),
-                              t(model.posedirs).reshape(V * 3, -1).T, t(model.J_regressor),
-                              torch.from_numpy(model.parents), t(model.weights))
+    verts, joints = smplx_lbs(
+        betas,
+        pose,
+        t(model.v_template),
+        t(model.shapedirs),
+        t(model.posedirs).reshape(V * 3, -1).T,
+        t(model.J_regressor),
+        torch.from_numpy(model.parents),
+        t(model.weights),
+    )
     return verts, joints
 
 
@@ -190,14 +221,22 @@ def _smplx_lbs(model: HeadModel, betas, pose, dtype):
 def test_lbs_matches_smplx_on_the_same_model_file(model, dtype):
     torch.manual_seed(0)
     betas = torch.randn(6, 400, dtype=dtype)
-    pose = 0.4 * torch.randn(6, 15, dtype=dtype)                # global, neck, jaw and eyes all non-zero
+    pose = 0.4 * torch.randn(6, 15, dtype=dtype)  # global, neck, jaw and eyes all non-zero
     ref_v, ref_j = _smplx_lbs(model, betas, pose, dtype)
     t = lambda a: torch.from_numpy(np.asarray(a)).to(dtype)
-    v, j = lbs(betas, pose, t(model.v_template), t(model.shapedirs), t(model.posedirs), t(model.J_regressor),
-               torch.from_numpy(model.parents), t(model.weights))
+    v, j = lbs(
+        betas,
+        pose,
+        t(model.v_template),
+        t(model.shapedirs),
+        t(model.posedirs),
+        t(model.J_regressor),
+        torch.from_numpy(model.parents),
+        t(model.weights),
+    )
     assert (v - ref_v).abs().max() < 1e-5
     assert (j - ref_j).abs().max() < 1e-5
-    assert (ref_v - t(model.v_template)).abs().max() > 1e-2       # the pose did something
+    assert (ref_v - t(model.v_template)).abs().max() > 1e-2  # the pose did something
 
 
 def test_layer_equals_the_papers_full_lbs(model):
@@ -205,7 +244,7 @@ def test_layer_equals_the_papers_full_lbs(model):
     torch.manual_seed(1)
     shape, expression, jaw = torch.randn(5, 300), torch.randn(5, 100), 0.3 * torch.randn(5, 3)
     pose = torch.zeros(5, 15)
-    pose[:, 6:9] = jaw                                           # [0 global, 0 neck, jaw, 0 eyes]
+    pose[:, 6:9] = jaw  # [0 global, 0 neck, jaw, 0 eyes]
     ref, _ = _smplx_lbs(model, torch.cat([shape, expression], 1), pose, torch.float32)
     out = layer(shape, expression, jaw)
     assert (out - (ref + torch.tensor([0.0, 0.0, 0.05]))).abs().max() < 1e-5
@@ -244,6 +283,7 @@ def test_layer_gradients_reach_every_input(model):
 
 # ---------------------------------------------------------------- projection, landmarks, decode
 
+
 def test_project_scales_rotates_and_translates():
     v = torch.tensor([[[0.0, 0.1, 0.0], [0.1, 0.0, 0.2]]])
     R = torch.tensor(FRONTAL)[None]
@@ -255,7 +295,7 @@ def test_project_scales_rotates_and_translates():
 def test_landmarks_are_barycentric_points_of_their_triangles(model):
     v = torch.randn(2, model.n_vertices, 3)
     got = landmarks(v, model)
-    corners = v[:, torch.from_numpy(model.faces[model.lmk_faces])]          # (2, 68, 3, 3)
+    corners = v[:, torch.from_numpy(model.faces[model.lmk_faces])]  # (2, 68, 3, 3)
     want = (corners * torch.from_numpy(model.lmk_bary)[None, :, :, None]).sum(2)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(landmarks(v, (model.lmk_faces, model.lmk_bary, model.faces)), want)
@@ -268,16 +308,26 @@ def test_decode_a_parameter_vector(model):
     layer = FlameLayer(model)
     torch.manual_seed(3)
     B = 4
-    R = angles_to_matrix(torch.tensor([10.0, -20.0, 0.0, 45.0]), torch.tensor([5.0, 0.0, -15.0, 30.0]),
-                         torch.tensor([0.0, 12.0, -8.0, 3.0])).float()
-    parts = FlameParams(shape=torch.randn(B, 300), expression=torch.randn(B, 100), jaw=0.2 * torch.rand(B, 3),
-                        rot6d=matrix_to_rot6d(R), translation=torch.rand(B, 3) * 500, scale=torch.rand(B, 1) * 900 + 100)
+    R = angles_to_matrix(
+        torch.tensor([10.0, -20.0, 0.0, 45.0]),
+        torch.tensor([5.0, 0.0, -15.0, 30.0]),
+        torch.tensor([0.0, 12.0, -8.0, 3.0]),
+    ).float()
+    parts = FlameParams(
+        shape=torch.randn(B, 300),
+        expression=torch.randn(B, 100),
+        jaw=0.2 * torch.rand(B, 3),
+        rot6d=matrix_to_rot6d(R),
+        translation=torch.rand(B, 3) * 500,
+        scale=torch.rand(B, 1) * 900 + 100,
+    )
     out = decode(join_params(parts), layer)
     torch.testing.assert_close(out.R, R, atol=1e-6, rtol=0)
     canonical = layer(parts.shape, parts.expression, parts.jaw)
     torch.testing.assert_close(out.vertices_canonical, canonical)
-    torch.testing.assert_close(out.vertices_image, project(canonical, R, parts.translation, parts.scale[:, 0]),
-                               atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(
+        out.vertices_image, project(canonical, R, parts.translation, parts.scale[:, 0]), atol=1e-3, rtol=1e-5
+    )
     torch.testing.assert_close(out.landmarks_image, landmarks(out.vertices_image, model))
     torch.testing.assert_close(out.yaw, torch.tensor([10.0, -20.0, 0.0, 45.0]), atol=1e-3, rtol=0)
     torch.testing.assert_close(out.pitch, torch.tensor([5.0, 0.0, -15.0, 30.0]), atol=1e-3, rtol=0)

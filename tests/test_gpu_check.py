@@ -13,8 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_gpu_check_runs_its_sections_on_the_cpu(tmp_path):
     out = tmp_path / "figures.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--cpu-smoke", "--json", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--cpu-smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     figures = json.loads(out.read_text())
     assert figures["train"]["steps"] >= 4 and figures["train"]["heldout_ap50"] is not None

@@ -39,21 +39,21 @@ def test_pncc_colours_are_head_detectors_normalised_template():
     np.testing.assert_allclose(c[0], [0.0, 1.0, 0.0 / 0.3 + 0.05 / 0.3])
     np.testing.assert_allclose(c[1], [1.0, 0.0, 0.1 / 0.3])
     np.testing.assert_allclose(c[2, 2], 1.0)
-    np.testing.assert_allclose(c[3], [1.0, 1.0, 1.0])   # outside the subset: clipped
+    np.testing.assert_allclose(c[3], [1.0, 1.0, 1.0])  # outside the subset: clipped
 
 
 def test_depth_map_is_near_bright_ordered_and_keeps_every_heads_relief():
     from vggheads.render.scene_conditions import DEPTH_FLOOR, depth_map
 
     z = np.full((4, 6), np.inf)
-    z[0, :3] = [1.0, 1.1, 1.2]            # a near head with a little relief
-    z[1, :3] = [500.0, 500.1, 500.2]      # a far one, 500 units behind
-    z[2, 0] = 1.0                         # the same depth, the same value
+    z[0, :3] = [1.0, 1.1, 1.2]  # a near head with a little relief
+    z[1, :3] = [500.0, 500.1, 500.2]  # a far one, 500 units behind
+    z[2, 0] = 1.0  # the same depth, the same value
     d = depth_map(z)
     assert d.shape == (4, 6, 3) and d.dtype == np.uint8 and (d[..., 0] == d[..., 2]).all()
     v = d[..., 0].astype(int)
     assert v[3].max() == 0 and v[0, 0] == 255 and v[2, 0] == 255
-    assert v[0, 0] > v[0, 1] > v[0, 2] > v[1, 0] > v[1, 1] > v[1, 2] > 0   # the order, and relief, everywhere
+    assert v[0, 0] > v[0, 1] > v[0, 2] > v[1, 0] > v[1, 1] > v[1, 2] > 0  # the order, and relief, everywhere
     assert v[1, 2] == round(DEPTH_FLOOR * 255)
 
 
@@ -77,14 +77,14 @@ def test_scene_truth_is_the_procedural_backends_and_the_conditions_show_it(condi
     inside_a_box = np.zeros_like(on_head)
     for h in cond.heads:
         x1, y1, x2, y2 = np.floor(h.box[:2]).astype(int).tolist() + np.ceil(h.box[2:]).astype(int).tolist()
-        inside_a_box[max(y1 - 1, 0):y2 + 1, max(x1 - 1, 0):x2 + 1] = True
+        inside_a_box[max(y1 - 1, 0) : y2 + 1, max(x1 - 1, 0) : x2 + 1] = True
         assert on_head[y1:y2, x1:x2].any()
         vis = h.landmarks[:, 2] > 0.5
         px = np.clip(np.floor(h.landmarks[vis, :2]).astype(int), 0, [width - 1, height - 1])
-        assert on_head[px[:, 1], px[:, 0]].mean() > 0.9        # seen in the truth = drawn in the PNCC
+        assert on_head[px[:, 1], px[:, 0]].mean() > 0.9  # seen in the truth = drawn in the PNCC
         assert (depth[px[:, 1], px[:, 0], 0] > 0).all()
     assert (on_head & ~inside_a_box).sum() <= 0.01 * on_head.sum()  # no PNCC head outside the truth's boxes
-    assert (depth[..., 0] > 0).sum() > on_head.sum()              # bodies and hair are in the depth map
+    assert (depth[..., 0] > 0).sum() > on_head.sum()  # bodies and hair are in the depth map
 
 
 def test_the_scene_follows_the_render_size(conditioner):
@@ -96,7 +96,7 @@ def test_the_scene_follows_the_render_size(conditioner):
     assert half.maps["pncc"].shape == (192, 256, 3) and len(half.heads) == len(full.heads)
     for a, b in zip(full.heads, half.heads):
         np.testing.assert_allclose(b.box, a.box / 2, atol=2.0)
-        np.testing.assert_allclose(b.params[412], a.params[412] / 2, rtol=0.05)   # the scale, in pixels per metre
+        np.testing.assert_allclose(b.params[412], a.params[412] / 2, rtol=0.05)  # the scale, in pixels per metre
     only_depth = conditioner(persons, (512, 384), (256, 192), seed=5, maps=("depth",))
     assert set(only_depth.maps) == {"depth"}
     np.testing.assert_array_equal(only_depth.maps["depth"], half.maps["depth"])
@@ -144,16 +144,16 @@ def test_agreement_of_boxes():
 def test_agreement_of_landmarks_and_the_rule():
     scene = _scene([[0, 0, 10, 10], [20, 0, 30, 10]])
     labels = scene.landmarks.copy()
-    labels[0, :, 0] += 1.0                         # 1 px off on a 10 px head: NME 10 %
+    labels[0, :, 0] += 1.0  # 1 px off on a 10 px head: NME 10 %
     a = measure(scene, scene.boxes, scene.boxes, labels)
     assert a.heads[0]["nme"] == pytest.approx(10.0) and a.heads[1]["nme"] == pytest.approx(0.0)
     assert a.heads[0]["nme_visible"] == pytest.approx(10.0) and a.nme == pytest.approx(5.0)
-    assert np.isnan(measure(scene, scene.boxes).nme)                     # no labeller: not measured
+    assert np.isnan(measure(scene, scene.boxes).nme)  # no labeller: not measured
     only_one = measure(scene, scene.boxes, scene.boxes[1:], labels[1:])  # a labelled head is matched by its box
     assert np.isnan(only_one.heads[0]["nme"]) and only_one.heads[1]["nme"] == pytest.approx(0.0)
     assert not disagrees(a, min_f1=0.9, max_nme=6.0) and disagrees(a, min_f1=0.9, max_nme=4.0)
     assert not disagrees(a, min_f1=0.9, max_nme=None)
-    assert disagrees(measure(scene, scene.boxes[:1]), min_f1=0.9, max_nme=None)    # F1 2/3
+    assert disagrees(measure(scene, scene.boxes[:1]), min_f1=0.9, max_nme=None)  # F1 2/3
     assert not disagrees(measure(scene, scene.boxes[:1]), min_f1=0.6, max_nme=None)
 
 
@@ -175,9 +175,21 @@ def mesh_shard(tmp_path, conditioner):
         sid = f"00000_{i:06d}"
         c = conditioner(_persons(20 + i, n, 160, 120), (160, 120), (160, 120), seed=i)
         Image.fromarray(c.image).save(images / f"{sid}.png")
-        rows.append({"sample_id": sid, "image": f"{sid}.png", "width": 160, "height": 120, "backend": "tiny-sdxl",
-                     "seed": i, "prompt": "p", "negative_prompt": "", "base_model": "b", "condition_model": "c",
-                     "seconds": 0.0})
+        rows.append(
+            {
+                "sample_id": sid,
+                "image": f"{sid}.png",
+                "width": 160,
+                "height": 120,
+                "backend": "tiny-sdxl",
+                "seed": i,
+                "prompt": "p",
+                "negative_prompt": "",
+                "base_model": "b",
+                "condition_model": "c",
+                "seconds": 0.0,
+            }
+        )
         heads += head_rows(sid, c.heads)
     write_table(from_rows("render", rows), tmp_path / "render.parquet", "render")
     write_table(from_rows("render_heads", heads), tmp_path / "heads.parquet", "render_heads")
@@ -197,10 +209,20 @@ def _run_filter(p, shard, detections, labels=None, truth=True):
     from vggheads.stages.filter import filter_shard
 
     write_table(from_rows("detections", detections), shard / "det.parquet", "detections")
-    stats = filter_shard(p, "00000", shard / "render.parquet", shard / "images", shard / "det.parquet",
-                         shard / "none.pt", shard / "filter.parquet", shard / "stats.json",
-                         truth=shard / "heads.parquet" if truth else None, labels=labels,
-                         agreement_out=shard / "agreement.parquet", agreement_heads_out=shard / "agreement_heads.parquet")
+    stats = filter_shard(
+        p,
+        "00000",
+        shard / "render.parquet",
+        shard / "images",
+        shard / "det.parquet",
+        shard / "none.pt",
+        shard / "filter.parquet",
+        shard / "stats.json",
+        truth=shard / "heads.parquet" if truth else None,
+        labels=labels,
+        agreement_out=shard / "agreement.parquet",
+        agreement_heads_out=shard / "agreement_heads.parquet",
+    )
     filt = {r["sample_id"]: r for r in read_table(shard / "filter.parquet", "filter").to_pylist()}
     agree = {r["sample_id"]: r for r in read_table(shard / "agreement.parquet", "agreement").to_pylist()}
     return stats, filt, agree
@@ -209,8 +231,11 @@ def _run_filter(p, shard, detections, labels=None, truth=True):
 def test_filter_drops_images_that_disagree_with_their_scene(params, mesh_shard):
     truth = read_table(mesh_shard / "heads.parquet", "render_heads").to_pylist()
     # the detector finds every scene head of images 0 and 1, misses one of image 2, adds one to image 3
-    dets = [{"sample_id": t["sample_id"], "head": i, "box": t["box"], "score": 0.9} for i, t in enumerate(truth)
-            if not (t["sample_id"].endswith("2") and t["head"] == 0)]
+    dets = [
+        {"sample_id": t["sample_id"], "head": i, "box": t["box"], "score": 0.9}
+        for i, t in enumerate(truth)
+        if not (t["sample_id"].endswith("2") and t["head"] == 0)
+    ]
     dets.append({"sample_id": "00000_000003", "head": 99, "box": [0, 0, 20, 20], "score": 0.9})
     p = _head_mesh_params(params)
     stats, filt, agree = _run_filter(p, mesh_shard, dets)
@@ -245,11 +270,23 @@ def test_landmark_agreement_uses_a_labeller_that_reads_the_image(params, mesh_sh
     for i, t in enumerate(truth):
         lm = np.asarray(t["landmarks"], np.float32).reshape(68, 3).copy()
         box = np.asarray(t["box"])
-        if t["sample_id"].endswith("1"):          # landmarks 20 % of the head size off
+        if t["sample_id"].endswith("1"):  # landmarks 20 % of the head size off
             lm[:, 0] += 0.2 * np.sqrt((box[2] - box[0]) * (box[3] - box[1]))
-        labels.append({"sample_id": t["sample_id"], "head": i, "box": t["box"], "extended_box": t["box"], "score": 0.9,
-                       "flame_params": t["flame_params"], "landmarks": lm, "yaw": 0.0, "pitch": 0.0, "roll": 0.0,
-                       "labeller": "landmark-fit"})
+        labels.append(
+            {
+                "sample_id": t["sample_id"],
+                "head": i,
+                "box": t["box"],
+                "extended_box": t["box"],
+                "score": 0.9,
+                "flame_params": t["flame_params"],
+                "landmarks": lm,
+                "yaw": 0.0,
+                "pitch": 0.0,
+                "roll": 0.0,
+                "labeller": "landmark-fit",
+            }
+        )
     write_table(from_rows("labels", labels), mesh_shard / "labels.parquet", "labels")
     p = _head_mesh_params(params)
     stats, filt, agree = _run_filter(p, mesh_shard, dets, labels=mesh_shard / "labels.parquet")
@@ -276,26 +313,44 @@ def test_the_agreement_labeller_reads_the_scene_heads_on_the_image(params, mesh_
     p["filter"]["agreement"].update(labeller="landmark-fit", max_nme=None)
 
     def run():
-        return filter_shard(p, "00000", mesh_shard / "render.parquet", mesh_shard / "images", mesh_shard / "det.parquet",
-                            mesh_shard / "none.pt", mesh_shard / "filter.parquet", mesh_shard / "stats.json",
-                            truth=mesh_shard / "heads.parquet", agreement_out=mesh_shard / "agreement.parquet",
-                            agreement_heads_out=mesh_shard / "agreement_heads.parquet", head_model=head_model_file)
+        return filter_shard(
+            p,
+            "00000",
+            mesh_shard / "render.parquet",
+            mesh_shard / "images",
+            mesh_shard / "det.parquet",
+            mesh_shard / "none.pt",
+            mesh_shard / "filter.parquet",
+            mesh_shard / "stats.json",
+            truth=mesh_shard / "heads.parquet",
+            agreement_out=mesh_shard / "agreement.parquet",
+            agreement_heads_out=mesh_shard / "agreement_heads.parquet",
+            head_model=head_model_file,
+        )
 
     stats = run()
     heads = read_table(mesh_shard / "agreement_heads.parquet", "agreement_heads").to_pylist()
     nme = np.array([h["nme"] for h in heads])
-    assert np.isfinite(nme).mean() > 0.5 and (nme[np.isfinite(nme)] > 0).all()   # measured, and not a copy of the scene
+    assert np.isfinite(nme).mean() > 0.5 and (nme[np.isfinite(nme)] > 0).all()  # measured, and not a copy of the scene
     assert stats["reasons"]["agreement"] == 0 and stats["agreement"]["mean_nme"] > 0
-    p["filter"]["agreement"]["max_nme"] = float(np.nanmin(nme)) / 2          # every measured image now disagrees
+    p["filter"]["agreement"]["max_nme"] = float(np.nanmin(nme)) / 2  # every measured image now disagrees
     stats = run()
     rows = read_table(mesh_shard / "agreement.parquet", "agreement").to_pylist()
     assert stats["reasons"]["agreement"] == sum(np.isfinite(r["nme"]) for r in rows) > 0
     from vggheads.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--head-model"):
-        filter_shard(p, "00000", mesh_shard / "render.parquet", mesh_shard / "images", mesh_shard / "det.parquet",
-                     mesh_shard / "none.pt", mesh_shard / "filter.parquet", mesh_shard / "stats.json",
-                     truth=mesh_shard / "heads.parquet")
+        filter_shard(
+            p,
+            "00000",
+            mesh_shard / "render.parquet",
+            mesh_shard / "images",
+            mesh_shard / "det.parquet",
+            mesh_shard / "none.pt",
+            mesh_shard / "filter.parquet",
+            mesh_shard / "stats.json",
+            truth=mesh_shard / "heads.parquet",
+        )
 
 
 def test_other_renders_are_not_measured(params, mesh_shard):
@@ -304,7 +359,7 @@ def test_other_renders_are_not_measured(params, mesh_shard):
     truth = read_table(mesh_shard / "heads.parquet", "render_heads").to_pylist()
     dets = [{"sample_id": t["sample_id"], "head": i, "box": t["box"], "score": 0.9} for i, t in enumerate(truth)][:1]
     p = _head_mesh_params(params)
-    p["render"]["sdxl"]["conditioning"] = "adapter"            # a pose-only SDXL render: no scene to agree with
+    p["render"]["sdxl"]["conditioning"] = "adapter"  # a pose-only SDXL render: no scene to agree with
     stats, filt, agree = _run_filter(p, mesh_shard, dets)
     assert stats["agreement"] is None and agree == {} and stats["reasons"]["agreement"] == 0
     p["render"]["sdxl"]["conditioning"] = "head-mesh"

@@ -51,7 +51,7 @@ def test_the_manifests_hold_the_scenes_exact_truth(mesh_run):
         np.testing.assert_array_equal(np.float32(head["flame_params"]), np.float32(match[0]["flame_params"]))
         np.testing.assert_array_equal(np.float32(head["landmarks"]), np.float32(match[0]["landmarks"]))
     kept = {r["image_id"] for r in images}
-    assert sum(len(truth[s]) for s in kept) == len(manifest)   # every scene head of a kept image is labelled
+    assert sum(len(truth[s]) for s in kept) == len(manifest)  # every scene head of a kept image is labelled
 
 
 def test_agreement_is_in_the_stats_the_tables_and_the_card(mesh_run):
@@ -64,7 +64,7 @@ def test_agreement_is_in_the_stats_the_tables_and_the_card(mesh_run):
         assert len(rows) == rendered == stats["agreement"]["images"]
         assert len(per_head) == sum(r["scene_heads"] for r in rows)
         assert all(0.0 <= r["f1"] <= 1.0 for r in rows)
-        assert stats["reasons"]["agreement"] == 0                    # measured only (filter.agreement.enabled: false)
+        assert stats["reasons"]["agreement"] == 0  # measured only (filter.agreement.enabled: false)
         measured += len(rows)
     card = json.loads((mesh_run / "metrics/dataset_card.json").read_text())
     assert card["agreement"]["images"] == measured and sum(card["agreement"]["histograms"]["f1"]["counts"]) == measured
@@ -77,15 +77,17 @@ def test_the_agreement_rule_acts_on_the_measured_numbers(mesh_run):
     run(["snakemake", *targets, "--cores", "2", "--configfile", "headmesh.yaml", "strict.yaml"], mesh_run)
     dropped = 0
     for shard in SHARDS:
-        rows = {r["sample_id"]: r for r in read_table(mesh_run / f"data/filter/{shard}.agreement.parquet",
-                                                      "agreement").to_pylist()}
+        rows = {
+            r["sample_id"]: r
+            for r in read_table(mesh_run / f"data/filter/{shard}.agreement.parquet", "agreement").to_pylist()
+        }
         filt = read_table(mesh_run / f"data/filter/{shard}.parquet", "filter").to_pylist()
         for f in filt:
             a = rows[f["sample_id"]]
             assert a["agree"] == (a["f1"] >= 0.9)
-            if f["reason"] in ("", "agreement"):              # the paper's rules did not drop it first
+            if f["reason"] in ("", "agreement"):  # the paper's rules did not drop it first
                 assert (f["reason"] == "agreement") == (not a["agree"])
         stats = json.loads((mesh_run / f"data/filter/{shard}.stats.json").read_text())
         assert stats["reasons"]["agreement"] == sum(f["reason"] == "agreement" for f in filt)
         dropped += stats["reasons"]["agreement"]
-    assert dropped > 0   # random weights: the detector does not find the scenes' heads
+    assert dropped > 0  # random weights: the detector does not find the scenes' heads

@@ -38,6 +38,7 @@ def template_landmarks(model) -> np.ndarray:
 
 # ---------------------------------------------------------------- determinism and format
 
+
 def test_same_seed_same_bytes_other_seed_differs(built, tmp_path):
     _, first = built
     again = tmp_path / "again.npz"
@@ -52,8 +53,17 @@ def test_same_seed_same_bytes_other_seed_differs(built, tmp_path):
 def test_save_load_roundtrip(built):
     model, path = built
     loaded = load_head_model(path)
-    for key in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "faces",
-                "lmk_faces", "lmk_bary"):
+    for key in (
+        "v_template",
+        "shapedirs",
+        "posedirs",
+        "J_regressor",
+        "weights",
+        "kintree_table",
+        "faces",
+        "lmk_faces",
+        "lmk_bary",
+    ):
         np.testing.assert_array_equal(getattr(loaded, key), getattr(model, key))
     assert loaded.subsets.keys() == model.subsets.keys() and loaded.regions.keys() == model.regions.keys()
     for k in model.regions:
@@ -63,7 +73,7 @@ def test_save_load_roundtrip(built):
 
 def test_flame_layout(model):
     V = model.n_vertices
-    assert 4000 <= V <= 6000 and 9000 <= len(model.faces) <= 11000      # FLAME: 5,023 and 9,976
+    assert 4000 <= V <= 6000 and 9000 <= len(model.faces) <= 11000  # FLAME: 5,023 and 9,976
     assert model.shapedirs.shape == (V, 3, 400) and model.posedirs.shape == (V, 3, 36)
     assert model.J_regressor.shape == (5, V) and model.weights.shape == (V, 5)
     np.testing.assert_array_equal(model.kintree_table[0], [-1, 0, 1, 1, 1])
@@ -72,7 +82,7 @@ def test_flame_layout(model):
     assert model.weights.min() >= 0
     np.testing.assert_allclose(model.J_regressor.sum(1), 1.0, atol=1e-6)
     assert model.J_regressor.min() >= 0
-    assert np.isin(np.arange(V), model.faces).all()                    # no stray vertices
+    assert np.isin(np.arange(V), model.faces).all()  # no stray vertices
 
 
 def test_triangles_face_outwards(model):
@@ -81,7 +91,7 @@ def test_triangles_face_outwards(model):
     head = np.isin(f, model.subsets["head"]).all(1)
     outward = (n * (v[f].mean(1) - v[model.subsets["head"]].mean(0))).sum(1) > 0
     assert outward[head].mean() > 0.97
-    for region, sign in (("eyes", 1), ("ears", 1), ("mouth_interior", -1)):   # the mouth is seen from inside
+    for region, sign in (("eyes", 1), ("ears", 1), ("mouth_interior", -1)):  # the mouth is seen from inside
         tri = np.isin(f, model.regions[region]).all(1)
         volume = np.einsum("ij,ij->i", v[f[tri, 0]], np.cross(v[f[tri, 1]], v[f[tri, 2]])).sum()
         assert sign * volume > 0, region
@@ -98,24 +108,30 @@ def test_load_errors_name_the_problem(tmp_path, model):
 
 # ---------------------------------------------------------------- anatomy, frame and landmarks
 
+
 def test_frame_and_size_are_flame_like(model):
     v = model.v_template
     lmk = template_landmarks(model)
-    height = v[:, 1].max() - lmk[8, 1]                   # crown to chin
+    height = v[:, 1].max() - lmk[8, 1]  # crown to chin
     width = v[:, 0].max() - v[:, 0].min()
     assert 0.19 < height < 0.27 and 0.13 < width < 0.2  # metres
-    assert lmk[30, 2] == lmk[:, 2].max()                 # the nose tip is the most forward landmark: the face looks +z
-    assert lmk[19, 1] > lmk[30, 1] > lmk[8, 1]           # brows above the nose above the chin: y is up
-    assert lmk[45, 0] > 0 > lmk[36, 0]                   # iBUG 45 is the subject's left eye, at +x
+    assert lmk[30, 2] == lmk[:, 2].max()  # the nose tip is the most forward landmark: the face looks +z
+    assert lmk[19, 1] > lmk[30, 1] > lmk[8, 1]  # brows above the nose above the chin: y is up
+    assert lmk[45, 0] > 0 > lmk[36, 0]  # iBUG 45 is the subject's left eye, at +x
 
 
 def test_landmarks_lie_on_the_mesh_surface(model):
     lmk = template_landmarks(model)
-    tri = model.v_template[model.faces]                  # (F, 3, 3)
+    tri = model.v_template[model.faces]  # (F, 3, 3)
     # distance from every landmark to the nearest triangle (points sampled densely on each triangle)
     uv = np.array([(a, b) for a in np.linspace(0, 1, 11) for b in np.linspace(0, 1, 11) if a + b <= 1])
-    samples = tri[:, 0, None] + uv[:, :1] * (tri[:, 1, None] - tri[:, 0, None]) + uv[:, 1:] * (tri[:, 2, None] - tri[:, 0, None])
+    samples = (
+        tri[:, 0, None]
+        + uv[:, :1] * (tri[:, 1, None] - tri[:, 0, None])
+        + uv[:, 1:] * (tri[:, 2, None] - tri[:, 0, None])
+    )
     from scipy.spatial import cKDTree
+
     dist, _ = cKDTree(samples.reshape(-1, 3)).query(lmk)
     edge = np.linalg.norm(tri[:, 1] - tri[:, 0], axis=1).max()
     assert dist.max() < edge / 10
@@ -132,28 +148,31 @@ def test_landmarks_are_in_ibug_order_and_mirror_symmetric(model):
         assert lmk[i, 0] < 0 < lmk[j, 0], (i, j)
         np.testing.assert_allclose(lmk[i] * [-1, 1, 1], lmk[j], atol=1e-6, err_msg=f"{i} vs {j}")
     for i in (8, 27, 28, 29, 30, 33, 51, 57, 62, 66):
-        assert abs(lmk[i, 0]) < 1e-6, i                  # on the midline
-    assert lmk[8, 1] == lmk[:17, 1].min()                # the chin is the contour's lowest point
-    assert np.all(np.diff(lmk[27:31, 1]) < 0)            # nose bridge runs down to the tip
+        assert abs(lmk[i, 0]) < 1e-6, i  # on the midline
+    assert lmk[8, 1] == lmk[:17, 1].min()  # the chin is the contour's lowest point
+    assert np.all(np.diff(lmk[27:31, 1]) < 0)  # nose bridge runs down to the tip
     assert lmk[51, 1] > lmk[62, 1] >= lmk[66, 1] > lmk[57, 1]  # outer upper lip, inner lips, outer lower lip
     assert lmk[37, 1] > lmk[41, 1] and lmk[44, 1] > lmk[46, 1]  # upper lids above lower lids
-    eye = model.J_regressor[3] @ model.v_template        # left eye joint
+    eye = model.J_regressor[3] @ model.v_template  # left eye joint
     assert np.linalg.norm(lmk[42:48].mean(0)[:2] - eye[:2]) < 0.004
 
 
 # ---------------------------------------------------------------- rig
 
+
 def test_joints_sit_where_they_should(model):
     J = model.J_regressor @ model.v_template
     root, neck, jaw, left_eye, right_eye = J
     lmk = template_landmarks(model)
-    for idx, j in ((3, left_eye), (4, right_eye)):       # eye joints are the eyeballs' centres
+    for idx, j in ((3, left_eye), (4, right_eye)):  # eye joints are the eyeballs' centres
         eyeball = model.v_template[model.weights[:, idx] == 1]
         assert len(eyeball) > 50
         radius = np.linalg.norm(eyeball - j, axis=1)
         assert radius.std() < 1e-4 and 0.009 < radius.mean() < 0.015
     assert left_eye[0] > 0 > right_eye[0]
-    assert abs(jaw[0]) < 1e-6 and lmk[48, 1] < jaw[1] < lmk[36, 1] and jaw[2] < lmk[48, 2] - 0.05  # behind the mouth, between the ears
+    assert (
+        abs(jaw[0]) < 1e-6 and lmk[48, 1] < jaw[1] < lmk[36, 1] and jaw[2] < lmk[48, 2] - 0.05
+    )  # behind the mouth, between the ears
     assert root[1] < neck[1] < jaw[1]
 
 
@@ -162,7 +181,7 @@ def test_jaw_opens_the_mouth(model):
     jaw = torch.tensor([[0.0, 0.0, 0.0], [0.15, 0.0, 0.0], [0.3, 0.0, 0.0]])
     verts = layer(torch.zeros(3, 300), torch.zeros(3, 100), jaw)
     lmk = landmarks(verts, layer)
-    gap = (lmk[:, 62] - lmk[:, 66]).norm(dim=1)          # inner upper lip to inner lower lip
+    gap = (lmk[:, 62] - lmk[:, 66]).norm(dim=1)  # inner upper lip to inner lower lip
     assert gap[0] < 0.002 and gap[1] > 0.008 and gap[2] > 2 * gap[1] - 0.004
     chin_drop = lmk[0, 8, 1] - lmk[2, 8, 1]
     assert chin_drop > 0.01
@@ -173,15 +192,16 @@ def test_jaw_opens_the_mouth(model):
 
 def test_skinning_weights_are_smooth_and_local(model):
     w = model.weights
-    assert set(np.unique(w[:, 3])) <= {0.0, 1.0}                      # eyeballs are rigid
+    assert set(np.unique(w[:, 3])) <= {0.0, 1.0}  # eyeballs are rigid
     jaw = w[:, 2]
     assert jaw.max() == 1.0 and 300 < (jaw > 0).sum() < 0.4 * model.n_vertices
     e = np.concatenate([model.faces[:, [0, 1]], model.faces[:, [1, 2]], model.faces[:, [2, 0]]])
     jumps = np.abs(jaw[e[:, 0]] - jaw[e[:, 1]])
-    assert np.mean(jumps > 0.5) < 0.01                                 # hard steps only along the lips
+    assert np.mean(jumps > 0.5) < 0.01  # hard steps only along the lips
 
 
 # ---------------------------------------------------------------- components
+
 
 @pytest.mark.parametrize("block", [slice(0, 300), slice(300, 400)], ids=["shape", "expression"])
 def test_components_are_orthogonal_with_decreasing_variance(model, block):
@@ -214,31 +234,33 @@ def test_shape_keeps_eyes_rigid_and_mouth_closed(model):
     for idx in (3, 4):
         eyeball = torch.from_numpy(np.flatnonzero(model.weights[:, idx] == 1))
         moved = verts[:, eyeball] - torch.from_numpy(model.v_template[eyeball]) - torch.tensor([0, 0, 0.05])
-        assert (moved - moved[:, :1]).abs().max() < 1e-6             # a translation only
+        assert (moved - moved[:, :1]).abs().max() < 1e-6  # a translation only
     lmk = landmarks(verts, layer)
     assert (lmk[:, 62] - lmk[:, 66]).norm(dim=1).max() < 0.002
-    assert (verts - layer.v_template).abs().max() > 0.005              # shapes do differ
+    assert (verts - layer.v_template).abs().max() > 0.005  # shapes do differ
 
 
 # ---------------------------------------------------------------- vertex sets
+
 
 def test_subsets_and_regions(model):
     face, head = set(model.subsets["face"]), set(model.subsets["head"])
     assert face < head and 1500 < len(face) < len(head) < model.n_vertices
     eyes = set(model.regions["eyes"])
     assert not (head & eyes) and not (head & set(model.regions["ears"])) and not (head & set(model.regions["neck"]))
-    inner = model.faces[model.lmk_faces[17:]].ravel()                  # all but the contour
+    inner = model.faces[model.lmk_faces[17:]].ravel()  # all but the contour
     assert set(inner) - eyes <= face
     v = model.v_template
     lmk = template_landmarks(model)
     scalp = v[model.regions["scalp"]]
     forehead = (np.abs(scalp[:, 0]) < lmk[45, 0]) & (scalp[:, 2] > lmk[0, 2])
-    assert forehead.any() and scalp[forehead, 1].min() > lmk[19, 1]   # over the eyes, hair starts above the brows
+    assert forehead.any() and scalp[forehead, 1].min() > lmk[19, 1]  # over the eyes, hair starts above the brows
     assert np.median(scalp[:, 1]) > lmk[19, 1]
     assert set(model.regions["iris"]) < eyes and set(model.regions["pupil"]) < set(model.regions["iris"])
 
 
 # ---------------------------------------------------------------- LBS on the model file
+
 
 def test_lbs_matches_smplx_on_the_model_file(built):
     from smplx.lbs import lbs as smplx_lbs
@@ -251,15 +273,39 @@ def test_lbs_matches_smplx_on_the_model_file(built):
     torch.manual_seed(0)
     betas = torch.randn(4, 400)
     pose = 0.3 * torch.randn(4, 15)
-    ref, _ = smplx_lbs(betas, pose, t(model.v_template), t(model.shapedirs), t(model.posedirs).reshape(V * 3, 36).T,
-                       t(model.J_regressor), torch.from_numpy(model.parents), t(model.weights))
-    ours, _ = lbs(betas, pose, t(model.v_template), t(model.shapedirs), t(model.posedirs), t(model.J_regressor),
-                  torch.from_numpy(model.parents), t(model.weights))
+    ref, _ = smplx_lbs(
+        betas,
+        pose,
+        t(model.v_template),
+        t(model.shapedirs),
+        t(model.posedirs).reshape(V * 3, 36).T,
+        t(model.J_regressor),
+        torch.from_numpy(model.parents),
+        t(model.weights),
+    )
+    ours, _ = lbs(
+        betas,
+        pose,
+        t(model.v_template),
+        t(model.shapedirs),
+        t(model.posedirs),
+        t(model.J_regressor),
+        torch.from_numpy(model.parents),
+        t(model.weights),
+    )
     assert (ours - ref).abs().max() < 1e-5
     jaw_only = torch.zeros(4, 15)
     jaw_only[:, 6:9] = pose[:, 6:9]
-    ref2, _ = smplx_lbs(betas, jaw_only, t(model.v_template), t(model.shapedirs), t(model.posedirs).reshape(V * 3, 36).T,
-                        t(model.J_regressor), torch.from_numpy(model.parents), t(model.weights))
+    ref2, _ = smplx_lbs(
+        betas,
+        jaw_only,
+        t(model.v_template),
+        t(model.shapedirs),
+        t(model.posedirs).reshape(V * 3, 36).T,
+        t(model.J_regressor),
+        torch.from_numpy(model.parents),
+        t(model.weights),
+    )
     fast = FlameLayer(model)(betas[:, :300], betas[:, 300:], pose[:, 6:9])
     assert (fast - ref2 - torch.tensor([0.0, 0.0, 0.05])).abs().max() < 1e-5
 
@@ -316,7 +362,7 @@ WRITE_FLAME = textwrap.dedent('''
              lmk_bary=np.concatenate([dynamic["lmk_b_coords"][0], static["lmk_b_coords"]]), **arrays)
 ''')
 
-READ_FLAME = textwrap.dedent('''
+READ_FLAME = textwrap.dedent("""
     import sys
     sys.modules["chumpy"] = None                # importing chumpy fails in this process
     import numpy as np
@@ -333,13 +379,13 @@ READ_FLAME = textwrap.dedent('''
     assert "chumpy" not in {k.split(".")[0] for k, v in sys.modules.items() if v is not None}
     assert set(m.subsets) >= {"face", "head"}
     print("ok", m.name)
-''')
+""")
 
 
 def test_flame_pickle_loads_without_chumpy(tmp_path):
     subprocess.run([sys.executable, "-c", WRITE_FLAME, str(tmp_path)], check=True)
     raw = (tmp_path / "generic_model.pkl").read_bytes()
-    assert b"chumpy.ch" in raw and b"scipy.sparse" in raw              # the pickle really names those classes
+    assert b"chumpy.ch" in raw and b"scipy.sparse" in raw  # the pickle really names those classes
     out = subprocess.run([sys.executable, "-c", READ_FLAME, str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok FLAME")
@@ -354,11 +400,12 @@ def test_flame_without_landmark_embedding_says_what_is_missing(tmp_path):
 
 # ---------------------------------------------------------------- the command
 
+
 def test_cli_build_writes_the_file_atomically(tmp_path, monkeypatch, built):
     out = tmp_path / "models" / "head_model.npz"
     assert main(["build-head-model", "--out", str(out), "--seed", "0"]) == 0
     assert out.read_bytes() == built[1].read_bytes()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["head_model.npz"]   # no temp files left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["head_model.npz"]  # no temp files left
     # a write that dies half-way leaves the old file untouched and no partial file beside it
     old = out.read_bytes()
     calls = {"n": 0}
@@ -394,4 +441,4 @@ def test_cli_show_draws_a_picture(tmp_path, built):
     out = tmp_path / "head.png"
     assert main(["headmodel", "show", str(built[1]), "--out", str(out), "--size", "96"]) == 0
     img = np.asarray(Image.open(out).convert("RGB"))
-    assert img.shape[1] == 4 * 96 and (img < 200).any()                # something was drawn
+    assert img.shape[1] == 4 * 96 and (img < 200).any()  # something was drawn

@@ -36,16 +36,20 @@ def shard(head_model, tmp_path_factory):
 
 # ------------------------------------------------------------------ crops
 
+
 def test_extended_crop_is_the_papers_extend_and_clip():
     # paper: extend_bbox([x, y, w, h], 0.25) -> int32 [x - w/4, y - h/4, 1.5 w, 1.5 h], then clipped
     np.testing.assert_array_equal(extend_box([40, 40, 80, 100], 0.25, 200, 200), [30, 25, 90, 115])
-    np.testing.assert_array_equal(extend_box([0, 5, 40, 45], 0.25, 200, 200), [0, 0, 50, 55])        # clipped at 0
+    np.testing.assert_array_equal(extend_box([0, 5, 40, 45], 0.25, 200, 200), [0, 0, 50, 55])  # clipped at 0
     np.testing.assert_array_equal(extend_box([170, 170, 199, 199], 0.25, 200, 200), [162, 162, 200, 200])
-    np.testing.assert_array_equal(extend_box([10.7, 10.7, 20.7, 20.7], 0.25, 100, 100), [8, 8, 23, 23])  # int32 truncation
+    np.testing.assert_array_equal(
+        extend_box([10.7, 10.7, 20.7, 20.7], 0.25, 100, 100), [8, 8, 23, 23]
+    )  # int32 truncation
     assert extend_boxes(np.zeros((0, 4)), 0.25, 10, 10).shape == (0, 4)
 
 
 # ------------------------------------------------------------------ truth labeller
+
 
 def test_truth_labeller_matches_by_iou_and_drops_false_positives(shard):
     from vggheads.labelling.truth import TruthLabeller, truth_by_sample
@@ -53,7 +57,7 @@ def test_truth_labeller_matches_by_iou_and_drops_false_positives(shard):
 
     truth = truth_by_sample(read_table(shard[1], "render_heads"))
     sid, t = next((s, t) for s, t in truth.items() if len(t.boxes) >= 2)
-    dets = np.concatenate([t.boxes[::-1] + 1.0, [[0, 0, 3, 3]]])          # reversed order, shifted, one false positive
+    dets = np.concatenate([t.boxes[::-1] + 1.0, [[0, 0, 3, 3]]])  # reversed order, shifted, one false positive
     labels = TruthLabeller(truth)(None, sid, dets, dets)
     assert labels.ok.tolist() == [True] * len(t.boxes) + [False]
     assert labels.reasons[-1] == "no_truth_match"
@@ -63,6 +67,7 @@ def test_truth_labeller_matches_by_iou_and_drops_false_positives(shard):
 
 
 # ------------------------------------------------------------------ DAD-3DNet contract
+
 
 class TinyDad(torch.nn.Module):
     """Same signature as dad_3dheads.trcd: (B, 3, 256, 256) -> {"OUTPUT_3DMM_PARAMS": (B, 413), heatmap}.
@@ -89,8 +94,8 @@ def _dad_params():
     p = np.zeros(413, dtype=np.float32)
     R = angles_to_matrix(20.0, -10.0, 5.0)
     p[403:406], p[406:409] = R[:, 0], R[:, 1]
-    p[409:412] = [0.1, -0.05, 0.3]            # DAD: translation in [-1, 1] units of the 256 canvas
-    p[412] = 1.6                               # DAD: (s + 1) scales the head to the canvas
+    p[409:412] = [0.1, -0.05, 0.3]  # DAD: translation in [-1, 1] units of the 256 canvas
+    p[412] = 1.6  # DAD: (s + 1) scales the head to the canvas
     return p
 
 
@@ -106,11 +111,11 @@ def test_dad3dnet_preprocessing_is_longest_max_size_centred_pad_imagenet():
     crop = np.full((50, 100, 3), 255, dtype=np.uint8)
     x, k, top, left = preprocess(crop, 256)
     assert x.shape == (3, 256, 256) and x.dtype == np.float32
-    assert k == pytest.approx(2.56) and (top, left) == (64, 0)        # 128 x 256 content, centred vertically
+    assert k == pytest.approx(2.56) and (top, left) == (64, 0)  # 128 x 256 content, centred vertically
     white = (1.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     black = (0.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(x[:, 128, 128], white, rtol=1e-5)
-    np.testing.assert_allclose(x[:, 0, 0], black, rtol=1e-5)          # black padding, normalised like the image
+    np.testing.assert_allclose(x[:, 0, 0], black, rtol=1e-5)  # black padding, normalised like the image
 
 
 def test_dad3dnet_contract_and_pixel_convention(tiny_dad, layer):
@@ -125,7 +130,7 @@ def test_dad3dnet_contract_and_pixel_convention(tiny_dad, layer):
     ext = extend_boxes(boxes, 0.25, 400, 300)
     labels = labeller(image, "s", boxes, ext)
     assert labels.ok.tolist() == [True, False] and labels.reasons[1] == "empty_crop"
-    expected_x, k, top, left = preprocess(image[int(ext[0, 1]):int(ext[0, 3]), int(ext[0, 0]):int(ext[0, 2])])
+    expected_x, k, top, left = preprocess(image[int(ext[0, 1]) : int(ext[0, 3]), int(ext[0, 0]) : int(ext[0, 2])])
     np.testing.assert_allclose(labels.params[0, 0:3], expected_x.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(labels.params[0, 3:6], expected_x[:, 0, 0], rtol=1e-5)
     # DAD's formula on the 256 canvas, undone to the crop, moved to the image
@@ -153,8 +158,9 @@ def test_release_convention_inverts_the_pixel_convention(layer):
     R = rot6d_to_matrix(p[:, 403:409])
     rel = ((p[:, 412, None, None] + 1) * canon @ R.transpose(1, 2) + 1)[..., :2]
     rel = (rel + p[:, None, 409:411]) / 2 * 256 + torch.as_tensor(ext[:, None, :2])
-    np.testing.assert_allclose(decode(torch.as_tensor(ours), layer).vertices_image[..., :2].numpy(), rel.numpy(),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        decode(torch.as_tensor(ours), layer).vertices_image[..., :2].numpy(), rel.numpy(), atol=1e-3
+    )
 
 
 def test_dad3dnet_bad_files_and_outputs(tmp_path):
@@ -171,11 +177,13 @@ def test_dad3dnet_bad_files_and_outputs(tmp_path):
     path = tmp_path / "wrong.trcd"
     torch.jit.trace(Wrong(), torch.zeros(1, 3, 256, 256), strict=False).save(str(path))
     with pytest.raises(InputError, match=r"shape \(1, 3\), expected \(1, 413\)"):
-        Dad3dNetLabeller(path, device="cpu")(np.zeros((40, 40, 3), np.uint8), "s", np.array([[5., 5, 30, 30]]),
-                                             np.array([[0., 0, 40, 40]]))
+        Dad3dNetLabeller(path, device="cpu")(
+            np.zeros((40, 40, 3), np.uint8), "s", np.array([[5.0, 5, 30, 30]]), np.array([[0.0, 0, 40, 40]])
+        )
 
 
 # ------------------------------------------------------------------ label quality
+
 
 def test_quality_is_zero_for_exact_labels_and_sees_a_rotation(shard, layer):
     from vggheads.geometry import angles_to_matrix, matrix_to_rot6d, rot6d_to_matrix
@@ -209,6 +217,7 @@ def test_quality_is_zero_for_exact_labels_and_sees_a_rotation(shard, layer):
 
 # ------------------------------------------------------------------ landmark fit
 
+
 def test_landmark_fit_labeller_gives_finite_parameters_near_the_head(shard, head_model):
     from vggheads.core.images import load_rgb as read_rgb
     from vggheads.headmodel import load_head_model
@@ -224,13 +233,14 @@ def test_landmark_fit_labeller_gives_finite_parameters_near_the_head(shard, head
     assert labels.ok.all() and np.isfinite(labels.params).all()
     centre = (t.boxes[:, :2] + t.boxes[:, 2:]) / 2
     size = t.boxes[:, 2:] - t.boxes[:, :2]
-    assert (np.abs(labels.params[:, 409:411] - centre) < size).all()       # the fitted head is on its box
+    assert (np.abs(labels.params[:, 409:411] - centre) < size).all()  # the fitted head is on its box
     assert sum(labeller.face_sources.values()) == len(t.boxes)
     f = face_from_head_box([0, 0, 100, 120])
     assert f[0] > 0 and f[2] < 100 and f[1] > 20 and f[3] < 120
 
 
 # ------------------------------------------------------------------ stage
+
 
 def _stage_params(params):
     params["tracking"]["enabled"] = False
@@ -246,8 +256,17 @@ def test_label_3dmm_stage_truth_on_perfect_detections(shard, head_model, tmp_pat
     truth = read_table(heads, "render_heads").to_pylist()
     rows = [{"sample_id": h["sample_id"], "head": k, "box": h["box"], "score": 0.9} for k, h in enumerate(truth)]
     write_table(from_rows("detections", rows), tmp_path / "det.parquet", "detections")
-    stats = label_3dmm(_stage_params(params), "00000", table, images, tmp_path / "det.parquet", heads, head_model,
-                       tmp_path / "labels.parquet", tmp_path / "labels.stats.json")
+    stats = label_3dmm(
+        _stage_params(params),
+        "00000",
+        table,
+        images,
+        tmp_path / "det.parquet",
+        heads,
+        head_model,
+        tmp_path / "labels.parquet",
+        tmp_path / "labels.stats.json",
+    )
     labels = read_table(tmp_path / "labels.parquet", "labels")
     assert labels.num_rows == len(truth) == stats["labelled"]
     assert labels.schema.field("flame_params").type == SCHEMAS["labels"].field("flame_params").type
@@ -271,11 +290,20 @@ def test_label_3dmm_stage_counts_bad_images_and_false_positives(shard, head_mode
     local = tmp_path / "00000"
     shutil.copytree(images, local)
     ids = read_table(table, "render")["sample_id"].to_pylist()
-    (local / f"{ids[0]}.png").write_bytes((local / f"{ids[0]}.png").read_bytes()[:100])     # truncated
-    rows = [{"sample_id": ids[1], "head": 0, "box": [1, 1, 4, 4], "score": 0.6}]             # a false positive
+    (local / f"{ids[0]}.png").write_bytes((local / f"{ids[0]}.png").read_bytes()[:100])  # truncated
+    rows = [{"sample_id": ids[1], "head": 0, "box": [1, 1, 4, 4], "score": 0.6}]  # a false positive
     write_table(from_rows("detections", rows), tmp_path / "det.parquet", "detections")
-    stats = label_3dmm(_stage_params(params), "00000", table, local, tmp_path / "det.parquet", heads, head_model,
-                       tmp_path / "labels.parquet", tmp_path / "labels.stats.json")
+    stats = label_3dmm(
+        _stage_params(params),
+        "00000",
+        table,
+        local,
+        tmp_path / "det.parquet",
+        heads,
+        head_model,
+        tmp_path / "labels.parquet",
+        tmp_path / "labels.stats.json",
+    )
     assert stats["unreadable"] == 1 and stats["dropped"] == {"no_truth_match": 1} and stats["labelled"] == 0
     assert read_table(tmp_path / "labels.parquet", "labels").num_rows == 0
     q = stats["quality"]["truth"]["metrics"]
@@ -292,6 +320,15 @@ def test_label_3dmm_stage_refuses_a_missing_labeller_file_before_writing(shard, 
     params["labels"]["dad3dnet"]["weights"] = str(tmp_path / "nope.trcd")
     write_table(from_rows("detections", []), tmp_path / "det.parquet", "detections")
     with pytest.raises(MissingWeightsError, match="nope.trcd"):
-        label_3dmm(params, "00000", shard[0], shard[2], tmp_path / "det.parquet", shard[1], head_model,
-                   tmp_path / "labels.parquet", tmp_path / "labels.stats.json")
+        label_3dmm(
+            params,
+            "00000",
+            shard[0],
+            shard[2],
+            tmp_path / "det.parquet",
+            shard[1],
+            head_model,
+            tmp_path / "labels.parquet",
+            tmp_path / "labels.stats.json",
+        )
     assert not (tmp_path / "labels.parquet").exists() and not list(tmp_path.glob(".labels*"))

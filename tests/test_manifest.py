@@ -20,10 +20,19 @@ def _label_row(sid, head, rng, box=None):
     params[403:409] = [1, 0, 0, 0, -1, 0]
     params[409:412] = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 5.0]
     params[412] = 150.0
-    return {"sample_id": sid, "head": head, "box": box, "extended_box": np.floor(box + [-5, -5, 5, 5]).astype(np.float32),
-            "score": 0.9, "flame_params": params, "landmarks": rng.normal(size=204).astype(np.float32),
-            "yaw": float(rng.uniform(-90, 90)), "pitch": float(rng.uniform(-30, 30)),
-            "roll": float(rng.uniform(-20, 20)), "labeller": "truth"}
+    return {
+        "sample_id": sid,
+        "head": head,
+        "box": box,
+        "extended_box": np.floor(box + [-5, -5, 5, 5]).astype(np.float32),
+        "score": 0.9,
+        "flame_params": params,
+        "landmarks": rng.normal(size=204).astype(np.float32),
+        "yaw": float(rng.uniform(-90, 90)),
+        "pitch": float(rng.uniform(-30, 30)),
+        "roll": float(rng.uniform(-20, 20)),
+        "labeller": "truth",
+    }
 
 
 def make_shards(root: Path, n_shards=3, n_images=4, seed=0):
@@ -40,12 +49,25 @@ def make_shards(root: Path, n_shards=3, n_images=4, seed=0):
         for i in range(n_images):
             sid = f"{shard}_{i:06d}"
             Image.fromarray(np.full((64, 96, 3), 40 * i, np.uint8)).save(root / "render" / shard / f"{sid}.png")
-            render.append({"sample_id": sid, "image": f"{sid}.png", "width": 96, "height": 64, "backend": "procedural",
-                           "seed": i, "prompt": f"prompt {i}", "negative_prompt": "", "base_model": "procedural",
-                           "condition_model": "coco17", "seconds": 0.1})
+            render.append(
+                {
+                    "sample_id": sid,
+                    "image": f"{sid}.png",
+                    "width": 96,
+                    "height": 64,
+                    "backend": "procedural",
+                    "seed": i,
+                    "prompt": f"prompt {i}",
+                    "negative_prompt": "",
+                    "base_model": "procedural",
+                    "condition_model": "coco17",
+                    "seconds": 0.1,
+                }
+            )
             keep = i != 0
-            filt.append({"sample_id": sid, "keep": keep, "reason": "" if keep else "flip_count", "n_heads": 2,
-                         "stability": 0.9})
+            filt.append(
+                {"sample_id": sid, "keep": keep, "reason": "" if keep else "flip_count", "n_heads": 2, "stability": 0.9}
+            )
             if i >= 2:
                 labels += [_label_row(sid, h, rng) for h in range(1 + (i + s) % 3)]
         write_table(from_rows("render", render), root / "render" / f"{shard}.parquet", "render")
@@ -64,11 +86,17 @@ def built(tmp_path, params):
     params["tracking"]["enabled"] = False
     params["manifest"].update(val_shards=1, row_group_size=3)
     card = build_manifest_stage(
-        params, shards, [tmp_path / "render" / f"{s}.parquet" for s in shards],
-        [tmp_path / "labels" / f"{s}.parquet" for s in shards], [tmp_path / "filter" / f"{s}.parquet" for s in shards],
-        [tmp_path / "labels" / f"{s}.stats.json" for s in shards], tmp_path / "manifest",
-        tmp_path / "metrics" / "dataset_card.json", tmp_path / "metrics" / "label_quality.json",
-        tmp_path / "plots" / "dataset")
+        params,
+        shards,
+        [tmp_path / "render" / f"{s}.parquet" for s in shards],
+        [tmp_path / "labels" / f"{s}.parquet" for s in shards],
+        [tmp_path / "filter" / f"{s}.parquet" for s in shards],
+        [tmp_path / "labels" / f"{s}.stats.json" for s in shards],
+        tmp_path / "manifest",
+        tmp_path / "metrics" / "dataset_card.json",
+        tmp_path / "metrics" / "label_quality.json",
+        tmp_path / "plots" / "dataset",
+    )
     return tmp_path, card
 
 
@@ -76,12 +104,12 @@ def test_manifest_rows_splits_and_paths(built):
     root, card = built
     images = pq.read_table(root / "manifest" / "images.parquet").to_pylist()
     heads = pq.read_table(root / "manifest" / "heads.parquet").to_pylist()
-    assert len(images) == 3 * 2                                      # per shard: 2 kept images with labelled heads
+    assert len(images) == 3 * 2  # per shard: 2 kept images with labelled heads
     assert {i["image_id"][-1] for i in images} == {"2", "3"}
     assert {i["shard"]: i["split"] for i in images} == {"00000": "val", "00001": "train", "00002": "train"}
     assert sum(i["n_heads"] for i in images) == len(heads)
     for im in images:
-        assert (root / "manifest" / im["path"]).exists()            # paths relative to the manifest directory
+        assert (root / "manifest" / im["path"]).exists()  # paths relative to the manifest directory
     ids = {i["image_id"] for i in images}
     assert {h["image_id"] for h in heads} == ids
     assert all(h["split"] == ("val" if h["image_id"].startswith("00000") else "train") for h in heads)
@@ -97,8 +125,9 @@ def test_manifest_schema_fixed_lists_version_and_row_groups(built):
     assert pa.types.is_fixed_size_list(pf.schema_arrow.field("flame_params").type)
     assert pf.schema_arrow.field("flame_params").type.list_size == 413
     assert pf.schema_arrow.field("landmarks").type.list_size == 204
-    assert pf.metadata.num_row_groups >= 3 and all(pf.metadata.row_group(i).num_rows <= 3
-                                                   for i in range(pf.metadata.num_row_groups))
+    assert pf.metadata.num_row_groups >= 3 and all(
+        pf.metadata.row_group(i).num_rows <= 3 for i in range(pf.metadata.num_row_groups)
+    )
 
 
 def test_manifest_reads_in_pandas_polars_duckdb_and_hf_datasets(built, tmp_path_factory, monkeypatch):
@@ -121,8 +150,12 @@ def test_manifest_reads_in_pandas_polars_duckdb_and_hf_datasets(built, tmp_path_
     import datasets
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf")))
-    ds = datasets.load_dataset("parquet", data_files={"train": str(heads_path)}, split="train",
-                               cache_dir=str(tmp_path_factory.mktemp("hfcache")))
+    ds = datasets.load_dataset(
+        "parquet",
+        data_files={"train": str(heads_path)},
+        split="train",
+        cache_dir=str(tmp_path_factory.mktemp("hfcache")),
+    )
     assert len(ds) == n and len(ds[0]["flame_params"]) == 413
     np.testing.assert_allclose(ds[0]["flame_params"], df["flame_params"].iloc[0], rtol=1e-6)
 
@@ -150,8 +183,9 @@ def test_label_quality_gathers_shards_exactly(tmp_path):
     st["counts"].update(images=2, truth_heads=4, detections=4, detections_matched=3, labels=3, labels_matched=3)
     st["sums"].update(nme=6.0, yaw=3.0, pitch=3.0, roll=3.0, geodesic=9.0)
     for i in range(2):
-        (tmp_path / f"{i}.json").write_text(json.dumps({"labeller": "truth",
-                                                        "quality": {"truth": {"state": st, "heads_per_second": 10.0}}}))
+        (tmp_path / f"{i}.json").write_text(
+            json.dumps({"labeller": "truth", "quality": {"truth": {"state": st, "heads_per_second": 10.0}}})
+        )
     q = gather_label_quality([tmp_path / "0.json", tmp_path / "1.json"])
     assert q["available"] and q["truth"]["truth_heads"] == 8
     assert q["truth"]["detection_recall"] == 0.75 and q["truth"]["nme"] == pytest.approx(2.0)
@@ -206,7 +240,9 @@ def test_export_release_layout(built, tmp_path):
     first = heads[0]
     npz = np.load(tmp_path / "release" / "split_00000" / "annotations" / f"{first['image_id']}.npz")
     n = sum(h["image_id"] == first["image_id"] for h in heads)
-    assert npz["bbox"].shape == (n, 4) and npz["extended_bbox"].shape == (n, 4) and npz["3dmm_params"].shape == (n, 1, 413)
+    assert (
+        npz["bbox"].shape == (n, 4) and npz["extended_bbox"].shape == (n, 4) and npz["3dmm_params"].shape == (n, 1, 413)
+    )
     b = np.asarray(first["box"])
     np.testing.assert_allclose(npz["bbox"][0], [b[0], b[1], b[2] - b[0], b[3] - b[1]])
     p = npz["3dmm_params"][0, 0]
@@ -223,5 +259,15 @@ def test_manifest_stage_rejects_mismatched_inputs(tmp_path, params):
     from vggheads.stages.build_manifest import build_manifest_stage
 
     with pytest.raises(ConfigError, match="one render table"):
-        build_manifest_stage(params, ["00000", "00001"], [tmp_path / "a"], [tmp_path / "b"], [tmp_path / "c"], [],
-                             tmp_path / "m", tmp_path / "c.json", tmp_path / "q.json", tmp_path / "p")
+        build_manifest_stage(
+            params,
+            ["00000", "00001"],
+            [tmp_path / "a"],
+            [tmp_path / "b"],
+            [tmp_path / "c"],
+            [],
+            tmp_path / "m",
+            tmp_path / "c.json",
+            tmp_path / "q.json",
+            tmp_path / "p",
+        )

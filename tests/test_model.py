@@ -38,11 +38,18 @@ def tiny_head_model(seed: int = 0, n_vertices: int = 240):
     lmk_faces = rng.integers(0, len(faces), 68)
     bary = rng.dirichlet([1, 1, 1], 68)
     return HeadModel(
-        v_template=v.astype(np.float32), shapedirs=(0.003 * rng.normal(size=(V, 3, 400))).astype(np.float32),
-        posedirs=(0.001 * rng.normal(size=(V, 3, 36))).astype(np.float32), J_regressor=J.astype(np.float32),
-        weights=weights.astype(np.float32), kintree_table=np.array([[-1, 0, 1, 1, 1], [0, 1, 2, 3, 4]]),
-        faces=faces, lmk_faces=lmk_faces, lmk_bary=bary.astype(np.float32),
-        subsets={"face": np.arange(0, V, 3), "head": np.arange(0, V, 2)}, name="tiny").validate()
+        v_template=v.astype(np.float32),
+        shapedirs=(0.003 * rng.normal(size=(V, 3, 400))).astype(np.float32),
+        posedirs=(0.001 * rng.normal(size=(V, 3, 36))).astype(np.float32),
+        J_regressor=J.astype(np.float32),
+        weights=weights.astype(np.float32),
+        kintree_table=np.array([[-1, 0, 1, 1, 1], [0, 1, 2, 3, 4]]),
+        faces=faces,
+        lmk_faces=lmk_faces,
+        lmk_bary=bary.astype(np.float32),
+        subsets={"face": np.arange(0, V, 3), "head": np.arange(0, V, 2)},
+        name="tiny",
+    ).validate()
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +70,19 @@ def random_params(rng, n, n_shape=300, n_expr=100, centre=(80.0, 80.0), scale=20
     expr = np.zeros((n, 100))
     expr[:, :n_expr] = rng.normal(0, 1, (n, n_expr)).clip(-2.5, 2.5)
     t = np.stack([centre[0] + rng.normal(0, 5, n), centre[1] + rng.normal(0, 5, n), rng.normal(0, 10, n)], 1)
-    parts = FlameParams(shape=shape, expression=expr, jaw=rng.normal(0, 0.05, (n, 3)),
-                        rot6d=matrix_to_rot6d(torch.as_tensor(R)).numpy(), translation=t,
-                        scale=np.full((n, 1), scale) * rng.uniform(0.8, 1.2, (n, 1)))
+    parts = FlameParams(
+        shape=shape,
+        expression=expr,
+        jaw=rng.normal(0, 0.05, (n, 3)),
+        rot6d=matrix_to_rot6d(torch.as_tensor(R)).numpy(),
+        translation=t,
+        scale=np.full((n, 1), scale) * rng.uniform(0.8, 1.2, (n, 1)),
+    )
     return join_params(parts).astype(np.float32)
 
 
 # ---------------------------------------------------------------- parameter layout and transforms
+
 
 def test_padding_puts_the_active_components_in_the_papers_layout():
     ns, ne = 5, 3
@@ -77,8 +90,8 @@ def test_padding_puts_the_active_components_in_the_papers_layout():
     full = pad_params(active, ns, ne)[0]
     assert full.shape == (N_PARAMS,)
     assert torch.equal(full[SHAPE][:ns], active[0, :ns]) and not full[SHAPE][ns:].any()
-    assert torch.equal(full[EXPRESSION][:ne], active[0, ns:ns + ne]) and not full[EXPRESSION][ne:].any()
-    assert torch.equal(full[JAW.start:], active[0, ns + ne:])
+    assert torch.equal(full[EXPRESSION][:ne], active[0, ns : ns + ne]) and not full[EXPRESSION][ne:].any()
+    assert torch.equal(full[JAW.start :], active[0, ns + ne :])
 
 
 @pytest.mark.parametrize("degrees, k", [(0.0, 0.5), (30.0, 1.3), (-75.0, 0.8)])
@@ -94,8 +107,11 @@ def test_a_similarity_of_the_image_maps_parameter_vectors_exactly(degrees, k):
     after = decode(torch.from_numpy(transform_params(p, A, b)), layer).vertices_image.numpy()
     expected = transform_points(before, A, b)
     assert np.abs(after[..., :2] - expected[..., :2]).max() < 1e-3 * k * 200
-    assert np.allclose(after[..., 2] - after[..., 2].mean(1, keepdims=True),
-                       k * (before[..., 2] - before[..., 2].mean(1, keepdims=True)), atol=1e-2)
+    assert np.allclose(
+        after[..., 2] - after[..., 2].mean(1, keepdims=True),
+        k * (before[..., 2] - before[..., 2].mean(1, keepdims=True)),
+        atol=1e-2,
+    )
 
 
 def test_boxes_map_through_their_corners():
@@ -106,6 +122,7 @@ def test_boxes_map_through_their_corners():
 
 
 # ---------------------------------------------------------------- letterbox and warps
+
 
 def test_letterbox_resizes_the_long_side_and_pads_127_centred():
     from vggheads.model.dataset import letterbox, letterbox_transform
@@ -124,7 +141,7 @@ def test_warp_moves_image_content_where_the_point_map_says():
 
     size = 96
     image = np.full((size, size, 3), 127, np.uint8)
-    image[20:28, 60:68] = 255                       # a square centred at (64, 24)
+    image[20:28, 60:68] = 255  # a square centred at (64, 24)
     A, b = random_similarity(np.random.default_rng(3), size, degrees=40, scale=0.2, translate=0.05)
     out = warp_similarity(image, A, b, size)
     ys, xs = np.nonzero(out[..., 0] > 200)
@@ -133,6 +150,7 @@ def test_warp_moves_image_content_where_the_point_map_says():
 
 
 # ---------------------------------------------------------------- the network
+
 
 @pytest.mark.parametrize("base", ["yolo11", "yolov8"])
 def test_network_outputs_boxes_scores_and_active_parameters_per_anchor(base, head_path):
@@ -155,22 +173,24 @@ def test_activations_follow_the_paper(head_path):
     cfg = ModelConfig(size="n", n_shape=6, n_expr=2, imgsz=64, head_model=str(head_path))
     head = HeadDetectionModel(cfg).model[-1]
     P, A = cfg.n_active, 5
-    gen = torch.Generator().manual_seed(0)   # the draw was unseeded: a raw value near 14 made the round trip flaky
+    gen = torch.Generator().manual_seed(0)  # the draw was unseeded: a raw value near 14 made the round trip flaky
     raw = torch.randn(1, P, A, generator=gen) * 5
     anchors = torch.rand(2, A, generator=gen) * 8
     strides = torch.tensor([[8.0, 8.0, 16.0, 32.0, 32.0]])
     out = head.decode_flame(raw, anchors, strides)[0]
     k = cfg.n_shape + cfg.n_expr
     assert torch.allclose(out[:k], 3 * torch.tanh(raw[0, :k])) and out[:k].abs().max() <= 3
-    assert torch.allclose(out[k:k + 9], raw[0, k:k + 9])                                # jaw, 6D rotation raw
+    assert torch.allclose(out[k : k + 9], raw[0, k : k + 9])  # jaw, 6D rotation raw
     # near zero the bounded activations are the paper's: xy = (raw + anchor) * stride, scale = exp(raw) / 0.05 * stride
     small = raw * 1e-3
     near = head.decode_flame(small, anchors, strides)[0]
-    assert torch.allclose(near[k + 9:k + 11], (small[0, k + 9:k + 11] + anchors) * strides, atol=1e-4)
+    assert torch.allclose(near[k + 9 : k + 11], (small[0, k + 9 : k + 11] + anchors) * strides, atol=1e-4)
     assert torch.allclose(near[k + 12], torch.exp(small[0, k + 12]) / 0.05 * strides[0], rtol=5e-3)
     # and they round-trip through encode_flame
     # (atanh near the bound amplifies float32 rounding: relative tolerance too)
-    assert torch.allclose(head.encode_flame(out[None], anchors, strides)[0, k + 9:], raw[0, k + 9:], atol=1e-3, rtol=1e-3)
+    assert torch.allclose(
+        head.encode_flame(out[None], anchors, strides)[0, k + 9 :], raw[0, k + 9 :], atol=1e-3, rtol=1e-3
+    )
 
 
 def test_decoded_heads_stay_near_their_anchor_whatever_the_weights(head_path):
@@ -184,7 +204,7 @@ def test_decoded_heads_stay_near_their_anchor_whatever_the_weights(head_path):
     strides = torch.tensor([[8.0, 8.0, 16.0, 16.0, 32.0, 32.0, 32.0]])
     out = head.decode_flame(raw, anchors, strides)[0]
     k = cfg.n_shape + cfg.n_expr
-    assert ((out[k + 9:k + 11] / strides - anchors).abs() <= 16 + 1e-3).all()       # within 16 strides of the anchor
+    assert ((out[k + 9 : k + 11] / strides - anchors).abs() <= 16 + 1e-3).all()  # within 16 strides of the anchor
     scale_in_strides = out[k + 12] * 0.05 / strides[0]
     assert (scale_in_strides <= torch.exp(torch.tensor(2.0)) * 1.0001).all()
     assert (scale_in_strides >= torch.exp(torch.tensor(-2.5)) * 0.9999).all()
@@ -198,15 +218,16 @@ def test_rotation_branch_starts_at_the_frontal_pose(head_path):
     model = HeadDetectionModel(cfg).eval()
     y, _ = model(torch.rand(1, 3, 64, 64))
     k = 5 + cfg.n_shape + cfg.n_expr + 3
-    R = rot6d_to_matrix(y[0, k:k + 6].T)
+    R = rot6d_to_matrix(y[0, k : k + 6].T)
     assert torch.allclose(R, torch.diag(torch.tensor([1.0, -1.0, -1.0])).expand_as(R), atol=0.2)
 
 
 # ---------------------------------------------------------------- the loss
 
+
 def _active(gt: torch.Tensor, ns: int, ne: int) -> torch.Tensor:
     """The values a network with ns/ne components predicts for the 413-vectors ``gt``."""
-    return torch.cat([gt[:, :ns], gt[:, EXPRESSION][:, :ne], gt[:, JAW.start:]], 1)
+    return torch.cat([gt[:, :ns], gt[:, EXPRESSION][:, :ne], gt[:, JAW.start :]], 1)
 
 
 def _perfect_raw(head, gt: torch.Tensor, anchors: torch.Tensor, strides: torch.Tensor, ns: int, ne: int):
@@ -237,19 +258,23 @@ def test_flame_terms_vanish_for_a_perfect_prediction_and_grow_with_each_error(he
     def terms(raw):
         return crit._flame_terms(raw[None], fg, gt_idx, gt[None], boxes, scores, anchors.T, strides.T)
 
-    raw = torch.cat([_perfect_raw(head, gt[i:i + 1], anchors[:, a:a + 1], strides[:, a:a + 1], ns, ne)
-                     for a, i in enumerate([0, 1, 2, 2])])
+    raw = torch.cat(
+        [
+            _perfect_raw(head, gt[i : i + 1], anchors[:, a : a + 1], strides[:, a : a + 1], ns, ne)
+            for a, i in enumerate([0, 1, 2, 2])
+        ]
+    )
     reproj, vertices, rotation, lmk = terms(raw)
     assert reproj < 1e-4 and vertices < 1e-5 and rotation < 2e-3 and lmk < 1e-3
     bad_rot = raw.clone()
-    bad_rot[:, ns + ne + 3:ns + ne + 9] = torch.tensor([1.0, 0, 0, 0, 0.5, -0.5])  # 45 deg about x from frontal
+    bad_rot[:, ns + ne + 3 : ns + ne + 9] = torch.tensor([1.0, 0, 0, 0, 0.5, -0.5])  # 45 deg about x from frontal
     r2, v2, rot2, l2 = terms(bad_rot)
     assert rot2 > 0.3 and r2 > 0.01 and v2 < 1e-5 and l2 > 0.05
     bad_shape = raw.clone()
     bad_shape[:, :ns] += 1.0
     r3, v3, rot3, l3 = terms(bad_shape)
     assert v3 > 1e-4 and rot3 < 2e-3 and l3 > 1e-3
-    shifted = raw.clone()   # a translation of 10 % of the box side: the landmark NME is 0.1
+    shifted = raw.clone()  # a translation of 10 % of the box side: the landmark NME is 0.1
     shifted[:, ns + ne + 9] += 0.1 * 32 / strides[0]
     assert abs(float(terms(shifted)[3]) - 0.1) < 0.01
 
@@ -271,13 +296,18 @@ def test_loss_reaches_every_branch_and_names_every_term(head_path):
     model = HeadDetectionModel(ModelConfig(size="n", n_shape=ns, n_expr=ne, imgsz=S, head_model=str(head_path)))
     model.loss_settings = LossSettings(classification="focal")
     gt = torch.from_numpy(random_params(np.random.default_rng(4), 2, ns, ne, centre=(32, 32), scale=200))
-    batch = {"img": torch.rand(2, 3, S, S), "batch_idx": torch.tensor([0.0, 1.0]), "cls": torch.zeros(2, 1),
-             "bboxes": torch.tensor([[0.5, 0.5, 0.6, 0.6], [0.5, 0.5, 0.6, 0.6]]), "flame_params": gt}
+    batch = {
+        "img": torch.rand(2, 3, S, S),
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.zeros(2, 1),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.6, 0.6], [0.5, 0.5, 0.6, 0.6]]),
+        "flame_params": gt,
+    }
     model.train()
     loss, items = model.loss(batch)
     assert tuple(items) == LOSS_NAMES and all(torch.isfinite(v) for v in items.values())
     assert all(float(items[k]) > 0 for k in ("cls_loss", "iou_loss", "reproj_loss", "vertices3d_loss", "rotation_loss"))
-    assert float(items["landmarks_loss"]) == 0   # weight 0 by default (the paper's loss)
+    assert float(items["landmarks_loss"]) == 0  # weight 0 by default (the paper's loss)
     loss.sum().backward()
     for name, levels in model.model[-1].flame.items():
         grad = sum(float(level.weight.grad.abs().sum()) for level in levels)
@@ -295,8 +325,13 @@ def test_loss_runs_under_mixed_precision(head_path):
     model = HeadDetectionModel(ModelConfig(size="n", n_shape=ns, n_expr=ne, imgsz=S, head_model=str(head_path)))
     model.loss_settings = LossSettings(classification="focal", landmarks=10.0)
     gt = torch.from_numpy(random_params(np.random.default_rng(4), 2, ns, ne, centre=(32, 32), scale=200))
-    batch = {"img": torch.rand(2, 3, S, S), "batch_idx": torch.tensor([0.0, 1.0]), "cls": torch.zeros(2, 1),
-             "bboxes": torch.tensor([[0.5, 0.5, 0.6, 0.6], [0.5, 0.5, 0.6, 0.6]]), "flame_params": gt}
+    batch = {
+        "img": torch.rand(2, 3, S, S),
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.zeros(2, 1),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.6, 0.6], [0.5, 0.5, 0.6, 0.6]]),
+        "flame_params": gt,
+    }
     model.train()
     _, full = model.loss(batch)
     with torch.autocast("cpu", dtype=torch.float16):
@@ -306,11 +341,12 @@ def test_loss_runs_under_mixed_precision(head_path):
         assert half[name].dtype == torch.float32 and torch.isfinite(half[name])
         assert abs(float(half[name]) - float(full[name])) <= 0.05 * abs(float(full[name])) + 1e-3, name
     with torch.autocast("cpu", dtype=torch.float16):
-        verts = FlameLayer(tiny_head_model(), n_shape=ns, n_expr=ne)(gt[:, :ns], gt[:, ns:ns + ne], torch.zeros(2, 3))
+        verts = FlameLayer(tiny_head_model(), n_shape=ns, n_expr=ne)(gt[:, :ns], gt[:, ns : ns + ne], torch.zeros(2, 3))
     assert verts.dtype == torch.float32
 
 
 # ---------------------------------------------------------------- dataset
+
 
 def _write_manifest(tmp_path, head_model, n_images=3, size=(120, 90), centre=None):
     """Noise images with heads whose boxes/landmarks come from their parameter vectors."""
@@ -330,14 +366,38 @@ def _write_manifest(tmp_path, head_model, n_images=3, size=(120, 90), centre=Non
         lm = dec.landmarks_image.numpy()
         v = dec.vertices_image.numpy()
         split = "train" if i < n_images - 1 else "val"
-        images.append({"image_id": f"im{i}", "shard": "00000", "split": split, "path": f"img/{i}.png", "width": w,
-                       "height": h, "n_heads": 2, "backend": "test", "prompt": "", "seed": i})
+        images.append(
+            {
+                "image_id": f"im{i}",
+                "shard": "00000",
+                "split": split,
+                "path": f"img/{i}.png",
+                "width": w,
+                "height": h,
+                "n_heads": 2,
+                "backend": "test",
+                "prompt": "",
+                "seed": i,
+            }
+        )
         for k in range(2):
             box = np.concatenate([v[k, :, :2].min(0), v[k, :, :2].max(0)])
-            heads.append({"image_id": f"im{i}", "head": k, "split": split, "box": box, "extended_box": box,
-                          "score": 1.0, "flame_params": p[k],
-                          "landmarks": np.concatenate([lm[k, :, :2], np.ones((68, 1))], 1),
-                          "yaw": 0.0, "pitch": 0.0, "roll": 0.0, "labeller": "test"})
+            heads.append(
+                {
+                    "image_id": f"im{i}",
+                    "head": k,
+                    "split": split,
+                    "box": box,
+                    "extended_box": box,
+                    "score": 1.0,
+                    "flame_params": p[k],
+                    "landmarks": np.concatenate([lm[k, :, :2], np.ones((68, 1))], 1),
+                    "yaw": 0.0,
+                    "pitch": 0.0,
+                    "roll": 0.0,
+                    "labeller": "test",
+                }
+            )
     write_table(from_rows("images", images), tmp_path / "images.parquet", "images")
     write_table(from_rows("heads", heads), tmp_path / "heads.parquet", "heads")
     return tmp_path / "images.parquet", tmp_path / "heads.parquet"
@@ -392,12 +452,15 @@ def test_letterboxed_items_scale_parameters_with_the_image(tmp_path):
     item = HeadDataset(images, heads, "train", imgsz=96)[0]
     raw = HeadDataset(images, heads, "train", imgsz=96).items[0]
     r = 96 / 120
-    assert torch.allclose(item["flame_params"][:, SCALE], torch.from_numpy(raw["flame_params"][:, SCALE]) * r, rtol=1e-3)
+    assert torch.allclose(
+        item["flame_params"][:, SCALE], torch.from_numpy(raw["flame_params"][:, SCALE]) * r, rtol=1e-3
+    )
     ty = raw["flame_params"][:, TRANSLATION.start + 1] * r + (96 - round(90 * r)) // 2
     assert np.allclose(item["flame_params"][:, TRANSLATION.start + 1].numpy(), ty, atol=0.3)
 
 
 # ---------------------------------------------------------------- metrics
+
 
 def test_hungarian_matching_pairs_one_to_one_above_iou_half():
     from vggheads.core.metrics import box_norm, match_hungarian, nme
@@ -407,12 +470,13 @@ def test_hungarian_matching_pairs_one_to_one_above_iou_half():
     pred = np.array([[21, 21, 31, 31], [0, 0, 10, 11], [1, 1, 11, 11], [100, 100, 110, 110.0]])
     assert [(g, p) for g, p, _ in match_hungarian(gt, pred)] == [(0, 1), (1, 0)]
     pts = np.zeros((4, 2))
-    assert nme(pts + [3, 4], pts, box_norm(np.array([0, 0, 10, 40.0]))) == pytest.approx(100 * 5 / 20)   # percent
-    s = summarise([1.0, 20.0], [3.0], 4, [50.0])        # NME in percent: FR counts NME > 5 %
+    assert nme(pts + [3, 4], pts, box_norm(np.array([0, 0, 10, 40.0]))) == pytest.approx(100 * 5 / 20)  # percent
+    s = summarise([1.0, 20.0], [3.0], 4, [50.0])  # NME in percent: FR counts NME > 5 %
     assert s["fr"] == 0.5 and s["matched"] == 0.5 and s["nme68_anchor"] == 50.0 and s["nme68"] == 3.0
 
 
 # ---------------------------------------------------------------- save, load, ONNX, detector
+
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory, head_path):
@@ -455,14 +519,15 @@ def test_detector_maps_boxes_and_parameters_back_to_the_original_image(saved_mod
     model, out = saved_model
     det = HeadDetector(out, conf=0.5)
     arch = det.arch
-    image = np.zeros((100, 200, 3), np.uint8)                          # letterbox: x' = 0.32 x, y' = 0.32 y + 16
+    image = np.zeros((100, 200, 3), np.uint8)  # letterbox: x' = 0.32 x, y' = 0.32 y + 16
     gt = random_params(np.random.default_rng(6), 1, arch.n_shape, arch.n_expr, centre=(100, 50), scale=300)
     canvas_params = transform_params(gt, 0.32 * np.eye(2), np.array([0.0, 16.0]))
-    active = np.concatenate([canvas_params[0, :arch.n_shape], canvas_params[0, EXPRESSION][:arch.n_expr],
-                             canvas_params[0, JAW.start:]])
+    active = np.concatenate(
+        [canvas_params[0, : arch.n_shape], canvas_params[0, EXPRESSION][: arch.n_expr], canvas_params[0, JAW.start :]]
+    )
     anchors = 84
     raw = np.zeros((1, 5 + arch.n_active, anchors), np.float32)
-    raw[0, :4, 7] = [32, 32, 16, 8]                                    # xywh in the 64 px canvas
+    raw[0, :4, 7] = [32, 32, 16, 8]  # xywh in the 64 px canvas
     raw[0, 4, 7] = 0.9
     raw[0, 5:, 7] = active
     monkeypatch.setattr(det, "raw", lambda x: raw)
@@ -499,6 +564,7 @@ def test_head_geometry_is_cached_per_model_and_counts(head_path):
 
 # ---------------------------------------------------------------- a network that has not learned says so
 
+
 @pytest.mark.parametrize("image", ["black", "grey", "white", "noise"])
 def test_an_untrained_network_reports_no_head_on_a_blank_image(head_path, tmp_path, image):
     """Score priors start near 0.01: an untrained detector draws nothing, on any input."""
@@ -509,9 +575,12 @@ def test_an_untrained_network_reports_no_head_on_a_blank_image(head_path, tmp_pa
     torch.manual_seed(0)
     model = HeadDetectionModel(ModelConfig(size="n", n_shape=6, n_expr=3, imgsz=96, head_model=str(head_path)))
     save_model(model.eval(), tmp_path / "model.safetensors")
-    pixels = {"black": np.zeros((90, 120, 3), np.uint8), "grey": np.full((90, 120, 3), 127, np.uint8),
-              "white": np.full((90, 120, 3), 255, np.uint8),
-              "noise": np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)}[image]
+    pixels = {
+        "black": np.zeros((90, 120, 3), np.uint8),
+        "grey": np.full((90, 120, 3), 127, np.uint8),
+        "white": np.full((90, 120, 3), 255, np.uint8),
+        "noise": np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8),
+    }[image]
     heads = HeadDetector(tmp_path, conf=0.0, max_det=1000)(pixels)
     assert heads and max(h.score for h in heads) < 0.05
 
@@ -523,17 +592,30 @@ def test_a_barely_trained_network_reports_no_head_on_a_blank_image(params, tmp_p
     from vggheads.model.toydata import toy_dataset
     from vggheads.stages.train import train
 
-    head, images, heads = toy_dataset(tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=6, n_val=2,
-                                      size=96)
+    head, images, heads = toy_dataset(
+        tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=6, n_val=2, size=96
+    )
     p = json.loads(json.dumps(params))
     p["model"].update(imgsz=96, n_shape=8, n_expr=4)
     p["train"].update(epochs=2, batch=3, warmup_epochs=0.5, init="scratch", bn_images=4)
     p["tracking"]["enabled"] = False
-    train(p, images, heads, head, tmp_path / "model", tmp_path / "train.json", tmp_path / "plots",
-          tmp_path / "model" / ".work", threads=2)
+    train(
+        p,
+        images,
+        heads,
+        head,
+        tmp_path / "model",
+        tmp_path / "train.json",
+        tmp_path / "plots",
+        tmp_path / "model" / ".work",
+        threads=2,
+    )
     det = HeadDetector(tmp_path / "model", conf=0.0, max_det=1000)
-    for pixels in (np.zeros((96, 96, 3), np.uint8), np.full((96, 96, 3), 127, np.uint8),
-                   np.full((64, 128, 3), 255, np.uint8)):
+    for pixels in (
+        np.zeros((96, 96, 3), np.uint8),
+        np.full((96, 96, 3), 127, np.uint8),
+        np.full((64, 128, 3), 255, np.uint8),
+    ):
         found = det(pixels)
         assert not [h for h in found if h.score > 0.5], [round(h.score, 3) for h in found[:5]]
 

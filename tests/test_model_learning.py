@@ -16,15 +16,24 @@ def test_short_training_beats_the_untrained_network_on_held_out_images(params, t
     from vggheads.model.toydata import toy_dataset
     from vggheads.stages.train import train
 
-    head, images, heads = toy_dataset(tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=64, n_val=16,
-                                      size=160, seed=1)
+    head, images, heads = toy_dataset(
+        tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=64, n_val=16, size=160, seed=1
+    )
     p = json.loads(json.dumps(params))
     p["model"].update(imgsz=160, n_shape=16, n_expr=8)
     # from scratch: this test is about the network and its losses learning, not the head detector's start
     p["train"].update(epochs=20, batch=4, init="scratch")
     p["tracking"]["enabled"] = False
-    metrics = train(p, images, heads, head, tmp_path / "model", tmp_path / "train.json", tmp_path / "plots",
-                    tmp_path / "model" / ".work")
+    metrics = train(
+        p,
+        images,
+        heads,
+        head,
+        tmp_path / "model",
+        tmp_path / "train.json",
+        tmp_path / "plots",
+        tmp_path / "model" / ".work",
+    )
     val, untrained = metrics["val"], metrics["untrained"]
     print("\nheld-out:", json.dumps({"trained": val, "untrained": untrained}, indent=1))
     assert metrics["val_split"] == "val" and metrics["val_images"] == 16
@@ -33,4 +42,4 @@ def test_short_training_beats_the_untrained_network_on_held_out_images(params, t
     assert val["matched"] >= 0.8 > untrained["matched"]
     # landmarks where the heads are (defined for both networks) and on the detections
     assert val["nme68_anchor"] < 0.5 * untrained["nme68_anchor"]
-    assert val["nme68"] is not None and val["nme68"] < 40.0          # percent of the head box's size
+    assert val["nme68"] is not None and val["nme68"] < 40.0  # percent of the head box's size

@@ -10,21 +10,41 @@ from pathlib import Path
 
 import pytest
 
-from vggheads.captions.names import (SPACY_SM_380_SHA256, GlinerNames, NameCheck, SpacyNames, TransformersNames,
-                                     build_name_check, verify_spacy_package)
+from vggheads.captions.names import (
+    SPACY_SM_380_SHA256,
+    GlinerNames,
+    NameCheck,
+    SpacyNames,
+    TransformersNames,
+    build_name_check,
+    verify_spacy_package,
+)
 from vggheads.errors import ConfigError, InputError, MissingWeightsError
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "tests" / "data" / "laion_caption_labels.csv"
 
-NAMED = ["Actor Denzel Washington poses at the premiere of his new film", "Bill Gates watches a demonstration",
-         "Princess Ayako arrives at the ceremony", "Mr. Smith walks his dog", "a portrait of Dr. Jones in her office",
-         "Kevin Garnett and Lamar Odom", "Zoë smiling in a garden", "a photo of kate middleton in a blue dress",
-         "Stock brokers trade in Kolkata. REUTERS/Jayanta Shaw/Files"]
-NOT_NAMED = ["a woman smiling at the camera in a sunny park", "two men talking on a city street at night",
-             "Blond Girl With A Laptop On Tropical Beach", "a man drinking coffee in a café in Zürich",
-             "Portrait of young caucasian woman in office", "a man in a suit standing in front of a building",
-             "an old man with a beard sitting on a bench", "Young couple in love kissing outdoors - sitting on bench"]
+NAMED = [
+    "Actor Denzel Washington poses at the premiere of his new film",
+    "Bill Gates watches a demonstration",
+    "Princess Ayako arrives at the ceremony",
+    "Mr. Smith walks his dog",
+    "a portrait of Dr. Jones in her office",
+    "Kevin Garnett and Lamar Odom",
+    "Zoë smiling in a garden",
+    "a photo of kate middleton in a blue dress",
+    "Stock brokers trade in Kolkata. REUTERS/Jayanta Shaw/Files",
+]
+NOT_NAMED = [
+    "a woman smiling at the camera in a sunny park",
+    "two men talking on a city street at night",
+    "Blond Girl With A Laptop On Tropical Beach",
+    "a man drinking coffee in a café in Zürich",
+    "Portrait of young caucasian woman in office",
+    "a man in a suit standing in front of a building",
+    "an old man with a beard sitting on a bench",
+    "Young couple in love kissing outdoors - sitting on bench",
+]
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +116,25 @@ def _tiny_gliner(out: Path) -> Path:
     tok.add_tokens(["<<ENT>>", "<<SEP>>"], special_tokens=True)
     tok.save_pretrained(backbone)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=37, max_position_embeddings=128)).save_pretrained(backbone)
-    config = GLiNERConfig(model_name=str(backbone), hidden_size=32, max_width=4, max_len=64, span_mode="markerV0",
-                          class_token_index=tok.convert_tokens_to_ids("<<ENT>>"), vocab_size=len(tok))
+    BertModel(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(backbone)
+    config = GLiNERConfig(
+        model_name=str(backbone),
+        hidden_size=32,
+        max_width=4,
+        max_len=64,
+        span_mode="markerV0",
+        class_token_index=tok.convert_tokens_to_ids("<<ENT>>"),
+        vocab_size=len(tok),
+    )
     UniEncoderSpanGLiNER(config).save_pretrained(out / "gliner")
     return out / "gliner"
 
@@ -128,8 +163,15 @@ def test_transformers_backend_reads_per_entities(tmp_path):
 
     words = "[PAD] [UNK] [CLS] [SEP] [MASK] a man bill gates".split()
     tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
-    cfg = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                     intermediate_size=37, id2label={0: "B-PER", 1: "I-PER"}, label2id={"B-PER": 0, "I-PER": 1})
+    cfg = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=37,
+        id2label={0: "B-PER", 1: "I-PER"},
+        label2id={"B-PER": 0, "I-PER": 1},
+    )
     torch.manual_seed(0)
     model = BertForTokenClassification(cfg)
     with torch.no_grad():  # every token PER: the backend must report a name for any caption
@@ -149,6 +191,7 @@ def test_build_name_check_backends(params):
 
 
 # --- the measured goals on the hand-labelled real LAION rows (docs/captions.md) -----------------------
+
 
 @pytest.fixture(scope="module")
 def labelled():

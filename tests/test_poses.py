@@ -23,9 +23,20 @@ def cfg(params):
 
 
 def captions_file(tmp_path, captions):
-    rows = [{"sample_id": f"00000_{i:06d}", "shard": "00000", "source_file": "x", "source_row": i,
-             "url": f"https://example.org/{i}.jpg", "caption": c, "prompt": c, "negative_prompt": "", "seed": i}
-            for i, c in enumerate(captions)]
+    rows = [
+        {
+            "sample_id": f"00000_{i:06d}",
+            "shard": "00000",
+            "source_file": "x",
+            "source_row": i,
+            "url": f"https://example.org/{i}.jpg",
+            "caption": c,
+            "prompt": c,
+            "negative_prompt": "",
+            "seed": i,
+        }
+        for i, c in enumerate(captions)
+    ]
     path = tmp_path / "captions.parquet"
     write_table(from_rows("captions", rows), path, "captions")
     return path
@@ -33,9 +44,9 @@ def captions_file(tmp_path, captions):
 
 def test_openpose_mapping_neck_is_shoulder_midpoint():
     kp = np.zeros((17, 3), np.float32)
-    kp[5] = (10, 20, 0.9)   # left shoulder
-    kp[6] = (30, 24, 0.5)   # right shoulder
-    kp[2] = (7, 8, 0.8)     # right eye
+    kp[5] = (10, 20, 0.9)  # left shoulder
+    kp[6] = (30, 24, 0.5)  # right shoulder
+    kp[2] = (7, 8, 0.8)  # right eye
     op = coco_to_openpose(kp)
     assert np.allclose(op[1], (20, 22, 0.5))
     assert np.allclose(op[2], kp[6]) and np.allclose(op[5], kp[5]) and np.allclose(op[14], kp[2])
@@ -43,8 +54,8 @@ def test_openpose_mapping_neck_is_shoulder_midpoint():
 
 def test_limb_drawn_only_when_both_ends_are_confident():
     kp = np.zeros((17, 3), np.float32)
-    kp[5], kp[7] = (40, 20, 0.9), (40, 80, 0.9)    # left shoulder -> left elbow: confident
-    kp[6], kp[8] = (90, 20, 0.9), (90, 80, 0.2)    # right shoulder -> right elbow: elbow below 0.3
+    kp[5], kp[7] = (40, 20, 0.9), (40, 80, 0.9)  # left shoulder -> left elbow: confident
+    kp[6], kp[8] = (90, 20, 0.9), (90, 80, 0.2)  # right shoulder -> right elbow: elbow below 0.3
     img = draw_openpose([kp], 128, 100, min_confidence=0.3, stickwidth=3)
     assert img[50, 40].any(), "confident limb missing"
     assert not img[50, 90].any(), "limb drawn to a keypoint under the confidence threshold"
@@ -99,7 +110,9 @@ def test_ultralytics_backend_needs_images_and_weights(cfg, tmp_path):
             extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json")
     cfg["poses"]["ultralytics"]["images"] = str(tmp_path)
     cfg["poses"]["ultralytics"]["weights"] = str(tmp_path / "yolo11x-pose.pt")
-    with pytest.raises(MissingWeightsError, match=r"YOLO-pose weights .* not found at '.*yolo11x-pose.pt'.*nothing is downloaded"):
+    with pytest.raises(
+        MissingWeightsError, match=r"YOLO-pose weights .* not found at '.*yolo11x-pose.pt'.*nothing is downloaded"
+    ):
         extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json")
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "c").exists()
 
@@ -176,14 +189,28 @@ def test_ultralytics_backend_reads_download_shards_and_drops_photos_without_peop
                 tar.addfile(info, io.BytesIO(data))
     cfg["poses"]["backend"] = "ultralytics"
     cfg["poses"]["ultralytics"].update(images="downloaded", weights=str(weights), conf=0.0, imgsz=64, max_det=2)
-    s = extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json",
-                      images=str(tmp_path / "00000.tar"))
+    s = extract_poses(
+        cfg,
+        "00000",
+        caps,
+        tmp_path / "p.parquet",
+        tmp_path / "c",
+        tmp_path / "s.json",
+        images=str(tmp_path / "00000.tar"),
+    )
     table = read_table(tmp_path / "p.parquet", "poses").to_pandas()
     assert s["dropped"]["missing_or_corrupt_image"] == 0
     assert table.groupby("sample_id").size().max() <= 2  # max_det
     # A confidence no random-weight detection reaches: every photo is dropped as having no person, counted.
     cfg["poses"]["ultralytics"]["conf"] = 1.0
-    s = extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json",
-                      images=str(tmp_path / "00000.tar"))
+    s = extract_poses(
+        cfg,
+        "00000",
+        caps,
+        tmp_path / "p.parquet",
+        tmp_path / "c",
+        tmp_path / "s.json",
+        images=str(tmp_path / "00000.tar"),
+    )
     assert s["samples"] == 0 and s["dropped"]["no_person"] == 3
     assert read_table(tmp_path / "p.parquet", "poses").num_rows == 0

@@ -64,7 +64,12 @@ def test_predict_prints_and_writes_json_per_head_and_an_overlay(capsys, model_di
     assert (out / "street_2.json").exists(), "a second input of the same name must not overwrite the first"
     overlay = np.asarray(Image.open(out / "street.png"))
     assert overlay.shape[0] >= 480 and overlay.shape[0] / overlay.shape[1] == pytest.approx(90 / 150, rel=0.02)
-    assert np.abs(overlay[::6, ::6].astype(int) - np.asarray(Image.open(photo).resize(overlay.shape[1::-1], 0))[::6, ::6]).sum() > 0
+    assert (
+        np.abs(
+            overlay[::6, ::6].astype(int) - np.asarray(Image.open(photo).resize(overlay.shape[1::-1], 0))[::6, ::6]
+        ).sum()
+        > 0
+    )
 
 
 def test_onnx_backend_gives_the_same_heads(capsys, model_dir, photo):
@@ -110,12 +115,15 @@ def test_out_in_the_inputs_folder_never_overwrites_an_input(capsys, model_dir, t
     assert (tmp_path / "street_pred.png").exists() and (tmp_path / "street_pred.json").exists()
     assert not (tmp_path / "street.json").exists(), "json and overlay keep one name"
     # a second run again leaves the input alone and writes the same names
-    assert main(["predict", str(photo), "--weights", str(model_dir), "--out", str(tmp_path / "."), "--conf", "0.0"]) == 0
+    assert (
+        main(["predict", str(photo), "--weights", str(model_dir), "--out", str(tmp_path / "."), "--conf", "0.0"]) == 0
+    )
     assert photo.read_bytes() == before and not (tmp_path / "street_pred_pred.png").exists()
 
 
-@pytest.mark.parametrize("flag,value", [("--conf", "1.5"), ("--conf", "-0.1"), ("--iou", "2"), ("--iou", "nan"),
-                                        ("--conf", "high")])
+@pytest.mark.parametrize(
+    "flag,value", [("--conf", "1.5"), ("--conf", "-0.1"), ("--iou", "2"), ("--iou", "nan"), ("--conf", "high")]
+)
 def test_thresholds_outside_the_unit_interval_are_refused(capsys, model_dir, photo, flag, value):
     from vggheads.cli import main
 
@@ -142,8 +150,21 @@ def test_a_bad_file_is_reported_and_the_rest_still_run(capsys, model_dir, photo,
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     missing = tmp_path / "missing.jpg"
     out = tmp_path / "out"
-    code = main(["predict", str(photo), str(broken), str(missing), str(photo), "--weights", str(model_dir),
-                 "--out", str(out), "--conf", "0.0"])
+    code = main(
+        [
+            "predict",
+            str(photo),
+            str(broken),
+            str(missing),
+            str(photo),
+            "--weights",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--conf",
+            "0.0",
+        ]
+    )
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
     assert code == 1, "a failed image makes the exit status non-zero, after the others ran"

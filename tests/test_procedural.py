@@ -21,14 +21,14 @@ def _frontal_keypoints(cx: float, cy: float, size: float, yaw_sign: float = 0.0)
     kp = np.zeros((17, 3))
     e = size / 2
     shift = yaw_sign * 0.6 * e
-    kp[0] = (cx + shift, cy + 0.9 * e, 0.9)                          # nose
-    kp[1] = (cx + e + shift * 0.7, cy, 0.9)                           # left eye (image right)
-    kp[2] = (cx - e + shift * 0.7, cy, 0.9)                           # right eye
-    kp[3] = (cx + 2.3 * e, cy + 0.5 * e, 0.9 if yaw_sign <= 0.5 else 0.0)   # left ear
+    kp[0] = (cx + shift, cy + 0.9 * e, 0.9)  # nose
+    kp[1] = (cx + e + shift * 0.7, cy, 0.9)  # left eye (image right)
+    kp[2] = (cx - e + shift * 0.7, cy, 0.9)  # right eye
+    kp[3] = (cx + 2.3 * e, cy + 0.5 * e, 0.9 if yaw_sign <= 0.5 else 0.0)  # left ear
     kp[4] = (cx - 2.3 * e, cy + 0.5 * e, 0.9 if yaw_sign >= -0.5 else 0.0)  # right ear
-    kp[5] = (cx + 5 * e, cy + 7 * e, 0.9)                            # shoulders
+    kp[5] = (cx + 5 * e, cy + 7 * e, 0.9)  # shoulders
     kp[6] = (cx - 5 * e, cy + 7 * e, 0.9)
-    kp[11] = (cx + 3 * e, cy + 16 * e, 0.9)                           # hips
+    kp[11] = (cx + 3 * e, cy + 16 * e, 0.9)  # hips
     kp[12] = (cx - 3 * e, cy + 16 * e, 0.9)
     return kp
 
@@ -67,8 +67,11 @@ def test_landmarks_fall_on_their_own_face_and_the_nose_tip_on_the_nose(renderer,
             # less than half a supersampled pixel's worth on the face)
             assert np.linalg.norm(result.frame.pncc[y[30], x[30]] - nose_template) < 0.003
             assert head_model.regions.get("nose") is None or np.any(
-                np.linalg.norm(head_model.v_template[head_model.regions["nose"]] - result.frame.pncc[y[30], x[30]],
-                               axis=1) < 0.005), "and that pixel is on the nose region"
+                np.linalg.norm(
+                    head_model.v_template[head_model.regions["nose"]] - result.frame.pncc[y[30], x[30]], axis=1
+                )
+                < 0.005
+            ), "and that pixel is on the nose region"
             checked += 1
     assert checked == 2
     # in a random scene with random shapes too, every visible landmark lies on its own head
@@ -113,14 +116,17 @@ def test_the_413_vector_decodes_to_exactly_the_drawn_head(renderer, head_model):
         # the head mesh that was drawn is the decoded one, and the depth written on its pixels is the
         # decoded surface's depth at the pixel centres
         mesh_index = result.frame.extra["mesh_index"]
-        drawn = [j for j, m in enumerate(result.meshes) if m.instance == head_id and m.faces.shape[0] ==
-                 len(renderer.assets.head_faces)]
+        drawn = [
+            j
+            for j, m in enumerate(result.meshes)
+            if m.instance == head_id and m.faces.shape[0] == len(renderer.assets.head_faces)
+        ]
         assert len(drawn) == 1
         assert np.array_equal(result.meshes[drawn[0]].vertices, result.vertices[i] * k)
         rows, cols = np.nonzero((result.frame.instance == head_id) & (mesh_index == drawn[0]))
         sel = np.linspace(0, len(rows) - 1, 50).astype(int)
         faces = head_model.faces[renderer.assets.head_faces][result.frame.face[rows[sel], cols[sel]]]
-        tri = v[faces] * k                                                # (n, 3, 3) supersampled pixels
+        tri = v[faces] * k  # (n, 3, 3) supersampled pixels
         p = np.stack([cols[sel] + 0.5, rows[sel] + 0.5], -1)
         a, b, c = tri[:, 0, :2], tri[:, 1, :2], tri[:, 2, :2]
         den = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
@@ -128,7 +134,9 @@ def test_the_413_vector_decodes_to_exactly_the_drawn_head(renderer, head_model):
         l2 = ((c[:, 1] - a[:, 1]) * (p[:, 0] - c[:, 0]) + (a[:, 0] - c[:, 0]) * (p[:, 1] - c[:, 1])) / den
         # signed distance of the pixel centre to each edge (GL snaps vertices to 1/256 px: allow 1/50 px)
         lam = np.stack([l1, l2, 1 - l1 - l2], -1)
-        opposite = np.stack([np.linalg.norm(b - c, axis=1), np.linalg.norm(c - a, axis=1), np.linalg.norm(a - b, axis=1)], -1)
+        opposite = np.stack(
+            [np.linalg.norm(b - c, axis=1), np.linalg.norm(c - a, axis=1), np.linalg.norm(a - b, axis=1)], -1
+        )
         assert np.all(lam * np.abs(den)[:, None] / opposite > -0.02), "the pixel lies in its triangle"
         z = l1 * tri[:, 0, 2] + l2 * tri[:, 1, 2] + (1 - l1 - l2) * tri[:, 2, 2]
         assert np.allclose(result.frame.depth[rows[sel], cols[sel]], z, atol=0.05 * k)
@@ -146,14 +154,14 @@ def test_same_seed_same_bytes_and_another_seed_differs(renderer):
 
 
 def test_a_head_behind_a_bigger_one_loses_its_hidden_landmarks(renderer):
-    near = _frontal_keypoints(128, 100, 30)                    # bigger head: nearer
-    far = _frontal_keypoints(150, 100, 18)                     # smaller, half behind the near face
+    near = _frontal_keypoints(128, 100, 30)  # bigger head: nearer
+    far = _frontal_keypoints(150, 100, 18)  # smaller, half behind the near face
     result = renderer.render([(0, near), (1, far)], W, H, seed=5, full_frame=True)
     k = result.supersample
     heads = {h.person: h for h in result.heads}
     assert 0 in heads and heads[0].visible_fraction > 0.95
     assert heads[0].params[412] > heads.get(1, heads[0]).params[412] * 0.99
-    if 1 in heads:                                             # partly visible: hidden landmarks marked
+    if 1 in heads:  # partly visible: hidden landmarks marked
         lm = heads[1].landmarks
         x, y = (np.floor(lm[:, :2] * k).astype(int)).T
         shown = result.frame.instance[np.clip(y, 0, H * k - 1), np.clip(x, 0, W * k - 1)]
@@ -163,13 +171,17 @@ def test_a_head_behind_a_bigger_one_loses_its_hidden_landmarks(renderer):
         assert np.any(lm[:, 2] == 1)
         assert heads[1].visible_fraction < 0.9
     # the same far head hidden entirely: dropped and counted
-    hidden = renderer.render([(0, _frontal_keypoints(128, 100, 34)), (1, _frontal_keypoints(128, 100, 12))], W, H, seed=5)
+    hidden = renderer.render(
+        [(0, _frontal_keypoints(128, 100, 34)), (1, _frontal_keypoints(128, 100, 12))], W, H, seed=5
+    )
     assert [h.person for h in hidden.heads] == [0]
     assert hidden.counts["occluded"] == 1
 
 
 def test_a_head_outside_the_canvas_is_dropped_and_counted(renderer):
-    result = renderer.render([(0, _frontal_keypoints(128, 100, 24)), (1, _frontal_keypoints(-300, 100, 24))], W, H, seed=1, full_frame=True)
+    result = renderer.render(
+        [(0, _frontal_keypoints(128, 100, 24)), (1, _frontal_keypoints(-300, 100, 24))], W, H, seed=1, full_frame=True
+    )
     assert [h.person for h in result.heads] == [0]
     assert result.counts["outside"] == 1 and result.counts["persons"] == 2
 
@@ -184,8 +196,9 @@ def test_the_head_pose_is_recovered_from_projected_face_keypoints(head_model, ya
     v = head_model.v_template.astype(np.float64) + [0, 0, 0.05]
     lm = head_model.landmarks_template().astype(np.float64) + [0, 0, 0.05]
     ears = [head_model.regions.get("ears", np.zeros(0, int))]
-    anchors = anchors_from_mesh(v, lm, *(np.array([e for e in ears[0] if v[e, 0] > 0]),
-                                        np.array([e for e in ears[0] if v[e, 0] < 0])))
+    anchors = anchors_from_mesh(
+        v, lm, *(np.array([e for e in ears[0] if v[e, 0] > 0]), np.array([e for e in ears[0] if v[e, 0] < 0]))
+    )
     R = head_rotation(np.radians(yaw), np.radians(8.0), np.radians(-5.0))
     s, t = 600.0, np.array([300.0, 200.0])
     p = s * (anchors.points @ R.T)[:, :2] + t
@@ -210,23 +223,57 @@ def test_a_shard_through_the_render_stage(tmp_path, params, head_model):
     from vggheads.stages.render import render
 
     params = {**params, "tracking": {**params["tracking"], "enabled": False}}
-    params["render"] = {**params["render"], "backend": "procedural",
-                        "procedural": {**params["render"]["procedural"], "supersample": 1}}
+    params["render"] = {
+        **params["render"],
+        "backend": "procedural",
+        "procedural": {**params["render"]["procedural"], "supersample": 1},
+    }
     captions, poses = [], []
     for j in range(3):
         sid = f"00000-{j:06d}"
-        captions.append({"sample_id": sid, "shard": "00000", "source_file": "x", "source_row": j, "url": "",
-                         "caption": "people", "prompt": "people", "negative_prompt": "bad", "seed": 100 + j})
+        captions.append(
+            {
+                "sample_id": sid,
+                "shard": "00000",
+                "source_file": "x",
+                "source_row": j,
+                "url": "",
+                "caption": "people",
+                "prompt": "people",
+                "negative_prompt": "bad",
+                "seed": 100 + j,
+            }
+        )
         for p, person in enumerate(sample_scene(2 if j else 0, 160, 128, np.random.default_rng(j))):
-            poses.append({"sample_id": sid, "person": p, "width": 160, "height": 128, "keypoints": person.keypoints,
-                          "box": person.box, "condition_image": f"{sid}.png", "backend": "procedural"})
+            poses.append(
+                {
+                    "sample_id": sid,
+                    "person": p,
+                    "width": 160,
+                    "height": 128,
+                    "keypoints": person.keypoints,
+                    "box": person.box,
+                    "condition_image": f"{sid}.png",
+                    "backend": "procedural",
+                }
+            )
     write_table(from_rows("captions", captions), tmp_path / "captions.parquet", "captions")
     write_table(from_rows("poses", poses), tmp_path / "poses.parquet", "poses")
     save_head_model(head_model, tmp_path / "head.npz")
     out = tmp_path / "render"
-    stats = render(params, "00000", tmp_path / "captions.parquet", tmp_path / "poses.parquet", tmp_path / "cond",
-                   tmp_path / "head.npz", out, tmp_path / "render.parquet", tmp_path / "render.heads.parquet",
-                   tmp_path / "render.stats.json", tmp_path / "work")
+    stats = render(
+        params,
+        "00000",
+        tmp_path / "captions.parquet",
+        tmp_path / "poses.parquet",
+        tmp_path / "cond",
+        tmp_path / "head.npz",
+        out,
+        tmp_path / "render.parquet",
+        tmp_path / "render.heads.parquet",
+        tmp_path / "render.stats.json",
+        tmp_path / "work",
+    )
     table = read_table(tmp_path / "render.parquet", "render").to_pylist()
     heads = read_table(tmp_path / "render.heads.parquet", "render_heads").to_pylist()
     assert [r["sample_id"] for r in table] == [c["sample_id"] for c in captions]

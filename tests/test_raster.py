@@ -55,10 +55,10 @@ def test_depth_test_keeps_the_nearer_surface_whatever_the_draw_order(near_first)
     far = Mesh(square(25, 20, 30, 9.0), quad, colors=(0, 0, 1), instance=2)
     meshes = [near, far] if near_first else [far, near]
     frame = get_rasterizer().render(meshes, 64, 64)
-    assert np.all(frame.instance[10:40, 10:40] == 1)              # the near square is whole
-    assert np.all(frame.instance[40:50, 25:55] == 2)              # the far one shows below it
+    assert np.all(frame.instance[10:40, 10:40] == 1)  # the near square is whole
+    assert np.all(frame.instance[40:50, 25:55] == 2)  # the far one shows below it
     assert np.all(frame.instance[20:40, 40:55] == 2)
-    assert np.allclose(frame.depth[20:40, 25:40], 2.0)            # overlap: the near depth
+    assert np.allclose(frame.depth[20:40, 25:40], 2.0)  # overlap: the near depth
     assert np.all(frame.color[20:40, 25:40, 1] > 0) and np.all(frame.color[20:40, 25:40, 2] == 0)
 
 
@@ -125,7 +125,7 @@ def test_the_inside_of_an_open_box_is_flagged_and_darkened():
     lights = raster.Lights(backface=0.0)
     closed = get_rasterizer().render([Mesh(v, f, colors=(0.5, 0.5, 0.5))], 64, 48, lights=lights)
     assert not closed.inside[20, 30] and closed.color[20, 30].max() > 50
-    open_front = [i for i in range(len(f)) if not np.allclose(v[f[i], 2], 5.0)]   # remove the near side
+    open_front = [i for i in range(len(f)) if not np.allclose(v[f[i], 2], 5.0)]  # remove the near side
     opened = get_rasterizer().render([Mesh(v, f[open_front], colors=(0.5, 0.5, 0.5))], 64, 48, lights=lights)
     assert opened.inside[20, 30] and np.all(opened.color[20, 30] == 0) and opened.depth[20, 30] == 30.0
 
@@ -136,7 +136,7 @@ def test_capsules_and_torsos_are_closed_and_wound_outwards():
     for v, f in (capsule((10, 10, 0), (40, 30, 5), 6, 4), torso((30, 10, 0), (30, 50, 0), (1, 0, 0), 10, 9, 5)):
         edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
         _, counts = np.unique(edges, axis=0, return_counts=True)
-        assert np.all(counts == 2)                       # every edge shared by two triangles: closed
+        assert np.all(counts == 2)  # every edge shared by two triangles: closed
         n = raster.vertex_normals(v, f)
         outward = np.einsum("ij,ij->i", n, v - v.mean(0))
         assert np.mean(outward > 0) > 0.95

@@ -18,18 +18,31 @@ def release_project(tmp_path_factory, toy_release, head_model_file):  # noqa: F8
     params = tiny_params()
     params["dataset"]["source"] = "release"
     params["dataset"]["release"]["root"] = str(toy_release / "VGGHeads")
-    params["headmodel"]["flame"] = str(head_model_file)    # any head-model file; the real FLAME in real use
+    params["headmodel"]["flame"] = str(head_model_file)  # any head-model file; the real FLAME in real use
     params["train"]["epochs"] = 2
-    if "init" in params["train"]:      # no head detector is trained from the release: start from scratch
+    if "init" in params["train"]:  # no head detector is trained from the release: start from scratch
         params["train"]["init"] = "scratch"
     return copy_project(tmp_path_factory.mktemp("release_project"), params)
 
 
 def test_the_dag_imports_each_split_and_skips_generation(release_project):
     out = run_tool(["snakemake", "-n", "--cores", "2", "--quiet", "rules"], release_project)
-    counts = dict(line.split()[:2] for line in out.splitlines() if line.strip() and line.split()[0] in
-                  ("import_release", "release_manifest", "train", "evaluate", "render", "sample_captions",
-                   "build_manifest", "label_3dmm"))
+    counts = dict(
+        line.split()[:2]
+        for line in out.splitlines()
+        if line.strip()
+        and line.split()[0]
+        in (
+            "import_release",
+            "release_manifest",
+            "train",
+            "evaluate",
+            "render",
+            "sample_captions",
+            "build_manifest",
+            "label_3dmm",
+        )
+    )
     assert counts == {"import_release": "2", "release_manifest": "1", "train": "1", "evaluate": "1"}
 
 

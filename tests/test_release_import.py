@@ -21,7 +21,9 @@ def toy_release(tmp_path_factory, head_model_file):
     from vggheads.schemas import read_table, write_table
 
     root = tmp_path_factory.mktemp("toy_release")
-    images, heads = make_manifest(head_model_file, root / "manifest", n_train=7, n_val=5, size=96, max_persons=3, seed=3)
+    images, heads = make_manifest(
+        head_model_file, root / "manifest", n_train=7, n_val=5, size=96, max_persons=3, seed=3
+    )
     table = read_table(images, "images")
     shard = pa.array(["00000" if s == "val" else "00002" for s in table["split"].to_pylist()], pa.string())
     write_table(table.set_column(table.schema.get_field_index("shard"), "shard", shard), images, "images")
@@ -36,7 +38,9 @@ def _read(path: Path):
 def _import(root, split, head_model, out, **kw):
     from vggheads.release.importer import import_split
 
-    return import_split(root, split, head_model, out / split, out / "manifest", "val" if int(split) < 2 else "train", **kw)
+    return import_split(
+        root, split, head_model, out / split, out / "manifest", "val" if int(split) < 2 else "train", **kw
+    )
 
 
 def test_export_writes_the_release_layout(toy_release):
@@ -48,7 +52,9 @@ def test_export_writes_the_release_layout(toy_release):
         assert stems and stems == sorted(p.stem for p in (split / "annotations").glob("*.npz"))
         z = np.load(split / "annotations" / f"{stems[0]}.npz")
         n = len(z["bbox"])
-        assert z["bbox"].shape == (n, 4) and z["extended_bbox"].shape == (n, 4) and z["3dmm_params"].shape == (n, 1, 413)
+        assert (
+            z["bbox"].shape == (n, 4) and z["extended_bbox"].shape == (n, 4) and z["3dmm_params"].shape == (n, 1, 413)
+        )
         assert z["extended_bbox"].dtype.kind == "i"
 
 
@@ -59,7 +65,9 @@ def test_export_import_round_trip_reproduces_boxes_and_parameters(toy_release, h
     assert list_splits(root) == ["00000", "00002"] == list_splits(root / "large")
     stats = [_import(root, s, head_model_file, tmp_path) for s in ("00000", "00002")]
     assert [s["images"] for s in stats] == [5, 7] and all(not s["dropped"] for s in stats)
-    orig_heads = _read(toy_release / "manifest" / "heads.parquet").sort_values(["image_id", "head"]).reset_index(drop=True)
+    orig_heads = (
+        _read(toy_release / "manifest" / "heads.parquet").sort_values(["image_id", "head"]).reset_index(drop=True)
+    )
     orig_images = _read(toy_release / "manifest" / "images.parquet").set_index("image_id")
     heads = pd_concat([_read(tmp_path / s / "heads.parquet") for s in ("00000", "00002")])
     heads = heads.sort_values(["image_id", "head"]).reset_index(drop=True)
@@ -87,7 +95,7 @@ def test_export_import_round_trip_reproduces_boxes_and_parameters(toy_release, h
     boxes = pd_concat([_read(tmp_path / s / "head_boxes.parquet") for s in ("00000", "00002")])
     boxes = boxes.sort_values(["image_id", "head"]).reset_index(drop=True)
     face, head = stack("face_box", boxes), stack("head_box", boxes)
-    inner = lm[:, 17:, :2]                                  # the 51 inner landmarks lie on the face
+    inner = lm[:, 17:, :2]  # the 51 inner landmarks lie on the face
     assert (inner[..., 0] >= face[:, None, 0] - 1e-3).all() and (inner[..., 1] <= face[:, None, 3] + 1e-3).all()
     assert (head[:, :2] <= face[:, :2] + 1e-3).all() and (head[:, 2:] >= face[:, 2:] - 1e-3).all()
 
@@ -110,7 +118,7 @@ def test_chunk_size_does_not_change_the_tables(toy_release, head_model_file, tmp
             x, y = a[col].to_numpy(), b[col].to_numpy()
             if x.dtype == object and isinstance(x[0], np.ndarray):
                 x, y = np.stack(x), np.stack(y)
-            if x.dtype.kind == "f":   # a batched matrix product may round the last bit differently per batch size
+            if x.dtype.kind == "f":  # a batched matrix product may round the last bit differently per batch size
                 assert np.allclose(x, y, rtol=1e-6, atol=1e-5, equal_nan=True), (name, col)
             else:
                 assert (x == y).all(), (name, col)
@@ -138,10 +146,13 @@ def _npz(path: Path, n=1, length=413, **override):
     path.parent.mkdir(parents=True, exist_ok=True)
     p = np.zeros((n, 1, length), np.float32)
     if length == 413:
-        p[:, 0, 403:409] = [1, 0, 0, 0, -1, 0]      # frontal rotation (6D)
-        p[:, 0, 412] = -0.8                          # s + 1 = 0.2: 25.6 px per unit on the 256 crop
-    arrays = {"bbox": np.tile(np.array([[5, 5, 20, 20]], np.float32), (n, 1)),
-              "extended_bbox": np.tile(np.array([[1, 1, 28, 28]], np.int32), (n, 1)), "3dmm_params": p}
+        p[:, 0, 403:409] = [1, 0, 0, 0, -1, 0]  # frontal rotation (6D)
+        p[:, 0, 412] = -0.8  # s + 1 = 0.2: 25.6 px per unit on the 256 crop
+    arrays = {
+        "bbox": np.tile(np.array([[5, 5, 20, 20]], np.float32), (n, 1)),
+        "extended_bbox": np.tile(np.array([[1, 1, 28, 28]], np.int32), (n, 1)),
+        "3dmm_params": p,
+    }
     arrays.update(override)
     arrays = {k: v for k, v in arrays.items() if v is not None}
     np.savez(path, **arrays)
@@ -167,11 +178,19 @@ def test_bad_input_is_a_counted_drop_naming_the_file(head_model_file, tmp_path):
     _jpg(img / "halfnan.jpg"), _npz(ann / "halfnan.npz", n=2, **{"3dmm_params": nan})
     (split / "files.txt").write_text("removed.jpg\n\nalso_gone.jpg\n")
     stats = _import(tmp_path / "rel", "00001", head_model_file, tmp_path / "out")
-    assert stats["images"] == 2 and stats["heads"] == 3            # good (2 heads), halfnan (1 of 2)
+    assert stats["images"] == 2 and stats["heads"] == 3  # good (2 heads), halfnan (1 of 2)
     assert stats["removed_in_files_txt"] == 2 and stats["listed"]["files_txt"] == 2
-    assert stats["dropped"] == {"annotation_without_image": 1, "image_without_annotation": 1, "missing_key": 1,
-                                "no_heads": 1, "params_length": 1, "removed_in_files_txt": 2, "unreadable_image": 1,
-                                "unreadable_npz": 1, "wrong_shape": 1}
+    assert stats["dropped"] == {
+        "annotation_without_image": 1,
+        "image_without_annotation": 1,
+        "missing_key": 1,
+        "no_heads": 1,
+        "params_length": 1,
+        "removed_in_files_txt": 2,
+        "unreadable_image": 1,
+        "unreadable_npz": 1,
+        "wrong_shape": 1,
+    }
     assert stats["dropped_heads"] == {"non_finite_params": 1}
     ex = stats["dropped_examples"]
     assert ex["params_length"][0].startswith("annotations/short.npz") and "412" in ex["params_length"][0]
@@ -195,7 +214,10 @@ def test_an_unusable_split_is_an_error_and_writes_nothing(head_model_file, tmp_p
     _jpg(split / "images" / "b.jpg"), _npz(split / "annotations" / "b.npz", length=300)
     with pytest.raises(InputError, match=r"split_00003: unusable split: none of its 2 ids.*params_length.*a\.npz"):
         _import(tmp_path / "rel", "00003", head_model_file, tmp_path / "out")
-    assert not list((tmp_path / "out" / "00003").glob("*.parquet")) and not (tmp_path / "out" / "00003" / "stats.json").exists()
+    assert (
+        not list((tmp_path / "out" / "00003").glob("*.parquet"))
+        and not (tmp_path / "out" / "00003" / "stats.json").exists()
+    )
     (tmp_path / "rel" / "split_00004" / "images").mkdir(parents=True)
     with pytest.raises(InputError, match="split_00004: unusable split: no annotations folder"):
         _import(tmp_path / "rel", "00004", head_model_file, tmp_path / "out")
@@ -213,8 +235,14 @@ def test_release_manifest_gathers_splits_and_refuses_duplicate_ids(toy_release, 
     for s in ("00000", "00002"):
         _import(root, s, head_model_file, tmp_path)
     params["dataset"]["release"]["root"] = str(root)
-    card = release_manifest(params, ["00000", "00002"], [tmp_path / "00000", tmp_path / "00002"],
-                            tmp_path / "manifest", tmp_path / "card.json", tmp_path / "plots")
+    card = release_manifest(
+        params,
+        ["00000", "00002"],
+        [tmp_path / "00000", tmp_path / "00002"],
+        tmp_path / "manifest",
+        tmp_path / "card.json",
+        tmp_path / "plots",
+    )
     assert card["images"] == 12 and card["splits"]["val"]["images"] == 5 and card["splits"]["train"]["images"] == 7
     assert card["source"] == "release" and card["release"]["removed_in_files_txt"] == 0
     from vggheads.model.dataset import load_manifest
@@ -223,8 +251,14 @@ def test_release_manifest_gathers_splits_and_refuses_duplicate_ids(toy_release, 
     assert len(train) == 7, "the training code reads the imported manifests"
     assert (tmp_path / "plots" / "yaw.png").exists()
     with pytest.raises(InputError, match="is in split_00000 and split_00000"):
-        release_manifest(params, ["00000", "00000"], [tmp_path / "00000", tmp_path / "00000"],
-                         tmp_path / "manifest2", tmp_path / "card2.json", tmp_path / "plots2")
+        release_manifest(
+            params,
+            ["00000", "00000"],
+            [tmp_path / "00000", tmp_path / "00000"],
+            tmp_path / "manifest2",
+            tmp_path / "card2.json",
+            tmp_path / "plots2",
+        )
     assert not (tmp_path / "manifest2" / "images.parquet").exists(), "never a half-written manifest"
 
 
@@ -232,15 +266,19 @@ def test_fast_npz_reader_matches_numpy(tmp_path):
     from vggheads.release.importer import read_npz
 
     rng = np.random.default_rng(0)
-    arrays = {"bbox": rng.random((3, 4), dtype=np.float32), "extended_bbox": rng.integers(0, 9, (3, 4)).astype(np.int32),
-              "3dmm_params": rng.random((3, 1, 413), dtype=np.float32), "f": np.asfortranarray(rng.random((3, 5)))}
+    arrays = {
+        "bbox": rng.random((3, 4), dtype=np.float32),
+        "extended_bbox": rng.integers(0, 9, (3, 4)).astype(np.int32),
+        "3dmm_params": rng.random((3, 1, 413), dtype=np.float32),
+        "f": np.asfortranarray(rng.random((3, 5))),
+    }
     np.savez(tmp_path / "a.npz", **arrays)
     np.savez_compressed(tmp_path / "b.npz", **arrays)
     for name in ("a.npz", "b.npz"):
         got = read_npz(tmp_path / name)
         assert set(got) == set(arrays) and all(np.array_equal(got[k], arrays[k]) for k in arrays)
     raw = (tmp_path / "a.npz").read_bytes()
-    (tmp_path / "c.npz").write_bytes(raw[:len(raw) // 2] + raw[-22:])
+    (tmp_path / "c.npz").write_bytes(raw[: len(raw) // 2] + raw[-22:])
     with pytest.raises(Exception):
         read_npz(tmp_path / "c.npz")
 
@@ -253,8 +291,12 @@ def test_jpeg_size_from_the_header(tmp_path):
     Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(tmp_path / "a.jpg")
     Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(tmp_path / "p.jpg", progressive=True)
     Image.fromarray(np.zeros((11, 7, 3), np.uint8)).save(tmp_path / "b.png")
-    Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(tmp_path / "icc.jpg", icc_profile=bytes(30000))  # SOF after 30 KB
-    assert image_size(tmp_path / "a.jpg") == (53, 37) == image_size(tmp_path / "p.jpg") == image_size(tmp_path / "icc.jpg")
+    Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(
+        tmp_path / "icc.jpg", icc_profile=bytes(30000)
+    )  # SOF after 30 KB
+    assert (
+        image_size(tmp_path / "a.jpg") == (53, 37) == image_size(tmp_path / "p.jpg") == image_size(tmp_path / "icc.jpg")
+    )
     assert image_size(tmp_path / "b.png") == (7, 11)
     (tmp_path / "x.jpg").write_bytes(b"nothing")
     assert image_size(tmp_path / "x.jpg") is None

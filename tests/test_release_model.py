@@ -28,7 +28,9 @@ def standins(tmp_path_factory):
     root = tmp_path_factory.mktemp("official")
     save_head_model(tiny_head_model(), root / "head.npz")
     torch.manual_seed(0)
-    model = HeadDetectionModel(ModelConfig(size="n", n_shape=6, n_expr=3, imgsz=IMGSZ, head_model=str(root / "head.npz")))
+    model = HeadDetectionModel(
+        ModelConfig(size="n", n_shape=6, n_expr=3, imgsz=IMGSZ, head_model=str(root / "head.npz"))
+    )
     for level in model.model[-1].cv3:  # spread the untrained scores so that NMS has no ties
         torch.nn.init.normal_(level[-1].weight, std=0.05)
     model.eval()
@@ -94,7 +96,7 @@ def test_letterbox_uses_lanczos():
     image = rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)
     canvas, _, (left, top) = letterbox_official(image, 64)
     expected = cv2.resize(image, (64, 32), interpolation=cv2.INTER_LANCZOS4)
-    assert np.array_equal(canvas[top:top + 32], expected)
+    assert np.array_equal(canvas[top : top + 32], expected)
 
 
 def test_outputs_are_unpadded_and_unscaled_by_hand(tmp_path):
@@ -104,8 +106,12 @@ def test_outputs_are_unpadded_and_unscaled_by_hand(tmp_path):
     save_head_model(tiny_head_model(), tmp_path / "head.npz")
     # one head on the 64 px canvas of a 100 x 50 image: scale 0.64, pad (0, 16)
     params = _frontal(scale=64.0, tx=26.0, ty=32.0, tz=3.2)
-    path = _constant_file(tmp_path / "const.trcd", [[[10.0, 16.0, 42.0, 48.0], [11.0, 17.0, 43.0, 49.0]]],
-                          [[[0.9], [0.8]]], [[params, params]])
+    path = _constant_file(
+        tmp_path / "const.trcd",
+        [[[10.0, 16.0, 42.0, 48.0], [11.0, 17.0, 43.0, 49.0]]],
+        [[[0.9], [0.8]]],
+        [[params, params]],
+    )
     det = OfficialDetector(path, tmp_path / "head.npz", image_size=64)
     heads = det(np.zeros((50, 100, 3), dtype=np.uint8))
     assert len(heads) == 1, "the second box overlaps the first above IoU 0.5: NMS removes it"
@@ -119,7 +125,9 @@ def test_outputs_are_unpadded_and_unscaled_by_hand(tmp_path):
     from vggheads.geometry import FlameLayer, decode
     from vggheads.headmodel import load_head_model
 
-    canvas = decode(torch.from_numpy(params[None]), FlameLayer(load_head_model(tmp_path / "head.npz"))).vertices_image[0]
+    canvas = decode(torch.from_numpy(params[None]), FlameLayer(load_head_model(tmp_path / "head.npz"))).vertices_image[
+        0
+    ]
     back = (canvas.numpy() - np.array([0.0, 16.0, 0.0])) / 0.64
     assert np.allclose(h.vertices, back, atol=1e-3)
     # the evaluation scripts' variant: no padding offset, no clipping or rounding of boxes
@@ -134,12 +142,14 @@ def test_thresholds_top_k_and_keep(tmp_path):
     rng = np.random.default_rng(1)
     n = 1500
     xy = rng.uniform(0, 6000, (n, 2))
-    boxes = np.concatenate([xy, xy + 10], 1).astype(np.float32)   # far apart: NMS keeps every box
+    boxes = np.concatenate([xy, xy + 10], 1).astype(np.float32)  # far apart: NMS keeps every box
     scores = rng.uniform(0, 1, n).astype(np.float32)
     params = np.tile(np.arange(n, dtype=np.float32)[:, None], (1, 413))
     b, s, p = official_nms(boxes, scores, params, conf=0.3)
     assert len(s) == 100 and (np.diff(s) <= 0).all() and s.min() >= 0.3
-    assert np.allclose(s, np.sort(scores)[::-1][:100]) and np.array_equal(p[:, 0].astype(int), np.argsort(-scores)[:100])
+    assert np.allclose(s, np.sort(scores)[::-1][:100]) and np.array_equal(
+        p[:, 0].astype(int), np.argsort(-scores)[:100]
+    )
     b, s, p = official_nms(boxes, scores, params, conf=0.0, keep_top_k=5000)
     assert len(s) == 1000, "only the best 1000 go to NMS"
 
@@ -152,13 +162,14 @@ def test_standin_has_the_contract_and_this_projects_outputs(standins, suffix):
     from vggheads.release.official import OfficialDetector
 
     x = np.random.default_rng(0).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
-    ref = HeadDetector(standins / "model").raw(x)[0].T                       # (A, 5 + P)
+    ref = HeadDetector(standins / "model").raw(x)[0].T  # (A, 5 + P)
     boxes, scores, params = OfficialDetector(standins / f"vgg_heads_l{suffix}", standins / "head.npz").raw(x)
     A = ref.shape[0]
     assert boxes.shape == (1, A, 4) and scores.shape == (1, A) and params.shape == (1, A, 413)
     xywh = ref[:, :4]
-    assert np.allclose(boxes[0], np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1),
-                       atol=1e-2)
+    assert np.allclose(
+        boxes[0], np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1), atol=1e-2
+    )
     assert np.allclose(scores[0], ref[:, 4], atol=1e-5)
     assert np.allclose(params[0], pad_params(torch.from_numpy(ref[:, 5:]), 6, 3).numpy(), rtol=1e-4, atol=1e-3)
     assert (params[0, :, 6:300] == 0).all() and (params[0, :, 303:400] == 0).all()
@@ -173,7 +184,7 @@ def test_postprocessing_gives_this_projects_heads_on_the_same_outputs(standins):
 
     x = np.random.default_rng(0).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
     ours = HeadDetector(standins / "model", conf=0.0)
-    out = ours.raw(x)[0]                                                     # (5 + P, A)
+    out = ours.raw(x)[0]  # (5 + P, A)
     ref = ours.postprocess(out, np.eye(2), np.zeros(2))
     y = out.T
     boxes = np.concatenate([y[:, :2] - y[:, 2:4] / 2, y[:, :2] + y[:, 2:4] / 2], 1)
@@ -244,8 +255,20 @@ def test_predict_command_with_the_released_contract(capsys, standins, tmp_path, 
     photo = tmp_path / "group.jpg"
     Image.fromarray(np.random.default_rng(3).integers(0, 255, (120, 200, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "out"
-    code = main(["predict", str(photo), "--weights", str(standins / f"vgg_heads_l{suffix}"), "--head-model",
-                 str(standins / "head.npz"), "--conf", "0.0", "--out", str(out)])
+    code = main(
+        [
+            "predict",
+            str(photo),
+            "--weights",
+            str(standins / f"vgg_heads_l{suffix}"),
+            "--head-model",
+            str(standins / "head.npz"),
+            "--conf",
+            "0.0",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     rec = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")][0]
     assert rec["backend"] == ("official-torchscript" if suffix == ".trcd" else "official-onnx")
@@ -260,8 +283,11 @@ def test_predict_command_with_the_released_contract(capsys, standins, tmp_path, 
 def test_labeller_vggheads_labels_the_detections_it_confirms(standins):
     from vggheads.labelling.factory import build_labeller
 
-    cfg = {"match_iou": 0.5, "device": "cpu",
-           "vggheads": {"weights": str(standins / "vgg_heads_l.trcd"), "min_score": 0.0}}
+    cfg = {
+        "match_iou": 0.5,
+        "device": "cpu",
+        "vggheads": {"weights": str(standins / "vgg_heads_l.trcd"), "min_score": 0.0},
+    }
     labeller = build_labeller("vggheads", cfg, head_model_path=standins / "head.npz")
     image = np.random.default_rng(4).integers(0, 255, (IMGSZ, IMGSZ, 3), dtype=np.uint8)
     heads = labeller.detector(image)
@@ -275,7 +301,11 @@ def test_labeller_vggheads_missing_weights_names_the_key(standins, tmp_path):
     from vggheads.errors import MissingWeightsError
     from vggheads.labelling.factory import build_labeller
 
-    cfg = {"match_iou": 0.5, "device": "cpu", "vggheads": {"weights": str(tmp_path / "vgg_heads_l.trcd"), "min_score": 0.3}}
+    cfg = {
+        "match_iou": 0.5,
+        "device": "cpu",
+        "vggheads": {"weights": str(tmp_path / "vgg_heads_l.trcd"), "min_score": 0.3},
+    }
     with pytest.raises(MissingWeightsError, match=r"labels.vggheads.weights.*|okupyn/vgg_heads"):
         build_labeller("vggheads", cfg, head_model_path=standins / "head.npz")
 
@@ -317,8 +347,9 @@ def test_channel_order_per_benchmark(standins):
     rgb = OfficialDetector(standins / "vgg_heads_l.trcd", standins / "head.npz").preprocess(image)[0]
     bgr = OfficialDetector(standins / "vgg_heads_l.trcd", standins / "head.npz", channels="bgr").preprocess(image)[0]
     assert np.array_equal(bgr, rgb[:, ::-1]) and not np.array_equal(bgr, rgb)
-    system = official_system(standins / "vgg_heads_l.trcd", standins / "head.npz", device="cpu",
-                             bgr_benchmarks=["aflw2000", "fddb"])
+    system = official_system(
+        standins / "vgg_heads_l.trcd", standins / "head.npz", device="cpu", bgr_benchmarks=["aflw2000", "fddb"]
+    )
     assert system.for_benchmark("aflw2000").detector.channels == "bgr"
     assert system.for_benchmark("wider").detector.channels == "rgb"
     assert system.detector.mode == "evaluation"

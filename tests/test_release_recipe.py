@@ -25,7 +25,7 @@ def _recipe_on_samples(shared_data, standins, head_model_file) -> dict:  # noqa:
     e["aflw2000"]["root"] = str(b / "aflw2000_sample")
     e["wider"]["ground_truth"] = e["wider"]["images"] = str(b / "wider_val")
     for key in ("root", "annotations"):
-        e["biwi"][key] = None                      # no BIWI frames, no DAD-3DHeads, no FDDB pictures among the samples
+        e["biwi"][key] = None  # no BIWI frames, no DAD-3DHeads, no FDDB pictures among the samples
     e["dad3dheads"]["root"] = None
     e["fddb"]["folds"] = e["fddb"]["images"] = None
     return recipe
@@ -46,12 +46,25 @@ def test_one_snakemake_call_evaluates_without_training(shared_data, standins, he
     project = copy_project(tmp_path / "p")
     (project / "recipe.yaml").write_text(yaml.safe_dump(_recipe_on_samples(shared_data, standins, head_model_file)))
     # the target first: --configfile takes every argument after it
-    out = run_tool(["snakemake", "reports/evaluate/results.md", "-n", "--cores", "2", "--quiet", "rules",
-                    "--configfile", "recipe.yaml"], project)
+    out = run_tool(
+        [
+            "snakemake",
+            "reports/evaluate/results.md",
+            "-n",
+            "--cores",
+            "2",
+            "--quiet",
+            "rules",
+            "--configfile",
+            "recipe.yaml",
+        ],
+        project,
+    )
     rules = {line.split()[0] for line in out.splitlines() if line.strip()}
     assert "evaluate" in rules and "train" not in rules
     assert str(standins / "vgg_heads_l.onnx") in run_tool(
-        ["snakemake", "reports/evaluate/results.md", "-n", "--cores", "2", "--configfile", "recipe.yaml"], project)
+        ["snakemake", "reports/evaluate/results.md", "-n", "--cores", "2", "--configfile", "recipe.yaml"], project
+    )
 
 
 def test_evaluate_stage_with_the_recipe_on_the_samples(shared_data, standins, head_model_file, tmp_path, params):  # noqa: F811
@@ -59,8 +72,9 @@ def test_evaluate_stage_with_the_recipe_on_the_samples(shared_data, standins, he
 
     p = merge(params, _recipe_on_samples(shared_data, standins, head_model_file))
     p["tracking"]["enabled"] = False
-    summary = evaluate(p, tmp_path / "metrics", tmp_path / "plots", tmp_path / "results.md",
-                       head_model=standins / "head.npz")
+    summary = evaluate(
+        p, tmp_path / "metrics", tmp_path / "plots", tmp_path / "results.md", head_model=standins / "head.npz"
+    )
     assert set(summary) == {"synthetic_val", "aflw2000", "wider"}
     aflw = json.loads((tmp_path / "metrics" / "aflw2000.json").read_text())["vggheads-official"]
     # the untrained stand-in scores below the protocol's 0.1 fallback: every image is a counted miss

@@ -24,8 +24,9 @@ CATEGORIES = {"dataset": "Dataset card", "samples": "Samples", "training": "Trai
 
 
 def sh(cmd, cwd, timeout=2400):
-    res = subprocess.run(["timeout", "-k", "20", str(timeout), *cmd], cwd=cwd, env=tool_env(), capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        ["timeout", "-k", "20", str(timeout), *cmd], cwd=cwd, env=tool_env(), capture_output=True, text=True
+    )
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{(res.stdout + res.stderr)[-8000:]}"
     return res.stdout + res.stderr
 
@@ -58,7 +59,9 @@ def _by_rule(results: dict, rule: str) -> dict:
 
 def test_report_is_self_contained(report):
     _, html, results, _ = report
-    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", html), "the report loads from the network"
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", html), (
+        "the report loads from the network"
+    )
     assert results and all(r["data_uri"].startswith("data:") for r in results.values())
     desc = _js_value(html, "workflow-desc", "workflow_desc")
     assert "vggheads" in desc and "Dataset card" in desc  # workflow/report/workflow.rst, rendered
@@ -82,8 +85,11 @@ def test_report_has_sample_renders_with_their_labels_drawn(report):
 
     project, _, results, categories = report
     assert CATEGORIES["samples"] in json.dumps(categories)
-    samples = {path: r for path, r in results.items() if r["mime_type"] == "image/png"
-               and r["job_properties"]["rule"] not in ("build_manifest", "train", "evaluate")}
+    samples = {
+        path: r
+        for path, r in results.items()
+        if r["mime_type"] == "image/png" and r["job_properties"]["rule"] not in ("build_manifest", "train", "evaluate")
+    }
     assert samples, "no sample renders in the report"
     checked = 0
     for path, r in samples.items():
@@ -124,5 +130,11 @@ def test_report_has_the_evaluation_tables_and_training_curves(report):
 
 def test_report_captions_exist_for_every_category():
     captions = {p.name for p in (REPO / "workflow" / "report").glob("*.rst")}
-    assert {"workflow.rst", "dataset_card.rst", "samples.rst", "training.rst", "evaluation.rst",
-            "evaluation_plots.rst"} <= captions
+    assert {
+        "workflow.rst",
+        "dataset_card.rst",
+        "samples.rst",
+        "training.rst",
+        "evaluation.rst",
+        "evaluation_plots.rst",
+    } <= captions

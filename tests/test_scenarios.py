@@ -31,8 +31,14 @@ def write_configfile(scenario: dict, folder, standins, tiny_run_dir):
 
 
 def test_the_matrix_has_the_scenarios_the_project_promises():
-    assert {"default", "tiny-sdxl", "ultralytics-poses", "labeller-landmark-fit", "labeller-model",
-            "flame-dad3dnet"} <= set(NAMES)
+    assert {
+        "default",
+        "tiny-sdxl",
+        "ultralytics-poses",
+        "labeller-landmark-fit",
+        "labeller-model",
+        "flame-dad3dnet",
+    } <= set(NAMES)
     labellers = {scenarios.load(n)["params"].get("labels", {}).get("labeller", "truth") for n in NAMES}
     from vggheads.labelling.factory import LABELLERS
 
@@ -55,8 +61,14 @@ def test_scenario_dry_runs_to_its_targets(name, tmp_path):
     config = tmp_path / "scenario.yaml"
     config.write_text(yaml.safe_dump(params))
     for targets in [targets_of(scenario)] + ([[scenario["then_stops"]["target"]]] if "then_stops" in scenario else []):
-        res = subprocess.run(["snakemake", "--dry-run", *targets, "--configfile", str(config)], cwd=project,
-                             env=tool_env(), capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            ["snakemake", "--dry-run", *targets, "--configfile", str(config)],
+            cwd=project,
+            env=tool_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, f"{name}: {res.stdout[-2000:]}\n{res.stderr[-3000:]}"
 
 
@@ -66,8 +78,12 @@ def standins(tiny_run, tmp_path_factory):
     own head model, caption source and trained model."""
     project = tiny_run.project
     source = project / yaml.safe_load((project / "params.yaml").read_text())["captions"]["sources"][0]
-    return scenarios.build_standins(tmp_path_factory.mktemp("standins"), project / "data/headmodel/head_model.npz",
-                                    source, project / "data" / "model")
+    return scenarios.build_standins(
+        tmp_path_factory.mktemp("standins"),
+        project / "data/headmodel/head_model.npz",
+        source,
+        project / "data" / "model",
+    )
 
 
 @pytest.mark.slow

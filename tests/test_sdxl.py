@@ -65,10 +65,19 @@ def make_shard(root: Path, canvases: list[tuple[int, int] | None], seeds: list[i
     captions, poses = [], []
     for i, canvas in enumerate(canvases):
         sid = f"{SHARD}_{i:06d}"
-        captions.append({"sample_id": sid, "shard": SHARD, "source_file": "test", "source_row": i, "url": "",
-                         "caption": f"{i + 1} people", "prompt": f"a photo of {i + 1} people in a park",
-                         "negative_prompt": "worst quality, low quality",
-                         "seed": (seeds or [])[i] if seeds else 1000 + i})
+        captions.append(
+            {
+                "sample_id": sid,
+                "shard": SHARD,
+                "source_file": "test",
+                "source_row": i,
+                "url": "",
+                "caption": f"{i + 1} people",
+                "prompt": f"a photo of {i + 1} people in a park",
+                "negative_prompt": "worst quality, low quality",
+                "seed": (seeds or [])[i] if seeds else 1000 + i,
+            }
+        )
         if canvas is None:
             continue
         w, h = canvas
@@ -77,9 +86,18 @@ def make_shard(root: Path, canvases: list[tuple[int, int] | None], seeds: list[i
         draw.line((w * 0.3 + 7 * i, h * 0.2, w * 0.5, h * 0.8), fill=(255, 0, 85), width=max(2, w // 64))
         draw.line((w * 0.5, h * 0.2, w * 0.7 - 5 * i, h * 0.8), fill=(0, 255, 0), width=max(2, w // 64))
         img.save(cond / f"{sid}.png")
-        poses.append({"sample_id": sid, "person": 0, "width": w, "height": h, "keypoints": np.zeros(51),
-                      "box": [0.0, 0.0, float(w), float(h)], "condition_image": f"{sid}.png",
-                      "backend": "procedural"})
+        poses.append(
+            {
+                "sample_id": sid,
+                "person": 0,
+                "width": w,
+                "height": h,
+                "keypoints": np.zeros(51),
+                "box": [0.0, 0.0, float(w), float(h)],
+                "condition_image": f"{sid}.png",
+                "backend": "procedural",
+            }
+        )
     write_table(from_rows("captions", captions), root / "captions.parquet", "captions")
     write_table(from_rows("poses", poses), root / "poses.parquet", "poses")
     return root
@@ -89,9 +107,19 @@ def run_render(params: dict, shard_dir: Path, out: Path, work: Path | None = Non
     """The render stage on a shard made by :func:`make_shard`; outputs under ``out``."""
     from vggheads.stages.render import render
 
-    return render(params, SHARD, shard_dir / "captions.parquet", shard_dir / "poses.parquet",
-                  shard_dir / "conditions", shard_dir / "head.npz", out / "images", out / "render.parquet",
-                  out / "render.heads.parquet", out / "stats.json", work or out / "work")
+    return render(
+        params,
+        SHARD,
+        shard_dir / "captions.parquet",
+        shard_dir / "poses.parquet",
+        shard_dir / "conditions",
+        shard_dir / "head.npz",
+        out / "images",
+        out / "render.parquet",
+        out / "render.heads.parquet",
+        out / "stats.json",
+        work or out / "work",
+    )
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -130,8 +158,12 @@ def test_clip_tokenizer_gives_clips_ids(tiny_model):
     assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
     assert tok("Hello, World!!").input_ids == [49406, 3306, 267, 1002, 748, 49407]
     reference = SimpleTokenizer()
-    for text in ["two women and a man at a wedding, ultra highres", "A crowd   of PEOPLE's faces: 3 kids!",
-                 "worst quality, low quality, sketch, bad anatomy, nsfw", "café naïve résumé"]:
+    for text in [
+        "two women and a man at a wedding, ultra highres",
+        "A crowd   of PEOPLE's faces: 3 kids!",
+        "worst quality, low quality, sketch, bad anatomy, nsfw",
+        "café naïve résumé",
+    ]:
         assert tok(text).input_ids[1:-1] == reference.encode(text), text
     # SDXL's second tokenizer pads with "!" (id 0), the first with <|endoftext|>.
     assert tok2("x", padding="max_length", max_length=5).input_ids == [49406, 343, 49407, 0, 0]
@@ -150,10 +182,10 @@ def test_render_size_follows_the_canvas():
     from vggheads.render.sdxl import render_size
 
     assert render_size(1024, 1024, 32, 1280) == (1024, 1024)
-    assert render_size(1024, 1536, 32, 1280) == (864, 1280)   # long side capped, aspect kept
-    assert render_size(1000, 700, 32, None) == (992, 704)     # rounded to the multiple
+    assert render_size(1024, 1536, 32, 1280) == (864, 1280)  # long side capped, aspect kept
+    assert render_size(1000, 700, 32, None) == (992, 704)  # rounded to the multiple
     assert render_size(512, 768, 8, 64) == (40, 64)
-    assert render_size(20, 900, 32, 1280) == (32, 896)        # never below one multiple
+    assert render_size(20, 900, 32, 1280) == (32, 896)  # never below one multiple
 
 
 def test_tiny_model_is_tiny_and_reproducible(tiny_model, tmp_path):
@@ -161,9 +193,14 @@ def test_tiny_model_is_tiny_and_reproducible(tiny_model, tmp_path):
 
     info = json.loads((tiny_model / "build.json").read_text())
     assert 1e6 < info["parameters_total"] < 10e6
-    for part in ("base/model_index.json", "t2i-adapter/config.json", "controlnet/config.json",
-                 "controlnet-pncc/config.json", "controlnet-depth/config.json",
-                 "safety-checker/preprocessor_config.json"):
+    for part in (
+        "base/model_index.json",
+        "t2i-adapter/config.json",
+        "controlnet/config.json",
+        "controlnet-pncc/config.json",
+        "controlnet-depth/config.json",
+        "safety-checker/preprocessor_config.json",
+    ):
         assert (tiny_model / part).is_file(), part
     again = build_tiny_sdxl(tmp_path / "again")
     for f in sorted(tiny_model.rglob("*.safetensors")):
@@ -204,8 +241,13 @@ def test_same_seed_same_bytes(tiny_params, tmp_path):
         assert (tmp_path / "a/images" / name).read_bytes() == (tmp_path / "b/images" / name).read_bytes()
     other = make_shard(tmp_path / "in2", [(512, 512)] * 3, seeds=[1000, 7, 1002])
     run_render(tiny_params, other, tmp_path / "c")
-    assert (tmp_path / "c/images/00000_000000.png").read_bytes() == (tmp_path / "a/images/00000_000000.png").read_bytes()
-    assert np.abs(pixels(tmp_path / "c/images/00000_000001.png") - pixels(tmp_path / "a/images/00000_000001.png")).mean() > 10
+    assert (tmp_path / "c/images/00000_000000.png").read_bytes() == (
+        tmp_path / "a/images/00000_000000.png"
+    ).read_bytes()
+    assert (
+        np.abs(pixels(tmp_path / "c/images/00000_000001.png") - pixels(tmp_path / "a/images/00000_000001.png")).mean()
+        > 10
+    )
 
 
 def test_batching_does_not_change_an_image(tiny_params, tmp_path):
@@ -227,7 +269,9 @@ def test_batching_does_not_change_an_image(tiny_params, tmp_path):
         b = pixels(tmp_path / f"three/images/00000_00000{i}.png")
         diff = np.abs(a - b)
         assert diff.max() <= 2 and (diff > 0).mean() < 0.01, (i, diff.max(), (diff > 0).mean())
-    unrelated = np.abs(pixels(tmp_path / "one/images/00000_000000.png") - pixels(tmp_path / "one/images/00000_000001.png"))
+    unrelated = np.abs(
+        pixels(tmp_path / "one/images/00000_000000.png") - pixels(tmp_path / "one/images/00000_000001.png")
+    )
     assert unrelated.mean() > 10
 
 
@@ -341,8 +385,9 @@ def test_sdxl_backend_loads_model_ids_from_the_local_cache(tiny_params, tiny_mod
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     p = copy.deepcopy(tiny_params)
     p["render"]["backend"] = "sdxl"
-    p["render"]["sdxl"].update(base_model="acme/tiny-sdxl-base", adapter="acme/tiny-openpose-adapter",
-                               steps=2, max_side=64)
+    p["render"]["sdxl"].update(
+        base_model="acme/tiny-sdxl-base", adapter="acme/tiny-openpose-adapter", steps=2, max_side=64
+    )
     shard = make_shard(tmp_path / "in", [(512, 512), (512, 512)])
     stats = run_render(p, shard, tmp_path / "out")
     table = read_table(tmp_path / "out" / "render.parquet", "render").to_pylist()
@@ -351,7 +396,9 @@ def test_sdxl_backend_loads_model_ids_from_the_local_cache(tiny_params, tiny_mod
     assert {r["backend"] for r in table} == {"sdxl"}
     # same weights, same sampler: the same image as through the tiny-sdxl backend
     run_render(tiny_params, shard, tmp_path / "tiny")
-    assert (tmp_path / "tiny/images/00000_000000.png").read_bytes() == (tmp_path / "out/images/00000_000000.png").read_bytes()
+    assert (tmp_path / "tiny/images/00000_000000.png").read_bytes() == (
+        tmp_path / "out/images/00000_000000.png"
+    ).read_bytes()
 
 
 def _cli_render(params: dict, shard: Path, out: Path, tmp_path: Path, capsys) -> tuple[int, str]:
@@ -361,11 +408,33 @@ def _cli_render(params: dict, shard: Path, out: Path, tmp_path: Path, capsys) ->
 
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
-    rc = main(["render", "--params", str(params_path), "--shard", SHARD, "--captions", str(shard / "captions.parquet"),
-               "--poses", str(shard / "poses.parquet"), "--conditions", str(shard / "conditions"),
-               "--head-model", str(shard / "head.npz"), "--out-images", str(out / "images"),
-               "--out-table", str(out / "render.parquet"), "--out-heads", str(out / "heads.parquet"),
-               "--out-stats", str(out / "stats.json"), "--work-dir", str(out / "work")])
+    rc = main(
+        [
+            "render",
+            "--params",
+            str(params_path),
+            "--shard",
+            SHARD,
+            "--captions",
+            str(shard / "captions.parquet"),
+            "--poses",
+            str(shard / "poses.parquet"),
+            "--conditions",
+            str(shard / "conditions"),
+            "--head-model",
+            str(shard / "head.npz"),
+            "--out-images",
+            str(out / "images"),
+            "--out-table",
+            str(out / "render.parquet"),
+            "--out-heads",
+            str(out / "heads.parquet"),
+            "--out-stats",
+            str(out / "stats.json"),
+            "--work-dir",
+            str(out / "work"),
+        ]
+    )
     return rc, capsys.readouterr().err
 
 
@@ -418,14 +487,36 @@ def make_mesh_shard(root: Path, head_model_file: Path, persons_per_sample: list[
     captions, poses = [], []
     for i, n in enumerate(persons_per_sample):
         sid = f"{SHARD}_{i:06d}"
-        captions.append({"sample_id": sid, "shard": SHARD, "source_file": "test", "source_row": i, "url": "",
-                         "caption": "people", "prompt": f"a photo of {n} people", "negative_prompt": "low quality",
-                         "seed": 2000 + i})
+        captions.append(
+            {
+                "sample_id": sid,
+                "shard": SHARD,
+                "source_file": "test",
+                "source_row": i,
+                "url": "",
+                "caption": "people",
+                "prompt": f"a photo of {n} people",
+                "negative_prompt": "low quality",
+                "seed": 2000 + i,
+            }
+        )
         persons = sample_scene(n, w, h, np.random.default_rng(i))
-        Image.fromarray(draw_openpose([p.keypoints for p in persons], w, h, 0.3, 4)).save(root / "conditions" / f"{sid}.png")
+        Image.fromarray(draw_openpose([p.keypoints for p in persons], w, h, 0.3, 4)).save(
+            root / "conditions" / f"{sid}.png"
+        )
         for k, p in enumerate(persons):
-            poses.append({"sample_id": sid, "person": k, "width": w, "height": h, "keypoints": p.keypoints,
-                          "box": p.box, "condition_image": f"{sid}.png", "backend": "procedural"})
+            poses.append(
+                {
+                    "sample_id": sid,
+                    "person": k,
+                    "width": w,
+                    "height": h,
+                    "keypoints": p.keypoints,
+                    "box": p.box,
+                    "condition_image": f"{sid}.png",
+                    "backend": "procedural",
+                }
+            )
     write_table(from_rows("captions", captions), root / "captions.parquet", "captions")
     write_table(from_rows("poses", poses), root / "poses.parquet", "poses")
     return root
@@ -450,14 +541,19 @@ def test_head_mesh_render_writes_the_scene_truth(tiny_params, head_model, head_m
     heads = read_table(out / "render.heads.parquet", "render_heads").to_pylist()
     assert stats["images"] == 4 and stats["conditioning"] == "head-mesh" and stats["maps"] == ["pncc", "depth"]
     assert stats["heads"] == len(heads) == stats["scene_heads"] and stats["scene_persons"] == 8
-    assert all(r["condition_model"].endswith("controlnet-pncc+" + str(Path(r["condition_model"].split("+")[1])))
-               for r in table)
+    assert all(
+        r["condition_model"].endswith("controlnet-pncc+" + str(Path(r["condition_model"].split("+")[1]))) for r in table
+    )
     assert all("controlnet-depth" in r["condition_model"] for r in table)
     # the heads table is the scene's exact truth, as the procedural backend writes it, in the image's pixels
     scener = SceneConditioner(head_model, {**DEFAULTS, **p["render"]["procedural"]}, p["poses"]["min_confidence"])
     poses = read_table(shard / "poses.parquet", "poses").to_pylist()
     for row in table:
-        persons = [(q["person"], np.asarray(q["keypoints"]).reshape(17, 3)) for q in poses if q["sample_id"] == row["sample_id"]]
+        persons = [
+            (q["person"], np.asarray(q["keypoints"]).reshape(17, 3))
+            for q in poses
+            if q["sample_id"] == row["sample_id"]
+        ]
         scene = scener(persons, (256, 192), (row["width"], row["height"]), row["seed"])
         mine = [h for h in heads if h["sample_id"] == row["sample_id"]]
         assert len(mine) == len(scene.heads) > 0
@@ -466,7 +562,10 @@ def test_head_mesh_render_writes_the_scene_truth(tiny_params, head_model, head_m
             np.testing.assert_array_equal(np.asarray(got["flame_params"], np.float32), want.params)
             np.testing.assert_array_equal(np.asarray(got["box"], np.float32), want.box)
             np.testing.assert_array_equal(np.asarray(got["landmarks"], np.float32), want.landmarks.ravel())
-            assert 0 <= got["box"][0] < got["box"][2] <= row["width"] and 0 <= got["box"][1] < got["box"][3] <= row["height"]
+            assert (
+                0 <= got["box"][0] < got["box"][2] <= row["width"]
+                and 0 <= got["box"][1] < got["box"][3] <= row["height"]
+            )
     # resuming: nothing is painted again, the truth comes back from the work directory unchanged
     first = (out / "render.heads.parquet").read_bytes()
     spy_generate.clear()
@@ -521,12 +620,15 @@ def test_head_mesh_batching_does_not_change_an_image(tiny_params, head_model_fil
         p["render"]["sdxl"]["batch_size"] = bs
         run_render(p, shard, tmp_path / f"b{bs}")
     for i in range(3):
-        diff = np.abs(pixels(tmp_path / f"b1/images/00000_00000{i}.png") - pixels(tmp_path / f"b3/images/00000_00000{i}.png"))
+        diff = np.abs(
+            pixels(tmp_path / f"b1/images/00000_00000{i}.png") - pixels(tmp_path / f"b3/images/00000_00000{i}.png")
+        )
         assert diff.max() <= 2 and (diff > 0).mean() < 0.01, (i, diff.max())
 
 
-def test_missing_head_mesh_controlnet_gives_a_clear_error(tiny_params, tiny_model, head_model_file, tmp_path,
-                                                         monkeypatch, capsys):
+def test_missing_head_mesh_controlnet_gives_a_clear_error(
+    tiny_params, tiny_model, head_model_file, tmp_path, monkeypatch, capsys
+):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
@@ -562,8 +664,11 @@ def test_check_command_reports_models(tiny_params, tiny_model, tmp_path, capsys)
     path.write_text(yaml.safe_dump(p))
     assert main(["sdxl", "check", "--params", str(path)]) == 0
     out = capsys.readouterr().out
-    for key, part in (("render.sdxl.adapter", "t2i-adapter"), ("render.sdxl.head_mesh.pncc_controlnet", "controlnet-pncc"),
-                      ("render.sdxl.head_mesh.depth_controlnet", "controlnet-depth")):
+    for key, part in (
+        ("render.sdxl.adapter", "t2i-adapter"),
+        ("render.sdxl.head_mesh.pncc_controlnet", "controlnet-pncc"),
+        ("render.sdxl.head_mesh.depth_controlnet", "controlnet-depth"),
+    ):
         assert f"{key}: {tiny_model / part}" in out, key
 
 
@@ -577,8 +682,12 @@ def test_benchmark_script_runs(capsys, monkeypatch):
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_sdxl", bench)  # dataclasses look their module up
     spec.loader.exec_module(bench)
-    assert bench.main(["--arch", "tiny", "--size", "32", "--images", "2", "--variants", "naive,batched-cl",
-                       "--device", "cpu"]) == 0
+    assert (
+        bench.main(
+            ["--arch", "tiny", "--size", "32", "--images", "2", "--variants", "naive,batched-cl", "--device", "cpu"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "naive" in out and "batched-cl" in out and "vs naive" in out
     assert "python benchmarks/bench_sdxl.py --full" in out  # how to get the GPU figures
@@ -591,5 +700,10 @@ def test_full_architecture_has_sdxls_size():
     from vggheads.render.sdxl_arch import build_components, count_parameters
 
     counts = count_parameters(build_components("full", device="meta"))  # shapes only, no memory
-    assert counts == {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480,
-                      "text_encoder_2": 694_659_840, "adapter": 79_028_160}
+    assert counts == {
+        "unet": 2_567_463_684,
+        "vae": 83_653_863,
+        "text_encoder": 123_060_480,
+        "text_encoder_2": 694_659_840,
+        "adapter": 79_028_160,
+    }

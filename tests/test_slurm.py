@@ -27,9 +27,18 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 ACCOUNT, PARTITION = "vggheads", "debug"
 # docs/cluster.md, as written: the profile, the user's account and partition, and the two plugin
 # settings a cluster without job accounting (no slurmdbd, as here) needs.
-CLUSTER_CMD = ["snakemake", "--profile", "workflow/profiles/slurm",
-               "--default-resources", f"slurm_account={ACCOUNT}", f"slurm_partition={PARTITION}",
-               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
+CLUSTER_CMD = [
+    "snakemake",
+    "--profile",
+    "workflow/profiles/slurm",
+    "--default-resources",
+    f"slurm_account={ACCOUNT}",
+    f"slurm_partition={PARTITION}",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+]
 RUN_TIMEOUT = 2400  # seconds; the plugin can hang forever when its status command fails
 
 SHIM = """#!/usr/bin/env bash
@@ -77,8 +86,7 @@ sys.exit(main(sys.argv[1:]))
 def _run(cmd, cwd, env, timeout=RUN_TIMEOUT):
     """Run under `timeout -k` so a hung executor can never hang the test session."""
     t0 = time.monotonic()
-    res = subprocess.run(["timeout", "-k", "20", str(timeout), *cmd], cwd=cwd, env=env, capture_output=True,
-                         text=True)
+    res = subprocess.run(["timeout", "-k", "20", str(timeout), *cmd], cwd=cwd, env=env, capture_output=True, text=True)
     res.seconds = time.monotonic() - t0
     return res
 
@@ -104,9 +112,25 @@ def test_daemons_start_and_stop_by_pid(tmp_path):
         assert {"slurmctld", "slurmd"} <= set(started) and all(_alive(p) for p in started.values())
         env = slurm.client_env(tool_env())
         out = tmp_path / "job.out"
-        res = subprocess.run(["sbatch", "--parsable", "--wait", "-t", "1", "--mem", "100", "-o", str(out),
-                              "--wrap", "echo job=$SLURM_JOB_ID"], env=env, capture_output=True, text=True,
-                             timeout=120)
+        res = subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--wait",
+                "-t",
+                "1",
+                "--mem",
+                "100",
+                "-o",
+                str(out),
+                "--wrap",
+                "echo job=$SLURM_JOB_ID",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 0, res.stderr
         assert out.read_text().strip() == f"job={res.stdout.strip().split(';')[0]}"
     finally:
@@ -126,9 +150,14 @@ def local_run(tmp_path_factory):
 
 def _outputs(project: Path) -> list[Path]:
     """Every file the DAG wrote under data/ (the demo input, work dirs and hidden temporaries aside)."""
-    return sorted(p.relative_to(project) for p in (project / "data").rglob("*")
-                  if p.is_file() and "demo" not in p.parts and ".work" not in p.parts
-                  and not any(part.startswith(".") for part in p.relative_to(project).parts))
+    return sorted(
+        p.relative_to(project)
+        for p in (project / "data").rglob("*")
+        if p.is_file()
+        and "demo" not in p.parts
+        and ".work" not in p.parts
+        and not any(part.startswith(".") for part in p.relative_to(project).parts)
+    )
 
 
 def _declared_resources(log: str) -> dict[str, dict]:
@@ -149,7 +178,7 @@ def _declared_resources(log: str) -> dict[str, dict]:
 
 def _mb(mem: str) -> int:
     """squeue's memory column (``2000M``, ``4G``) in MB."""
-    return int(float(mem[:-1]) * {"M": 1, "G": 1024, "T": 1024 ** 2}[mem[-1]])
+    return int(float(mem[:-1]) * {"M": 1, "G": 1024, "T": 1024**2}[mem[-1]])
 
 
 def _minutes(limit: str) -> int:
@@ -189,8 +218,16 @@ def test_pipeline_on_slurm_equals_local_run_despite_faults(cluster, local_run, t
     killer = shim_dir / "kill_mid_write.py"
     killer.write_text(KILLER.format(markers=str(markers)))
     shim = shim_dir / "vggheads"
-    shim.write_text(SHIM.format(markers=markers, fail="sample-captions", kill="extract-poses", real=real,
-                                python=sys.executable, killer=killer))
+    shim.write_text(
+        SHIM.format(
+            markers=markers,
+            fail="sample-captions",
+            kill="extract-poses",
+            real=real,
+            python=sys.executable,
+            killer=killer,
+        )
+    )
     shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
     env = cluster.client_env(tool_env())
     env["PATH"] = f"{shim_dir}:{env['PATH']}"
@@ -248,4 +285,3 @@ def test_pipeline_on_slurm_equals_local_run_despite_faults(cluster, local_run, t
     # A second call has nothing to do.
     dry = _run([*CLUSTER_CMD, "--dry-run"], project, env, timeout=600)
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stderr[-3000:]
-

@@ -14,10 +14,13 @@ def test_summary_sums_shards_and_reads_metrics(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data/captions").mkdir(parents=True)
     for shard, kept in (("00000", 3), ("00001", 4)):
-        (tmp_path / f"data/captions/{shard}.stats.json").write_text(json.dumps(
-            {"shard": shard, "rows_in_shard": 10, "kept": kept, "dropped": {"nsfw": 1, "near_duplicate": 0}}))
+        (tmp_path / f"data/captions/{shard}.stats.json").write_text(
+            json.dumps({"shard": shard, "rows_in_shard": 10, "kept": kept, "dropped": {"nsfw": 1, "near_duplicate": 0}})
+        )
     (tmp_path / "metrics/evaluate").mkdir(parents=True)
-    (tmp_path / "metrics/detector.json").write_text(json.dumps({"heldout": {"recall": 0.9, "precision": 0.8, "ap50": 0.85}}))
+    (tmp_path / "metrics/detector.json").write_text(
+        json.dumps({"heldout": {"recall": 0.9, "precision": 0.8, "ap50": 0.85}})
+    )
     (tmp_path / "metrics/evaluate/aflw2000.json").write_text(json.dumps({"model": {"mae": 4.5, "protocol": {}}}))
     text = summarise()
     assert "rows_in_shard 20; kept 7; dropped: nsfw 2" in text
@@ -30,10 +33,18 @@ def test_summary_prints_the_model_figures_in_percent_with_their_names(tmp_path, 
     the summary prints every figure in percent, the evaluation tables' unit."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics/train.json").write_text(json.dumps({
-        "epochs": 16, "train_images": 750, "val_images": 250, "init": "detector",
-        "val": {"ap50": 0.9765, "nme68": 6.73, "nme": 6.1, "fr": 0.84, "matched": 0.98, "nme68_anchor": 7.07},
-        "untrained": {"ap50": 0.0, "nme68": None, "fr": None, "matched": 0.0, "nme68_anchor": 95.3}}))
+    (tmp_path / "metrics/train.json").write_text(
+        json.dumps(
+            {
+                "epochs": 16,
+                "train_images": 750,
+                "val_images": 250,
+                "init": "detector",
+                "val": {"ap50": 0.9765, "nme68": 6.73, "nme": 6.1, "fr": 0.84, "matched": 0.98, "nme68_anchor": 7.07},
+                "untrained": {"ap50": 0.0, "nme68": None, "fr": None, "matched": 0.0, "nme68_anchor": 95.3},
+            }
+        )
+    )
     text = summarise()
     assert "epochs 16; train_images 750; val_images 250; init detector" in text
     assert "val: AP50 97.7 %; NME68 6.73 %; NME 6.1 %; FR 84 %; matched 98 %; NME68@anchors 7.07 %" in text

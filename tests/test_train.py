@@ -19,8 +19,7 @@ def toy(tmp_path_factory):
 def tiny(params: dict, epochs: int = 2) -> dict:
     p = json.loads(json.dumps(params))
     p["model"].update(imgsz=96, n_shape=8, n_expr=4)
-    p["train"].update(epochs=epochs, batch=3, warmup_epochs=0.5, init="scratch", bn_images=4,
-                      val_every_epoch=True)
+    p["train"].update(epochs=epochs, batch=3, warmup_epochs=0.5, init="scratch", bn_images=4, val_every_epoch=True)
     return p
 
 
@@ -28,8 +27,17 @@ def run(params, toy, root, threads: int = 2):
     from vggheads.stages.train import train
 
     head, images, heads = toy
-    return train(params, images, heads, head, root / "model", root / "metrics" / "train.json", root / "plots",
-                 root / "model" / ".work", threads=threads)
+    return train(
+        params,
+        images,
+        heads,
+        head,
+        root / "model",
+        root / "metrics" / "train.json",
+        root / "plots",
+        root / "model" / ".work",
+        threads=threads,
+    )
 
 
 def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow(params, toy, tmp_path):
@@ -56,8 +64,11 @@ def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow
     assert len(history) == 3 and "train/reproj_loss" in history[0] and "val/nme" in history[0]
 
     mlflow.set_tracking_uri(tracking_uri(p))
-    runs = mlflow.search_runs(experiment_names=[p["tracking"]["experiment"]],
-                              filter_string="tags.`vggheads.stage` = 'train'", output_format="list")
+    runs = mlflow.search_runs(
+        experiment_names=[p["tracking"]["experiment"]],
+        filter_string="tags.`vggheads.stage` = 'train'",
+        output_format="list",
+    )
     run_ = runs[0]
     client = mlflow.MlflowClient()
     for loss in ("cls_loss", "iou_loss", "dfl_loss", "reproj_loss", "vertices3d_loss", "rotation_loss"):
@@ -68,8 +79,9 @@ def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow
     assert {"model.safetensors", "model.onnx", "model.json"} <= artifacts
 
 
-def test_a_run_killed_after_an_epoch_resumes_to_the_same_bytes_as_an_uninterrupted_one(params, toy, tmp_path,
-                                                                                         monkeypatch, caplog):
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_bytes_as_an_uninterrupted_one(
+    params, toy, tmp_path, monkeypatch, caplog
+):
     """Kill after epoch 2 of 3, rerun: it resumes from epoch 3 and ends with the uninterrupted run's weights
     (live float32 weights, EMA, optimizer, data order and augmentation streams all restored)."""
     import logging
@@ -78,7 +90,7 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_bytes_as_an_uninterrupt
 
     p = tiny(params, epochs=3)
     p["tracking"]["enabled"] = False
-    p["train"]["augment"].update(degrees=10.0, hsv_v=0.3)   # the augmentation streams matter too
+    p["train"]["augment"].update(degrees=10.0, hsv_v=0.3)  # the augmentation streams matter too
     whole = run(p, toy, tmp_path / "whole")
 
     original = HeadTrainer.save_model
@@ -107,19 +119,25 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_bytes_as_an_uninterrupt
     assert "does not reproduce an uninterrupted run" not in caplog.text
     csv = (tmp_path / "killed" / "model" / ".work" / "run" / "results.csv").read_text().splitlines()
     assert [line.split(",")[0].strip() for line in csv[1:]] == ["1", "2", "3"]
-    assert (tmp_path / "killed" / "model" / "model.safetensors").read_bytes() == \
-        (tmp_path / "whole" / "model" / "model.safetensors").read_bytes()
+    assert (tmp_path / "killed" / "model" / "model.safetensors").read_bytes() == (
+        tmp_path / "whole" / "model" / "model.safetensors"
+    ).read_bytes()
     assert resumed == whole
     # the exported weights are float16-rounded; the float32 live weights and every logged loss agree too
-    final = [torch.load(tmp_path / run_ / "model" / ".work" / "run" / "weights" / "resume.pt", weights_only=False)
-             for run_ in ("whole", "killed")]
+    final = [
+        torch.load(tmp_path / run_ / "model" / ".work" / "run" / "weights" / "resume.pt", weights_only=False)
+        for run_ in ("whole", "killed")
+    ]
     assert final[0]["model"].keys() == final[1]["model"].keys()
     assert all(torch.equal(final[0]["model"][k], final[1]["model"][k]) for k in final[0]["model"])
-    losses = [[row.split(",")[2:] for row in (tmp_path / run_ / "plots" / "history.csv").read_text().splitlines()]
-              for run_ in ("whole", "killed")]
+    losses = [
+        [row.split(",")[2:] for row in (tmp_path / run_ / "plots" / "history.csv").read_text().splitlines()]
+        for run_ in ("whole", "killed")
+    ]
     assert losses[0] == losses[1]
-    assert (tmp_path / "killed" / "metrics" / "train.json").read_bytes() == \
-        (tmp_path / "whole" / "metrics" / "train.json").read_bytes()
+    assert (tmp_path / "killed" / "metrics" / "train.json").read_bytes() == (
+        tmp_path / "whole" / "metrics" / "train.json"
+    ).read_bytes()
 
     # finished: a rerun only re-exports; changed params start afresh
     started.clear()
@@ -131,8 +149,9 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_bytes_as_an_uninterrupt
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_training_uses_the_threads_it_was_given_not_the_machines_core_count(params, toy, tmp_path, monkeypatch,
-                                                                           threads):
+def test_training_uses_the_threads_it_was_given_not_the_machines_core_count(
+    params, toy, tmp_path, monkeypatch, threads
+):
     from vggheads.model.trainer import HeadTrainer
 
     seen = []
@@ -143,7 +162,7 @@ def test_training_uses_the_threads_it_was_given_not_the_machines_core_count(para
         return original(self, *a, **k)
 
     monkeypatch.setattr(HeadTrainer, "_do_train", record)
-    monkeypatch.setattr("ultralytics.utils.torch_utils.NUM_THREADS", 7)   # what ultralytics picks on an 8-core machine
+    monkeypatch.setattr("ultralytics.utils.torch_utils.NUM_THREADS", 7)  # what ultralytics picks on an 8-core machine
     p = tiny(params, epochs=1)
     p["tracking"]["enabled"] = False
     metrics = run(p, toy, tmp_path, threads=threads)
@@ -185,9 +204,17 @@ def test_a_manifest_without_training_images_is_a_clear_error(params, tmp_path):
     from vggheads.headmodel import save_head_model
     from vggheads.stages.train import train
 
-    images, heads = _write_manifest(tmp_path, tiny_head_model(), n_images=1)   # its one image is 'val'
+    images, heads = _write_manifest(tmp_path, tiny_head_model(), n_images=1)  # its one image is 'val'
     save_head_model(tiny_head_model(), tmp_path / "head.npz")
     with pytest.raises(InputError, match="no image with split 'train'"):
-        train(tiny(params), images, heads, tmp_path / "head.npz", tmp_path / "model", tmp_path / "m.json",
-              tmp_path / "plots", tmp_path / "work")
+        train(
+            tiny(params),
+            images,
+            heads,
+            tmp_path / "head.npz",
+            tmp_path / "model",
+            tmp_path / "m.json",
+            tmp_path / "plots",
+            tmp_path / "work",
+        )
     assert not (tmp_path / "model").exists()

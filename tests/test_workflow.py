@@ -10,8 +10,9 @@ from conftest import REPO, copy_project, tiny_params, tool_env
 
 
 def snakemake(*args, cwd=REPO, timeout=300):
-    return subprocess.run(["snakemake", *args], cwd=cwd, env=tool_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["snakemake", *args], cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 # The environment is the project's venv (make env), not a per-rule conda env or container.
@@ -30,8 +31,13 @@ def test_dry_run_resolves_every_rule_for_every_shard(tmp_path):
     res = snakemake("--dry-run", "--forceall", cwd=project)
     assert res.returncode == 0, res.stderr
     text = res.stdout + res.stderr
-    rules = [r for r in subprocess.run(["snakemake", "--list-rules"], cwd=project, env=tool_env(),
-                                       capture_output=True, text=True).stdout.split() if r != "all"]
+    rules = [
+        r
+        for r in subprocess.run(
+            ["snakemake", "--list-rules"], cwd=project, env=tool_env(), capture_output=True, text=True
+        ).stdout.split()
+        if r != "all"
+    ]
     for rule in rules:
         assert f"rule {rule}:" in text or f"localrule {rule}:" in text, f"rule {rule} not in the dry run"
     assert "data/poses/00001.parquet" in text
@@ -62,8 +68,9 @@ def test_dvc_yaml_is_generated_from_the_rules():
     ok, text = sync(check=True)
     assert ok, "dvc.yaml is out of date with the Snakemake rules: run `vggheads dvc-sync`"
     stages = yaml.safe_load(text)["stages"]
-    rules = subprocess.run(["snakemake", "--list-rules"], cwd=REPO, env=tool_env(), capture_output=True,
-                           text=True).stdout.split()
+    rules = subprocess.run(
+        ["snakemake", "--list-rules"], cwd=REPO, env=tool_env(), capture_output=True, text=True
+    ).stdout.split()
     assert set(stages) == {r for r in rules if r != "all"}
     n_shards = yaml.safe_load((REPO / "params.yaml").read_text())["dataset"]["shards"]
     assert stages["sample_captions"]["foreach"] == [f"{i:05d}" for i in range(n_shards)]
@@ -114,10 +121,18 @@ def start_gated_job(project, tmp_path, target, **env):
     real = shutil.which("vggheads", path=str(Path(sys.executable).parent))
     (shim_dir / "vggheads").write_text(GATE_SHIM.format(gate=gate, real=real))
     (shim_dir / "vggheads").chmod(0o755)
-    full_env = tool_env({"PATH": f"{shim_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-                         "MLFLOW_TRACKING_URI": "", **env})
-    proc = subprocess.Popen(["snakemake", "--cores", "1", target], cwd=project, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    full_env = tool_env(
+        {"PATH": f"{shim_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": "", **env}
+    )
+    proc = subprocess.Popen(
+        ["snakemake", "--cores", "1", target],
+        cwd=project,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not (gate / "started").exists():
         assert proc.poll() is None, proc.stdout.read()
@@ -183,15 +198,18 @@ def test_the_network_check_sees_native_dns_queries_and_onnxruntime_telemetry_is_
         '81 connect(3, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT\n'
         '81 connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.255.255.53")}, 16) = 0\n'
         '81 connect(5, {sa_family=AF_INET, sin_port=htons(5000), sin_addr=inet_addr("127.0.0.1")}, 16) = 0\n'
-        '82 connect(4, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), '
+        "82 connect(4, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), "
         'inet_pton(AF_INET6, "2603:1030::1", &sin6_addr), sin6_scope_id=0}, 28) = -1 ENETUNREACH\n'
-        '82 connect(4, {sa_family=AF_INET6, sin6_port=htons(80), inet_pton(AF_INET6, "::1", &sin6_addr)}, 28) = 0\n')
+        '82 connect(4, {sa_family=AF_INET6, sin6_port=htons(80), inet_pton(AF_INET6, "::1", &sin6_addr)}, 28) = 0\n'
+    )
     found = remote_connects(trace)
     assert len(found) == 2 and "10.255.255.53" in found[0] and "2603:1030::1" in found[1]
     # scontrol's controller lookup (the SLURM plugin runs it where SLURM is installed) is the one exemption
-    slurm = ('90 execve("/usr/bin/scontrol", ["scontrol", "show", "config"], 0x55 /* 35 vars */) = 0\n'
-             '90 connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.255.255.53")}, 16) = 0\n'
-             '90 connect(3, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("10.1.2.3")}, 16) = 0\n')
+    slurm = (
+        '90 execve("/usr/bin/scontrol", ["scontrol", "show", "config"], 0x55 /* 35 vars */) = 0\n'
+        '90 connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.255.255.53")}, 16) = 0\n'
+        '90 connect(3, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("10.1.2.3")}, 16) = 0\n'
+    )
     assert remote_connects(slurm) == [slurm.splitlines()[2]]
     assert OFFLINE_ENV["ORT_DISABLE_TELEMETRY"] == "1" and os.environ["ORT_DISABLE_TELEMETRY"] == "1"
     # every stage command calls configure() first: it sets the switch even where the caller did not
@@ -217,7 +235,9 @@ def test_every_rule_has_its_stage_module_and_stages_do_not_import_each_other():
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for rule, body in re.findall(r"^\s*rule (\w+):(.*?)(?=^\s*rule \w+:|\Z)", smk.read_text(), flags=re.M | re.S):
             if "shell:" in body:
-                assert f'"vggheads {rule.replace("_", "-")}' in body, f"rule {rule} does not call `vggheads {rule.replace('_', '-')}`"
+                assert f'"vggheads {rule.replace("_", "-")}' in body, (
+                    f"rule {rule} does not call `vggheads {rule.replace('_', '-')}`"
+                )
     for path in stages_dir.glob("*.py"):
         text = path.read_text()
         sideways = re.findall(r"from \.(\w+) import|from vggheads\.stages\.(\w+) import|from \.\.stages", text)

@@ -60,22 +60,96 @@ DROP = [
 
 
 GENERATED = 4000
-SINGLE = ["a woman", "a man", "an old man", "an elderly woman", "a young girl", "a boy", "a teenager", "a chef",
-          "a nurse", "a doctor", "a student", "a farmer", "a musician", "a businessman", "a young woman",
-          "a young man", "a girl with curly hair", "a man with a beard", "a woman in a red coat", "a tourist"]
-PAIR = ["two men", "two women", "a couple", "a man and a woman", "two friends", "two kids", "a mother and her son",
-        "two students"]
-GROUP = ["a group of friends", "three students", "four friends", "a family", "a group of people", "three children",
-         "a team of workers", "a group of tourists"]
-ACTIONS = ["smiling at the camera", "talking", "laughing", "standing", "walking", "posing for a photo", "waiting",
-           "looking at the sky", "reading a map", "drinking coffee", "eating lunch", "having a conversation",
-           "listening to music", "taking a break", "looking at each other", "waving", "sitting together",
-           "watching the sunset", "shopping", "playing cards"]
-PLACES = ["in a sunny park", "on a city street at night", "in a busy cafe", "at the beach", "in an office",
-          "in a library", "at a train station", "in a kitchen", "on a mountain trail", "in a garden",
-          "at a market", "in a living room", "on a rooftop terrace", "in a museum", "at a bus stop",
-          "in the snow", "by the river", "in a classroom", "at a wedding", "on a football field",
-          "in a shopping mall", "at an airport", "in a forest", "on a boat"]
+SINGLE = [
+    "a woman",
+    "a man",
+    "an old man",
+    "an elderly woman",
+    "a young girl",
+    "a boy",
+    "a teenager",
+    "a chef",
+    "a nurse",
+    "a doctor",
+    "a student",
+    "a farmer",
+    "a musician",
+    "a businessman",
+    "a young woman",
+    "a young man",
+    "a girl with curly hair",
+    "a man with a beard",
+    "a woman in a red coat",
+    "a tourist",
+]
+PAIR = [
+    "two men",
+    "two women",
+    "a couple",
+    "a man and a woman",
+    "two friends",
+    "two kids",
+    "a mother and her son",
+    "two students",
+]
+GROUP = [
+    "a group of friends",
+    "three students",
+    "four friends",
+    "a family",
+    "a group of people",
+    "three children",
+    "a team of workers",
+    "a group of tourists",
+]
+ACTIONS = [
+    "smiling at the camera",
+    "talking",
+    "laughing",
+    "standing",
+    "walking",
+    "posing for a photo",
+    "waiting",
+    "looking at the sky",
+    "reading a map",
+    "drinking coffee",
+    "eating lunch",
+    "having a conversation",
+    "listening to music",
+    "taking a break",
+    "looking at each other",
+    "waving",
+    "sitting together",
+    "watching the sunset",
+    "shopping",
+    "playing cards",
+]
+PLACES = [
+    "in a sunny park",
+    "on a city street at night",
+    "in a busy cafe",
+    "at the beach",
+    "in an office",
+    "in a library",
+    "at a train station",
+    "in a kitchen",
+    "on a mountain trail",
+    "in a garden",
+    "at a market",
+    "in a living room",
+    "on a rooftop terrace",
+    "in a museum",
+    "at a bus stop",
+    "in the snow",
+    "by the river",
+    "in a classroom",
+    "at a wedding",
+    "on a football field",
+    "in a shopping mall",
+    "at an airport",
+    "in a forest",
+    "on a boat",
+]
 
 
 def generated_captions(n: int = GENERATED) -> list[str]:
@@ -97,34 +171,129 @@ def generated_captions(n: int = GENERATED) -> list[str]:
 def build() -> pa.Table:
     rows = []
     for i, text in enumerate(KEEP):
-        rows.append(dict(URL=f"https://example.org/demo/{i:04d}.jpg", TEXT=text, WIDTH=1024, HEIGHT=768 + 16 * (i % 5),
-                         NSFW="UNLIKELY", similarity=0.32, punsafe=0.02, pwatermark=0.05))
+        rows.append(
+            dict(
+                URL=f"https://example.org/demo/{i:04d}.jpg",
+                TEXT=text,
+                WIDTH=1024,
+                HEIGHT=768 + 16 * (i % 5),
+                NSFW="UNLIKELY",
+                similarity=0.32,
+                punsafe=0.02,
+                pwatermark=0.05,
+            )
+        )
     for j, (text, _) in enumerate(DROP):
-        rows.append(dict(URL=f"https://example.org/demo/d{j:03d}.jpg", TEXT=text, WIDTH=800, HEIGHT=800,
-                         NSFW="UNLIKELY", similarity=0.3, punsafe=0.01, pwatermark=0.1))
+        rows.append(
+            dict(
+                URL=f"https://example.org/demo/d{j:03d}.jpg",
+                TEXT=text,
+                WIDTH=800,
+                HEIGHT=800,
+                NSFW="UNLIKELY",
+                similarity=0.3,
+                punsafe=0.01,
+                pwatermark=0.1,
+            )
+        )
     # Rule cases: NSFW flags, an extreme aspect ratio, near-duplicates, empty and missing captions.
     rows += [
-        dict(URL="https://example.org/demo/n1.jpg", TEXT="a woman posing on a beach", WIDTH=900, HEIGHT=900,
-             NSFW="NSFW", similarity=0.3, punsafe=0.9, pwatermark=0.1),
-        dict(URL="https://example.org/demo/n2.jpg", TEXT="a man posing in a studio", WIDTH=900, HEIGHT=900,
-             NSFW="UNSURE", similarity=0.3, punsafe=0.5, pwatermark=0.1),
-        dict(URL="https://example.org/demo/a1.jpg", TEXT="a panorama of people on a long beach promenade",
-             WIDTH=3000, HEIGHT=600, NSFW="UNLIKELY", similarity=0.3, punsafe=0.01, pwatermark=0.1),
-        dict(URL="https://example.org/demo/u1.jpg", TEXT="A woman smiling at the camera in a sunny park!",
-             WIDTH=1024, HEIGHT=768, NSFW="UNLIKELY", similarity=0.3, punsafe=0.01, pwatermark=0.1),
-        dict(URL="https://example.org/demo/u2.jpg", TEXT="two men talking on a city street at night time",
-             WIDTH=1024, HEIGHT=768, NSFW="UNLIKELY", similarity=0.3, punsafe=0.01, pwatermark=0.1),
-        dict(URL="https://example.org/demo/e1.jpg", TEXT="   ", WIDTH=640, HEIGHT=480, NSFW="UNLIKELY",
-             similarity=0.3, punsafe=0.01, pwatermark=0.1),
-        dict(URL="https://example.org/demo/e2.jpg", TEXT=None, WIDTH=640, HEIGHT=480, NSFW="UNLIKELY",
-             similarity=0.3, punsafe=0.01, pwatermark=0.1),
+        dict(
+            URL="https://example.org/demo/n1.jpg",
+            TEXT="a woman posing on a beach",
+            WIDTH=900,
+            HEIGHT=900,
+            NSFW="NSFW",
+            similarity=0.3,
+            punsafe=0.9,
+            pwatermark=0.1,
+        ),
+        dict(
+            URL="https://example.org/demo/n2.jpg",
+            TEXT="a man posing in a studio",
+            WIDTH=900,
+            HEIGHT=900,
+            NSFW="UNSURE",
+            similarity=0.3,
+            punsafe=0.5,
+            pwatermark=0.1,
+        ),
+        dict(
+            URL="https://example.org/demo/a1.jpg",
+            TEXT="a panorama of people on a long beach promenade",
+            WIDTH=3000,
+            HEIGHT=600,
+            NSFW="UNLIKELY",
+            similarity=0.3,
+            punsafe=0.01,
+            pwatermark=0.1,
+        ),
+        dict(
+            URL="https://example.org/demo/u1.jpg",
+            TEXT="A woman smiling at the camera in a sunny park!",
+            WIDTH=1024,
+            HEIGHT=768,
+            NSFW="UNLIKELY",
+            similarity=0.3,
+            punsafe=0.01,
+            pwatermark=0.1,
+        ),
+        dict(
+            URL="https://example.org/demo/u2.jpg",
+            TEXT="two men talking on a city street at night time",
+            WIDTH=1024,
+            HEIGHT=768,
+            NSFW="UNLIKELY",
+            similarity=0.3,
+            punsafe=0.01,
+            pwatermark=0.1,
+        ),
+        dict(
+            URL="https://example.org/demo/e1.jpg",
+            TEXT="   ",
+            WIDTH=640,
+            HEIGHT=480,
+            NSFW="UNLIKELY",
+            similarity=0.3,
+            punsafe=0.01,
+            pwatermark=0.1,
+        ),
+        dict(
+            URL="https://example.org/demo/e2.jpg",
+            TEXT=None,
+            WIDTH=640,
+            HEIGHT=480,
+            NSFW="UNLIKELY",
+            similarity=0.3,
+            punsafe=0.01,
+            pwatermark=0.1,
+        ),
     ]
     for i, text in enumerate(generated_captions()):
-        rows.append(dict(URL=f"https://example.org/demo/g{i:05d}.jpg", TEXT=text, WIDTH=1024, HEIGHT=768,
-                         NSFW="UNLIKELY", similarity=0.31, punsafe=0.02, pwatermark=0.05))
-    schema = pa.schema([("URL", pa.string()), ("TEXT", pa.string()), ("WIDTH", pa.int64()), ("HEIGHT", pa.int64()),
-                        ("NSFW", pa.string()), ("similarity", pa.float64()), ("punsafe", pa.float64()),
-                        ("pwatermark", pa.float64())])
+        rows.append(
+            dict(
+                URL=f"https://example.org/demo/g{i:05d}.jpg",
+                TEXT=text,
+                WIDTH=1024,
+                HEIGHT=768,
+                NSFW="UNLIKELY",
+                similarity=0.31,
+                punsafe=0.02,
+                pwatermark=0.05,
+            )
+        )
+    schema = pa.schema(
+        [
+            ("URL", pa.string()),
+            ("TEXT", pa.string()),
+            ("WIDTH", pa.int64()),
+            ("HEIGHT", pa.int64()),
+            ("NSFW", pa.string()),
+            ("similarity", pa.float64()),
+            ("punsafe", pa.float64()),
+            ("pwatermark", pa.float64()),
+        ]
+    )
     return pa.Table.from_pylist(rows, schema=schema)
 
 

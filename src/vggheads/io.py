@@ -47,8 +47,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_partials(path)
-    fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(path), suffix=suffix or "".join(path.suffixes) or ".tmp",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=_partial_prefix(path), suffix=suffix or "".join(path.suffixes) or ".tmp", dir=path.parent
+    )
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
     os.close(fd)
     tmp = Path(tmp)

@@ -23,7 +23,7 @@ OFFLINE_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
     "DVC_NO_ANALYTICS": "1",
-    "ORT_DISABLE_TELEMETRY": "1",          # onnxruntime's native telemetry (read when it starts)
+    "ORT_DISABLE_TELEMETRY": "1",  # onnxruntime's native telemetry (read when it starts)
     "TQDM_MININTERVAL": "1",
 }
 
@@ -63,10 +63,22 @@ def configure() -> None:
         os.replace(tmp, font)
     settings = font_dir / "settings.json"
     # Only keys ultralytics knows: it rewrites the file (and says so) when it meets others.
-    wanted = {"sync": False, "mlflow": False, "clearml": False, "comet": False, "dvc": False,
-              "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False, "openvino_msg": False,
-              # stray run/weight/dataset folders go under the config dir, never into the repository
-              "runs_dir": str(cfg / "runs"), "weights_dir": str(cfg / "weights"), "datasets_dir": str(cfg / "datasets")}
+    wanted = {
+        "sync": False,
+        "mlflow": False,
+        "clearml": False,
+        "comet": False,
+        "dvc": False,
+        "raytune": False,
+        "tensorboard": False,
+        "wandb": False,
+        "vscode_msg": False,
+        "openvino_msg": False,
+        # stray run/weight/dataset folders go under the config dir, never into the repository
+        "runs_dir": str(cfg / "runs"),
+        "weights_dir": str(cfg / "weights"),
+        "datasets_dir": str(cfg / "datasets"),
+    }
     current = json.loads(settings.read_text()) if settings.exists() else {}
     if any(current.get(k) != v for k, v in wanted.items()):
         current.update(wanted)
@@ -82,8 +94,18 @@ def import_ultralytics():
     import ultralytics
     from ultralytics.utils import SETTINGS
 
-    SETTINGS.update({"sync": False, "mlflow": False, "dvc": False, "tensorboard": False, "wandb": False,
-                     "clearml": False, "comet": False, "raytune": False})
+    SETTINGS.update(
+        {
+            "sync": False,
+            "mlflow": False,
+            "dvc": False,
+            "tensorboard": False,
+            "wandb": False,
+            "clearml": False,
+            "comet": False,
+            "raytune": False,
+        }
+    )
     # ultralytics patches PIL.Image.open to pip-install a HEIF plugin when PIL cannot identify a
     # file: a corrupt image would then try the network instead of raising. Restore PIL's own.
     from PIL import Image

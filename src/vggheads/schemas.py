@@ -34,149 +34,176 @@ def _fixed(type_: pa.DataType, n: int) -> pa.DataType:
 
 SCHEMAS: dict[str, pa.Schema] = {
     # sample_captions: one row per kept caption.
-    "captions": pa.schema([
-        ("sample_id", pa.string()),
-        ("shard", pa.string()),
-        ("source_file", pa.string()),
-        ("source_row", pa.int64()),
-        ("url", pa.string()),
-        ("caption", pa.string()),
-        ("prompt", pa.string()),
-        ("negative_prompt", pa.string()),
-        ("seed", pa.int64()),
-    ]),
+    "captions": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("shard", pa.string()),
+            ("source_file", pa.string()),
+            ("source_row", pa.int64()),
+            ("url", pa.string()),
+            ("caption", pa.string()),
+            ("prompt", pa.string()),
+            ("negative_prompt", pa.string()),
+            ("seed", pa.int64()),
+        ]
+    ),
     # download_images: one row per requested photo (img2dataset's status, our failure class; key = member
     # name in the shard's webdataset .tar, empty when the download failed).
-    "downloads": pa.schema([
-        ("sample_id", pa.string()),
-        ("url", pa.string()),
-        ("key", pa.string()),
-        ("status", pa.string()),
-        ("failure", pa.string()),
-        ("error_message", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("original_width", pa.int32()),
-        ("original_height", pa.int32()),
-        ("sha256", pa.string()),
-    ]),
+    "downloads": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("url", pa.string()),
+            ("key", pa.string()),
+            ("status", pa.string()),
+            ("failure", pa.string()),
+            ("error_message", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("original_width", pa.int32()),
+            ("original_height", pa.int32()),
+            ("sha256", pa.string()),
+        ]
+    ),
     # extract_poses: one row per person; COCO-17 keypoints as 17 (x, y, confidence) triples.
-    "poses": pa.schema([
-        ("sample_id", pa.string()),
-        ("person", pa.int32()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("keypoints", _fixed(pa.float32(), N_COCO * 3)),
-        ("box", _fixed(pa.float32(), 4)),
-        ("condition_image", pa.string()),
-        ("backend", pa.string()),
-    ]),
+    "poses": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("person", pa.int32()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("keypoints", _fixed(pa.float32(), N_COCO * 3)),
+            ("box", _fixed(pa.float32(), 4)),
+            ("condition_image", pa.string()),
+            ("backend", pa.string()),
+        ]
+    ),
     # render: one row per rendered image (any backend).
-    "render": pa.schema([
-        ("sample_id", pa.string()),
-        ("image", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("backend", pa.string()),
-        ("seed", pa.int64()),
-        ("prompt", pa.string()),
-        ("negative_prompt", pa.string()),
-        ("base_model", pa.string()),
-        ("condition_model", pa.string()),
-    ]),
+    "render": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("image", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("backend", pa.string()),
+            ("seed", pa.int64()),
+            ("prompt", pa.string()),
+            ("negative_prompt", pa.string()),
+            ("base_model", pa.string()),
+            ("condition_model", pa.string()),
+        ]
+    ),
     # render (procedural backend): exact truth, one row per head.
-    "render_heads": pa.schema([
-        ("sample_id", pa.string()),
-        ("head", pa.int32()),
-        ("box", _fixed(pa.float32(), 4)),
-        ("flame_params", _fixed(pa.float32(), N_PARAMS)),
-        ("landmarks", _fixed(pa.float32(), N_LANDMARKS * 3)),
-        ("yaw", pa.float32()),
-        ("pitch", pa.float32()),
-        ("roll", pa.float32()),
-        ("visible_fraction", pa.float32()),
-    ]),
+    "render_heads": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("head", pa.int32()),
+            ("box", _fixed(pa.float32(), 4)),
+            ("flame_params", _fixed(pa.float32(), N_PARAMS)),
+            ("landmarks", _fixed(pa.float32(), N_LANDMARKS * 3)),
+            ("yaw", pa.float32()),
+            ("pitch", pa.float32()),
+            ("roll", pa.float32()),
+            ("visible_fraction", pa.float32()),
+        ]
+    ),
     # detect_heads: one row per detected head box.
-    "detections": pa.schema([
-        ("sample_id", pa.string()),
-        ("head", pa.int32()),
-        ("box", _fixed(pa.float32(), 4)),
-        ("score", pa.float32()),
-    ]),
+    "detections": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("head", pa.int32()),
+            ("box", _fixed(pa.float32(), 4)),
+            ("score", pa.float32()),
+        ]
+    ),
     # label_3dmm: one row per labelled head; flame_params in image pixels (v_img = s * R v + t).
-    "labels": pa.schema([
-        ("sample_id", pa.string()),
-        ("head", pa.int32()),
-        ("box", _fixed(pa.float32(), 4)),
-        ("extended_box", _fixed(pa.float32(), 4)),
-        ("score", pa.float32()),
-        ("flame_params", _fixed(pa.float32(), N_PARAMS)),
-        ("landmarks", _fixed(pa.float32(), N_LANDMARKS * 3)),
-        ("yaw", pa.float32()),
-        ("pitch", pa.float32()),
-        ("roll", pa.float32()),
-        ("labeller", pa.string()),
-    ]),
+    "labels": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("head", pa.int32()),
+            ("box", _fixed(pa.float32(), 4)),
+            ("extended_box", _fixed(pa.float32(), 4)),
+            ("score", pa.float32()),
+            ("flame_params", _fixed(pa.float32(), N_PARAMS)),
+            ("landmarks", _fixed(pa.float32(), N_LANDMARKS * 3)),
+            ("yaw", pa.float32()),
+            ("pitch", pa.float32()),
+            ("roll", pa.float32()),
+            ("labeller", pa.string()),
+        ]
+    ),
     # filter: one row per image, kept or not, with the first rule that dropped it.
-    "filter": pa.schema([
-        ("sample_id", pa.string()),
-        ("keep", pa.bool_()),
-        ("reason", pa.string()),
-        ("n_heads", pa.int32()),
-        ("stability", pa.float32()),    # mean best IoU of the boxes with those found on the flipped image (NaN: not run)
-    ]),
+    "filter": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("keep", pa.bool_()),
+            ("reason", pa.string()),
+            ("n_heads", pa.int32()),
+            (
+                "stability",
+                pa.float32(),
+            ),  # mean best IoU of the boxes with those found on the flipped image (NaN: not run)
+        ]
+    ),
     # filter, head-mesh renders: agreement of each image with the scene it was drawn around ...
-    "agreement": pa.schema([
-        ("sample_id", pa.string()),
-        ("scene_heads", pa.int32()),
-        ("detected", pa.int32()),       # the head detector's boxes on the image
-        ("matched", pa.int32()),        # one-to-one matches at IoU >= filter.agreement.min_iou
-        ("recall", pa.float32()),
-        ("precision", pa.float32()),
-        ("f1", pa.float32()),           # 2 matched / (scene heads + detected); 1 when both are 0
-        ("mean_iou", pa.float32()),     # over the scene heads, 0 for one not found (NaN: no scene head)
-        ("nme", pa.float32()),          # labeller landmarks vs the scene's, percent of sqrt(w h) (NaN: not measured)
-        ("agree", pa.bool_()),          # passes filter.agreement's thresholds
-    ]),
+    "agreement": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("scene_heads", pa.int32()),
+            ("detected", pa.int32()),  # the head detector's boxes on the image
+            ("matched", pa.int32()),  # one-to-one matches at IoU >= filter.agreement.min_iou
+            ("recall", pa.float32()),
+            ("precision", pa.float32()),
+            ("f1", pa.float32()),  # 2 matched / (scene heads + detected); 1 when both are 0
+            ("mean_iou", pa.float32()),  # over the scene heads, 0 for one not found (NaN: no scene head)
+            ("nme", pa.float32()),  # labeller landmarks vs the scene's, percent of sqrt(w h) (NaN: not measured)
+            ("agree", pa.bool_()),  # passes filter.agreement's thresholds
+        ]
+    ),
     # ... and of each scene head.
-    "agreement_heads": pa.schema([
-        ("sample_id", pa.string()),
-        ("head", pa.int32()),
-        ("box", _fixed(pa.float32(), 4)),            # the scene's
-        ("detected_box", _fixed(pa.float32(), 4)),   # the matched detection (NaN: none)
-        ("matched", pa.bool_()),
-        ("iou", pa.float32()),                       # with the matched detection, else the best overlap
-        ("nme", pa.float32()),
-        ("nme_visible", pa.float32()),               # over the landmarks the scene marks visible
-    ]),
+    "agreement_heads": pa.schema(
+        [
+            ("sample_id", pa.string()),
+            ("head", pa.int32()),
+            ("box", _fixed(pa.float32(), 4)),  # the scene's
+            ("detected_box", _fixed(pa.float32(), 4)),  # the matched detection (NaN: none)
+            ("matched", pa.bool_()),
+            ("iou", pa.float32()),  # with the matched detection, else the best overlap
+            ("nme", pa.float32()),
+            ("nme_visible", pa.float32()),  # over the landmarks the scene marks visible
+        ]
+    ),
     # build_manifest: the dataset. images.parquet, one row per kept image ...
-    "images": pa.schema([
-        ("image_id", pa.string()),
-        ("shard", pa.string()),
-        ("split", pa.string()),
-        ("path", pa.string()),          # relative to the manifest's directory
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("n_heads", pa.int32()),
-        ("backend", pa.string()),
-        ("prompt", pa.string()),
-        ("seed", pa.int64()),
-    ]),
+    "images": pa.schema(
+        [
+            ("image_id", pa.string()),
+            ("shard", pa.string()),
+            ("split", pa.string()),
+            ("path", pa.string()),  # relative to the manifest's directory
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("n_heads", pa.int32()),
+            ("backend", pa.string()),
+            ("prompt", pa.string()),
+            ("seed", pa.int64()),
+        ]
+    ),
     # ... and heads.parquet, one row per head of a kept image.
-    "heads": pa.schema([
-        ("image_id", pa.string()),
-        ("head", pa.int32()),
-        ("split", pa.string()),
-        ("box", _fixed(pa.float32(), 4)),
-        ("extended_box", _fixed(pa.float32(), 4)),
-        ("score", pa.float32()),
-        ("flame_params", _fixed(pa.float32(), N_PARAMS)),
-        ("landmarks", _fixed(pa.float32(), N_LANDMARKS * 3)),
-        ("yaw", pa.float32()),
-        ("pitch", pa.float32()),
-        ("roll", pa.float32()),
-        ("labeller", pa.string()),
-    ]),
+    "heads": pa.schema(
+        [
+            ("image_id", pa.string()),
+            ("head", pa.int32()),
+            ("split", pa.string()),
+            ("box", _fixed(pa.float32(), 4)),
+            ("extended_box", _fixed(pa.float32(), 4)),
+            ("score", pa.float32()),
+            ("flame_params", _fixed(pa.float32(), N_PARAMS)),
+            ("landmarks", _fixed(pa.float32(), N_LANDMARKS * 3)),
+            ("yaw", pa.float32()),
+            ("pitch", pa.float32()),
+            ("roll", pa.float32()),
+            ("labeller", pa.string()),
+        ]
+    ),
 }
 
 
@@ -202,7 +229,9 @@ def from_rows(name: str, rows: list[dict]) -> pa.Table:
         except KeyError:
             raise KeyError(f"table '{name}': a row lacks column '{field.name}'") from None
         if pa.types.is_fixed_size_list(field.type):
-            values = [None if v is None else [float(x) for x in (v.ravel() if hasattr(v, "ravel") else v)] for v in values]
+            values = [
+                None if v is None else [float(x) for x in (v.ravel() if hasattr(v, "ravel") else v)] for v in values
+            ]
         cols[field.name] = pa.array(values, type=field.type)
     return pa.Table.from_pydict(cols, schema=sch)
 
@@ -226,8 +255,10 @@ def check_schema(path: str | os.PathLike, name: str, file_schema: pa.Schema) -> 
     if found_name is not None and found_name != name:
         raise InputError(f"{path}: holds a '{found_name}' table, expected '{name}'")
     if found_version is not None and found_version != SCHEMA_VERSION:
-        raise InputError(f"{path}: schema version {found_version}, this vggheads reads version {SCHEMA_VERSION}; "
-                         f"rebuild it with this version (e.g. rerun the stage that wrote it)")
+        raise InputError(
+            f"{path}: schema version {found_version}, this vggheads reads version {SCHEMA_VERSION}; "
+            f"rebuild it with this version (e.g. rerun the stage that wrote it)"
+        )
     expected = SCHEMAS[name]
     for field in expected:
         if field.name not in file_schema.names:

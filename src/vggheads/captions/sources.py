@@ -13,8 +13,14 @@ from ..errors import InputError
 
 URL_COLUMNS = ("URL", "url")
 CAPTION_COLUMNS = ("TEXT", "caption", "text", "CAPTION")
-OPTIONAL = {"NSFW": ("NSFW", "nsfw"), "punsafe": ("punsafe",), "pwatermark": ("pwatermark",),
-            "WIDTH": ("WIDTH", "width"), "HEIGHT": ("HEIGHT", "height"), "similarity": ("similarity",)}
+OPTIONAL = {
+    "NSFW": ("NSFW", "nsfw"),
+    "punsafe": ("punsafe",),
+    "pwatermark": ("pwatermark",),
+    "WIDTH": ("WIDTH", "width"),
+    "HEIGHT": ("HEIGHT", "height"),
+    "similarity": ("similarity",),
+}
 
 
 @dataclass
@@ -55,8 +61,9 @@ def read_source(path: str) -> SourceRows:
     url_col = _pick(names, URL_COLUMNS)
     cap_col = _pick(names, CAPTION_COLUMNS)
     if cap_col is None:
-        raise InputError(f"{path}: no caption column (expected one of {', '.join(CAPTION_COLUMNS)}; "
-                         f"found {', '.join(names)})")
+        raise InputError(
+            f"{path}: no caption column (expected one of {', '.join(CAPTION_COLUMNS)}; found {', '.join(names)})"
+        )
     if url_col is None:
         raise InputError(f"{path}: no URL column (expected one of {', '.join(URL_COLUMNS)}; found {', '.join(names)})")
     wanted = {"url": url_col, "caption": cap_col}

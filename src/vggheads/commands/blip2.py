@@ -30,8 +30,12 @@ def _caption(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("blip2", help="BLIP-2 captioner: build the tiny model, check or run a model",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "blip2",
+        help="BLIP-2 captioner: build the tiny model, check or run a model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s = p.add_subparsers(dest="blip2_command", required=True)
     c = s.add_parser("check", help="is the model found locally (directory or Hugging Face cache)?")
     c.add_argument("model", nargs="?", default="Salesforce/blip2-opt-2.7b")

@@ -35,16 +35,29 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("draw", help="draw head truth (boxes, landmarks, mesh, pose axes) over images",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "draw",
+        help="draw head truth (boxes, landmarks, mesh, pose axes) over images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("input", type=Path, help="an image, or a directory of images (a render shard)")
-    p.add_argument("--heads", type=Path, default=None,
-                   help="heads parquet (schema render_heads); default: <image dir>.heads.parquet")
+    p.add_argument(
+        "--heads",
+        type=Path,
+        default=None,
+        help="heads parquet (schema render_heads); default: <image dir>.heads.parquet",
+    )
     p.add_argument("--poses", type=Path, default=None, help="poses parquet: also draw the skeleton keypoints")
-    p.add_argument("--head-model", type=Path, default=None,
-                   help=f"head model for the mesh and axes (default {DEFAULT_HEAD_MODEL})")
-    p.add_argument("--out", type=Path, default=Path("overlays"),
-                   help="output directory (or a .png file for one image); default overlays/")
+    p.add_argument(
+        "--head-model", type=Path, default=None, help=f"head model for the mesh and axes (default {DEFAULT_HEAD_MODEL})"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("overlays"),
+        help="output directory (or a .png file for one image); default overlays/",
+    )
     p.add_argument("--what", default=",".join(WHAT), help=f"comma-separated subset of {','.join(WHAT)}")
     p.add_argument("--scale", type=int, default=2, help="enlarge the image by this factor before drawing")
     p.add_argument("--limit", type=int, default=None, help="draw at most this many images")

@@ -24,11 +24,19 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="write the manifests in the paper's release layout (split_000NN/...)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "export",
+        help="write the manifests in the paper's release layout (split_000NN/...)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--manifest", type=Path, default=Path("data/manifest"), help="directory of images/heads.parquet")
     p.add_argument("--out", type=Path, required=True, help="release directory to write (replaced atomically)")
-    p.add_argument("--image-format", choices=["same", "jpg"], default="same",
-                   help="same: copy the images as they are; jpg: convert to JPEG quality 95 (the release's format)")
+    p.add_argument(
+        "--image-format",
+        choices=["same", "jpg"],
+        default="same",
+        help="same: copy the images as they are; jpg: convert to JPEG quality 95 (the release's format)",
+    )
     p.add_argument("--link", action="store_true", help="hard-link images instead of copying (same filesystem)")
     p.set_defaults(func=_cli)

@@ -32,11 +32,11 @@ def show(model_path: Path, out: Path, size: int = 360, seed: int = 0) -> None:
     gen = torch.Generator().manual_seed(seed)
     B = 4
     shape, expression, jaw = torch.zeros(B, N_SHAPE), torch.zeros(B, N_EXPR), torch.zeros(B, 3)
-    shape[1] = 1.5 * torch.randn(N_SHAPE, generator=gen)              # a random identity
+    shape[1] = 1.5 * torch.randn(N_SHAPE, generator=gen)  # a random identity
     shape[2] = 1.5 * torch.randn(N_SHAPE, generator=gen)
-    expression[2] = 1.5 * torch.randn(N_EXPR, generator=gen)          # ... with a random expression
-    expression[3, 0] = 2.5                                            # smile (for the procedural model)
-    jaw[3, 0] = 0.3                                                   # jaw open
+    expression[2] = 1.5 * torch.randn(N_EXPR, generator=gen)  # ... with a random expression
+    expression[3, 0] = 2.5  # smile (for the procedural model)
+    jaw[3, 0] = 0.3  # jaw open
     with torch.no_grad():
         verts = layer(shape, expression, jaw).numpy()
         lmk = landmarks(torch.from_numpy(verts), layer).numpy()
@@ -68,16 +68,22 @@ def show_rig(model_path: Path, out: Path, size: int = 360) -> None:
     model = load_head_model(model_path)
     v, faces = model.v_template + np.array([0.0, 0.0, 0.05]), model.faces
     centre = 0.5 * (v.min(0) + v.max(0))
-    kw = dict(size=size, centre=centre, extent=0.55 * float((v.max(0) - v.min(0))[:2].max()), rotation=yaw_matrix(35, 0))
+    kw = dict(
+        size=size, centre=centre, extent=0.55 * float((v.max(0) - v.min(0))[:2].max()), rotation=yaw_matrix(35, 0)
+    )
     grey = np.full((model.n_vertices, 3), 0.8)
     jaw = model.weights[:, 2:3]
     jaw_colours = (1 - jaw) * grey + jaw * np.array([0.85, 0.2, 0.15])
-    subset = lambda name: np.where(np.isin(np.arange(model.n_vertices), model.subsets[name])[:, None],
-                                   np.array([0.2, 0.55, 0.85]), grey)
+    subset = lambda name: np.where(
+        np.isin(np.arange(model.n_vertices), model.subsets[name])[:, None], np.array([0.2, 0.55, 0.85]), grey
+    )
     joints = model.J_regressor @ v
-    images = [render_view(v, faces, jaw_colours, **kw), render_view(v, faces, subset("face"), **kw),
-              render_view(v, faces, subset("head"), **kw),
-              render_view(v, faces, vertex_colours(model), points=joints, **dict(kw, rotation=yaw_matrix(-90, 0)))]
+    images = [
+        render_view(v, faces, jaw_colours, **kw),
+        render_view(v, faces, subset("face"), **kw),
+        render_view(v, faces, subset("head"), **kw),
+        render_view(v, faces, vertex_colours(model), points=joints, **dict(kw, rotation=yaw_matrix(-90, 0))),
+    ]
     labels = ["jaw skinning weight", "subset 'face'", "subset 'head'", "regions; joints (red)"]
     with atomic_path(out) as tmp:
         grid_image(images, 4, labels).save(tmp, format="PNG")
@@ -92,13 +98,19 @@ def _cli_show(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("headmodel", help="build the procedural head model, or draw one",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "headmodel",
+        help="build the procedural head model, or draw one",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cmds = p.add_subparsers(dest="headmodel_command", metavar="ACTION", required=True)
     s = cmds.add_parser("show", help="draw a head model (views, landmarks, random shapes and expressions) to a PNG")
     s.add_argument("model", type=Path, help="head model: our .npz or FLAME's generic_model.pkl")
     s.add_argument("--out", type=Path, required=True, help="output PNG")
     s.add_argument("--size", type=int, default=360, help="pixels per view")
     s.add_argument("--seed", type=int, default=0, help="seed of the random shapes and expressions drawn")
-    s.add_argument("--rig", type=Path, default=None, help="also draw the rig (jaw weights, subsets, regions, joints) to this PNG")
+    s.add_argument(
+        "--rig", type=Path, default=None, help="also draw the rig (jaw weights, subsets, regions, joints) to this PNG"
+    )
     s.set_defaults(func=_cli_show)

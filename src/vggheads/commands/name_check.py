@@ -29,29 +29,43 @@ def _cli(args: argparse.Namespace) -> int:
     captions = read_captions(args.source, labels)
     check = build_name_check(names_cfg)
     results = {}
-    for name, rows in (("all labelled rows", None), ("dev rows 0-499", range(0, 500)),
-                       ("held-out rows 500-999", range(500, 1000))):
+    for name, rows in (
+        ("all labelled rows", None),
+        ("dev rows 0-499", range(0, 500)),
+        ("held-out rows 500-999", range(500, 1000)),
+    ):
         results[name] = measure(captions, labels, check, rows)
     print(f"name check: {names_cfg}\n")
     print(markdown(results))
     allrows = results["all labelled rows"]
     print()
-    print(confusion_markdown("People check, all rows (labelled people = depicted person, not NSFW):",
-                             allrows["people_check"], "people"))
+    print(
+        confusion_markdown(
+            "People check, all rows (labelled people = depicted person, not NSFW):", allrows["people_check"], "people"
+        )
+    )
     print()
-    print(confusion_markdown("Name check, rows that pass the people check:", allrows["name_check_people_rows"], "named"))
+    print(
+        confusion_markdown("Name check, rows that pass the people check:", allrows["name_check_people_rows"], "named")
+    )
     print()
     print(confusion_markdown("Name check, all rows:", allrows["name_check_all_rows"], "named"))
-    print(f"\nkept rows naming a person: {allrows['kept_named_rows']}; "
-          f"people rows without a name that were dropped: {allrows['should_keep_missed_rows']}")
+    print(
+        f"\nkept rows naming a person: {allrows['kept_named_rows']}; "
+        f"people rows without a name that were dropped: {allrows['should_keep_missed_rows']}"
+    )
     if args.json:
         args.json.write_text(json.dumps({"names": names_cfg, "results": results}, indent=1))
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("name-check", help="measure the people and name checks on hand-labelled LAION rows",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "name-check",
+        help="measure the people and name checks on hand-labelled LAION rows",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--source", type=Path, required=True, help="the LAION parquet the labels refer to")
     p.add_argument("--labels", type=Path, required=True, help="labels CSV (row, url_sha1, people, named, nsfw)")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))

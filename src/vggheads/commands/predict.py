@@ -57,11 +57,14 @@ def default_head_model(params_path: Path = Path("params.yaml")) -> Path:
     own = Path("data/headmodel/head_model.npz")
     if own.exists():
         return own
-    raise MissingWeightsError("head model for the released VGGHeads model (FLAME generic_model.pkl)", own,
-                              "Pass --head-model with your FLAME 2020 generic_model.pkl (registration at "
-                              "https://flame.is.tue.mpg.de; its landmark embedding next to it), or build the "
-                              "project's own with `vggheads build-head-model --out data/headmodel/head_model.npz` "
-                              "(runs, but not comparable to the paper).")
+    raise MissingWeightsError(
+        "head model for the released VGGHeads model (FLAME generic_model.pkl)",
+        own,
+        "Pass --head-model with your FLAME 2020 generic_model.pkl (registration at "
+        "https://flame.is.tue.mpg.de; its landmark embedding next to it), or build the "
+        "project's own with `vggheads build-head-model --out data/headmodel/head_model.npz` "
+        "(runs, but not comparable to the paper).",
+    )
 
 
 class _Outputs:
@@ -80,7 +83,7 @@ class _Outputs:
     def stem_for(self, path: Path) -> str:
         base = Path(path).stem
         candidates = [base, f"{base}_pred"] + [f"{base}_pred{k}" for k in range(2, 10000)]
-        if base in self.used:   # a second input of the same name: <stem>_2, as before
+        if base in self.used:  # a second input of the same name: <stem>_2, as before
             candidates = [f"{base}_{k}" for k in range(2, 10000)]
         for stem in candidates:
             if self._free(stem):
@@ -89,8 +92,9 @@ class _Outputs:
         raise RuntimeError(f"no free output name for {path} in {self.out}")
 
 
-def build_detector(weights: Path, onnx=None, head_model: Path | None = None, conf: float = 0.5, iou: float = 0.5,
-                   channels: str = "rgb"):
+def build_detector(
+    weights: Path, onnx=None, head_model: Path | None = None, conf: float = 0.5, iou: float = 0.5, channels: str = "rgb"
+):
     """(detector, backend name, mesh faces for drawing) for this project's model or the released one."""
     from ..release.official import OfficialDetector, is_official_file, missing_model_error
 
@@ -107,9 +111,18 @@ def build_detector(weights: Path, onnx=None, head_model: Path | None = None, con
     return detector, "onnx" if onnx else "torch", detector.geometry.faces
 
 
-def predict(images: list[Path], weights: Path, onnx: Path | bool | None = None, out: Path | None = None,
-            head_model: Path | None = None, conf: float = 0.5, iou: float = 0.5, vertices: bool = False,
-            failures: list | None = None, channels: str = "rgb") -> list[dict]:
+def predict(
+    images: list[Path],
+    weights: Path,
+    onnx: Path | bool | None = None,
+    out: Path | None = None,
+    head_model: Path | None = None,
+    conf: float = 0.5,
+    iou: float = 0.5,
+    vertices: bool = False,
+    failures: list | None = None,
+    channels: str = "rgb",
+) -> list[dict]:
     """Run the detector on ``images``; returns one ``{"image", "heads"}`` dict per readable image
     (see the module doc). Unreadable images are reported and appended to ``failures`` as
     ``(path, message)``; the others still run."""
@@ -135,8 +148,13 @@ def predict(images: list[Path], weights: Path, onnx: Path | bool | None = None, 
             print(f"vggheads predict: {exc}", file=sys.stderr, flush=True)
             continue
         heads = detector(image)
-        record = {"image": str(path), "width": image.shape[1], "height": image.shape[0], "backend": backend,
-                  "heads": [h.to_dict(vertices=vertices) for h in heads]}
+        record = {
+            "image": str(path),
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "backend": backend,
+            "heads": [h.to_dict(vertices=vertices) for h in heads],
+        }
         results.append(record)
         print(json.dumps(record), flush=True)
         if names is not None:
@@ -150,33 +168,76 @@ def predict(images: list[Path], weights: Path, onnx: Path | bool | None = None, 
 def _cli(args: argparse.Namespace) -> int:
     onnx = None if args.onnx is None else (True if args.onnx == "" else Path(args.onnx))
     failures: list = []
-    predict(args.images, args.weights, onnx=onnx, out=args.out, head_model=args.head_model, conf=args.conf,
-            iou=args.iou, vertices=args.vertices, failures=failures, channels=args.channels)
+    predict(
+        args.images,
+        args.weights,
+        onnx=onnx,
+        out=args.out,
+        head_model=args.head_model,
+        conf=args.conf,
+        iou=args.iou,
+        vertices=args.vertices,
+        failures=failures,
+        channels=args.channels,
+    )
     if failures:
-        print(f"vggheads predict: {len(failures)} of {len(args.images)} images failed: "
-              + ", ".join(p for p, _ in failures), file=sys.stderr)
+        print(
+            f"vggheads predict: {len(failures)} of {len(args.images)} images failed: "
+            + ", ".join(p for p, _ in failures),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="detect heads and their 3D head model in images; JSON + overlay pictures",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="detect heads and their 3D head model in images; JSON + overlay pictures",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("images", type=Path, nargs="+", help="image files (any format PIL reads)")
-    p.add_argument("--weights", type=Path, default=Path("data/model"),
-                   help="model.safetensors or its directory (default: data/model, the train stage's output), "
-                        "or the released vgg_heads_l.trcd / vgg_heads_l.onnx")
-    p.add_argument("--onnx", nargs="?", const="", default=None, metavar="PATH",
-                   help="run this project's ONNX export with onnxruntime (default file: model.onnx beside the weights)")
-    p.add_argument("--head-model", type=Path, default=None,
-                   help="head-model file (this project's model: default the one recorded at training time; "
-                        "the released model: FLAME generic_model.pkl, default params.yaml's headmodel.flame)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="write <name>.json and <name>.png overlays here (never over an input: then <name>_pred)")
-    p.add_argument("--conf", type=_unit_interval, default=0.5, help="score threshold in [0, 1] (default 0.5, the paper's)")
-    p.add_argument("--iou", type=_unit_interval, default=0.5, help="NMS IoU threshold in [0, 1] (default 0.5, the paper's)")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=Path("data/model"),
+        help="model.safetensors or its directory (default: data/model, the train stage's output), "
+        "or the released vgg_heads_l.trcd / vgg_heads_l.onnx",
+    )
+    p.add_argument(
+        "--onnx",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="run this project's ONNX export with onnxruntime (default file: model.onnx beside the weights)",
+    )
+    p.add_argument(
+        "--head-model",
+        type=Path,
+        default=None,
+        help="head-model file (this project's model: default the one recorded at training time; "
+        "the released model: FLAME generic_model.pkl, default params.yaml's headmodel.flame)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write <name>.json and <name>.png overlays here (never over an input: then <name>_pred)",
+    )
+    p.add_argument(
+        "--conf", type=_unit_interval, default=0.5, help="score threshold in [0, 1] (default 0.5, the paper's)"
+    )
+    p.add_argument(
+        "--iou", type=_unit_interval, default=0.5, help="NMS IoU threshold in [0, 1] (default 0.5, the paper's)"
+    )
     p.add_argument("--vertices", action="store_true", help="include every head's vertices in the JSON (large)")
-    p.add_argument("--channels", choices=["rgb", "bgr"], default="rgb",
-                   help="the released model only: channel order fed to it (rgb: the head_detector package; "
-                        "bgr: the paper's training code; docs/release.md)")
+    p.add_argument(
+        "--channels",
+        choices=["rgb", "bgr"],
+        default="rgb",
+        help="the released model only: channel order fed to it (rgb: the head_detector package; "
+        "bgr: the paper's training code; docs/release.md)",
+    )
     p.set_defaults(func=_cli)

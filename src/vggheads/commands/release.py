@@ -20,8 +20,10 @@ def _standin(args: argparse.Namespace) -> int:
     from ..release.standin import build_standin
 
     out = build_standin(args.model, args.out, imgsz=args.imgsz)
-    print(f"wrote {out}: the released model's contract around {args.model} "
-          f"({'ONNX' if out.suffix == '.onnx' else 'TorchScript'}; input size {args.imgsz or 'the model' + chr(39) + 's'})")
+    print(
+        f"wrote {out}: the released model's contract around {args.model} "
+        f"({'ONNX' if out.suffix == '.onnx' else 'TorchScript'}; input size {args.imgsz or 'the model' + chr(39) + 's'})"
+    )
     return 0
 
 
@@ -34,14 +36,20 @@ def _splits(args: argparse.Namespace) -> int:
     for s in ids:
         f = scan_split(args.root, s)
         both = len(set(f.images) & set(f.annotations))
-        print(f"split_{s}  images {len(f.images):>7}  annotations {len(f.annotations):>7}  paired {both:>7}  "
-              f"files.txt {len(f.removed) if f.files_txt else '-':>6}")
+        print(
+            f"split_{s}  images {len(f.images):>7}  annotations {len(f.annotations):>7}  paired {both:>7}  "
+            f"files.txt {len(f.removed) if f.files_txt else '-':>6}"
+        )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("release", help="stand-ins of the released model; what a release root holds",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "release",
+        help="stand-ins of the released model; what a release root holds",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cmds = p.add_subparsers(dest="release_command", metavar="COMMAND", required=True)
     s = cmds.add_parser("standin", help="the released model's contract around this project's model (.trcd or .onnx)")
     s.add_argument("--model", type=Path, default=Path("data/model"), help="model.safetensors or its folder")

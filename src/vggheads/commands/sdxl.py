@@ -45,11 +45,19 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sdxl", help="SDXL render backend tools (build the tiny model, check weights)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "sdxl",
+        help="SDXL render backend tools (build the tiny model, check weights)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cmds = p.add_subparsers(dest="sdxl_command", metavar="SUBCOMMAND", required=True)
     c = cmds.add_parser("check", help="locate the models render.sdxl names (local dirs or the HF cache)")
     c.add_argument("--params", type=Path, default=Path("params.yaml"))
-    c.add_argument("--backend", choices=["sdxl", "tiny-sdxl"], default=None,
-                   help="default: render.backend when it is an SDXL one, else sdxl")
+    c.add_argument(
+        "--backend",
+        choices=["sdxl", "tiny-sdxl"],
+        default=None,
+        help="default: render.backend when it is an SDXL one, else sdxl",
+    )
     c.set_defaults(func=_check)

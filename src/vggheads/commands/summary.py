@@ -47,9 +47,15 @@ def _pick(data: dict, keys: list[str]) -> str:
     return "; ".join(parts)
 
 
-TRAIN_FIGURES = (("ap50", "AP50"), ("nme68", "NME68"), ("nme", "NME"), ("fr", "FR"), ("matched", "matched"),
-                 ("nme68_anchor", "NME68@anchors"))
-PERCENT_KEYS = {"nme68", "nme", "nme68_anchor"}   # NME is in percent everywhere (vggheads.core.metrics)
+TRAIN_FIGURES = (
+    ("ap50", "AP50"),
+    ("nme68", "NME68"),
+    ("nme", "NME"),
+    ("fr", "FR"),
+    ("matched", "matched"),
+    ("nme68_anchor", "NME68@anchors"),
+)
+PERCENT_KEYS = {"nme68", "nme", "nme68_anchor"}  # NME is in percent everywhere (vggheads.core.metrics)
 
 
 def _percent(m: dict) -> str:
@@ -58,8 +64,11 @@ def _percent(m: dict) -> str:
     NME over the head vertices (percent of sqrt(w h) of the box) and its failure rate FR (share of
     matched heads with a head-vertex NME > 5 %); the share of heads matched; the 68-landmark NME of
     the best anchor inside each head's box."""
-    return "; ".join(f"{name} {(1 if key in PERCENT_KEYS else 100) * m[key]:.3g} %" for key, name in TRAIN_FIGURES
-                     if m.get(key) is not None)
+    return "; ".join(
+        f"{name} {(1 if key in PERCENT_KEYS else 100) * m[key]:.3g} %"
+        for key, name in TRAIN_FIGURES
+        if m.get(key) is not None
+    )
 
 
 def summarise() -> str:
@@ -79,7 +88,9 @@ def summarise() -> str:
     quality = _load(Path("metrics/label_quality.json"))
     for labeller, q in quality.items():
         if isinstance(q, dict):
-            add("label quality", f"{labeller}: " + _pick(q, ["detection_recall", "nme", "failure_rate", "geodesic_deg"]))
+            add(
+                "label quality", f"{labeller}: " + _pick(q, ["detection_recall", "nme", "failure_rate", "geodesic_deg"])
+            )
     add("filter", _pick(_sum_stats("data/filter/*.stats.json"), ["images", "kept", "reasons"]))
     add("manifest", _pick(_load(Path("metrics/dataset_card.json")), ["images", "heads", "heads_per_image_mean"]))
     train = _load(Path("metrics/train.json"))
@@ -91,8 +102,11 @@ def summarise() -> str:
     for path in sorted(Path("metrics/evaluate").glob("*.json")):
         for system, m in _load(path).items():
             if isinstance(m, dict):
-                add(f"eval {path.stem}"[:14], f"{system}: " + _pick(m, ["ap50", "nme", "failure_rate", "mae", "recall",
-                                                                        "easy", "medium", "hard"]))
+                add(
+                    f"eval {path.stem}"[:14],
+                    f"{system}: "
+                    + _pick(m, ["ap50", "nme", "failure_rate", "mae", "recall", "easy", "medium", "hard"]),
+                )
     for results in sorted(Path("reports").rglob("*.md")):
         add("results table", str(results))
     if not lines:

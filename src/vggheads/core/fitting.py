@@ -30,7 +30,7 @@ import numpy as np
 from .param_layout import N_PARAMS, N_SHAPE, ROT6D, SCALE_INDEX, TRANSLATION
 from .rotmat import matrix_to_angles
 
-CANONICAL_Z_OFFSET = 0.05      # the paper adds 0.05 to z of the canonical vertices (geometry.layer)
+CANONICAL_Z_OFFSET = 0.05  # the paper adds 0.05 to z of the canonical vertices (geometry.layer)
 
 
 @dataclass
@@ -54,7 +54,7 @@ class LandmarkModel:
         offset = np.array([0.0, 0.0, CANONICAL_Z_OFFSET])
         mean = np.einsum("lkc,lk->lc", np.asarray(head_model.v_template, dtype=np.float64)[faces], bary) + offset
         comps = np.concatenate([np.arange(n_shape), N_SHAPE + np.arange(n_expr)]).astype(np.int64)
-        dirs = np.asarray(head_model.shapedirs, dtype=np.float64)[:, :, comps]        # (V, 3, K)
+        dirs = np.asarray(head_model.shapedirs, dtype=np.float64)[:, :, comps]  # (V, 3, K)
         # basis[k, l, c] = sum_j bary[l, j] * dirs[faces[l, j], c, k]
         basis = np.einsum("ljck,lj->klc", dirs[faces], bary)
         return cls(mean, basis, comps)
@@ -72,12 +72,12 @@ class LandmarkModel:
 
 @dataclass
 class LandmarkFit:
-    R: np.ndarray              # (B, 3, 3) the paper's rotation
-    scale: np.ndarray          # (B,) pixels per model unit
-    translation: np.ndarray    # (B, 2) pixels
-    coeffs: np.ndarray         # (B, K) in LandmarkModel.components order
-    projected: np.ndarray      # (B, 68, 2) fitted landmarks in pixels
-    rms: np.ndarray            # (B,) weighted RMS residual in pixels
+    R: np.ndarray  # (B, 3, 3) the paper's rotation
+    scale: np.ndarray  # (B,) pixels per model unit
+    translation: np.ndarray  # (B, 2) pixels
+    coeffs: np.ndarray  # (B, K) in LandmarkModel.components order
+    projected: np.ndarray  # (B, 68, 2) fitted landmarks in pixels
+    rms: np.ndarray  # (B,) weighted RMS residual in pixels
 
     @property
     def angles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,9 +102,9 @@ class LandmarkFit:
         out = np.zeros((B, N_PARAMS))
         out[:, model.components] = self.coeffs
         r6 = ROT6D.start
-        out[:, r6:r6 + 3] = self.R[:, :, 0]          # rot6d = the first two columns of R
-        out[:, r6 + 3:r6 + 6] = self.R[:, :, 1]
-        out[:, TRANSLATION.start:TRANSLATION.start + 2] = self.translation
+        out[:, r6 : r6 + 3] = self.R[:, :, 0]  # rot6d = the first two columns of R
+        out[:, r6 + 3 : r6 + 6] = self.R[:, :, 1]
+        out[:, TRANSLATION.start : TRANSLATION.start + 2] = self.translation
         out[:, SCALE_INDEX] = self.scale
         return out
 
@@ -118,7 +118,7 @@ def _skew(v: np.ndarray) -> np.ndarray:
 
 def _exp_so3(w: np.ndarray) -> np.ndarray:
     """(B, 3) axis-angle -> (B, 3, 3) (Rodrigues)."""
-    theta = np.linalg.norm(w, axis=-1, keepdims=True)[..., None]          # (B, 1, 1)
+    theta = np.linalg.norm(w, axis=-1, keepdims=True)[..., None]  # (B, 1, 1)
     K = _skew(w / np.maximum(theta[..., 0], 1e-12))
     eye = np.eye(3)[None]
     return eye + np.sin(theta) * K + (1 - np.cos(theta)) * (K @ K)
@@ -133,8 +133,8 @@ def _affine_init(X: np.ndarray, x: np.ndarray, w: np.ndarray):
     XtX = np.einsum("bl,bli,blj->bij", w, Xc, Xc)
     xtX = np.einsum("bl,bli,blj->bij", w, xc, Xc)
     A = xtX @ np.linalg.inv(XtX + 1e-12 * np.eye(3))
-    U, S, Vt = np.linalg.svd(A, full_matrices=False)                       # U (B,2,2), S (B,2), Vt (B,2,3)
-    rows = U @ Vt                                                          # nearest orthonormal rows
+    U, S, Vt = np.linalg.svd(A, full_matrices=False)  # U (B,2,2), S (B,2), Vt (B,2,3)
+    rows = U @ Vt  # nearest orthonormal rows
     r3 = np.cross(rows[:, 0], rows[:, 1])
     R = np.concatenate([rows, r3[:, None]], axis=1)
     return R, S.mean(1)
@@ -144,14 +144,14 @@ def _pose_step(R, s, t, X, x, w, iters: int):
     """Gauss-Newton on (rotation increment, log-scale, translation). Shapes as in fit_landmarks."""
     B, L, _ = X.shape
     for _ in range(iters):
-        Y = np.einsum("bij,blj->bli", R, X)                                # (B, L, 3)
-        r = (s[:, None, None] * Y[..., :2] + t[:, None]) - x               # (B, L, 2)
+        Y = np.einsum("bij,blj->bli", R, X)  # (B, L, 3)
+        r = (s[:, None, None] * Y[..., :2] + t[:, None]) - x  # (B, L, 2)
         # d(s P R X)/d(omega) = -s P [Y]x ; d/d(log s) = s P Y ; d/dt = I
-        J_w = -s[:, None, None, None] * _skew(Y)[:, :, :2, :]             # (B, L, 2, 3)
-        J_s = (s[:, None, None] * Y[..., :2])[..., None]                  # (B, L, 2, 1)
+        J_w = -s[:, None, None, None] * _skew(Y)[:, :, :2, :]  # (B, L, 2, 3)
+        J_s = (s[:, None, None] * Y[..., :2])[..., None]  # (B, L, 2, 1)
         J_t = np.broadcast_to(np.eye(2), (B, L, 2, 2))
         J = np.concatenate([J_w, J_s, J_t], axis=-1).reshape(B, L * 2, 6)
-        ww = np.repeat(w, 2, axis=1)                                       # (B, 2L)
+        ww = np.repeat(w, 2, axis=1)  # (B, 2L)
         H = np.einsum("bn,bni,bnj->bij", ww, J, J) + 1e-9 * np.eye(6)
         g = np.einsum("bn,bni,bn->bi", ww, J, r.reshape(B, L * 2))
         delta = -np.linalg.solve(H, g[..., None])[..., 0]
@@ -161,8 +161,9 @@ def _pose_step(R, s, t, X, x, w, iters: int):
     return R, s, t
 
 
-def fit_landmarks(points, model: LandmarkModel, weights=None, prior_weight: float = 1e-3, outer_iters: int = 4,
-                  pose_iters: int = 8) -> LandmarkFit:
+def fit_landmarks(
+    points, model: LandmarkModel, weights=None, prior_weight: float = 1e-3, outer_iters: int = 4, pose_iters: int = 8
+) -> LandmarkFit:
     """Fit ``model`` to (B, 68, 2) image landmarks (NaN = missing); weights (68,) or (B, 68).
 
     ``prior_weight``: lambda of ``lambda * ||c||^2`` against the squared residuals of points
@@ -197,8 +198,8 @@ def fit_landmarks(points, model: LandmarkModel, weights=None, prior_weight: floa
     R, s, t = _pose_step(R, s, t, X, x, w, pose_iters)
     for _ in range(outer_iters if K else 0):
         # linear solve of the coefficients given the pose: x - t - s P R mean = sum_k c_k s P R basis_k
-        PRB = s[:, None, None, None] * np.einsum("bij,klj->bkli", R, model.basis)[..., :2]   # (B, K, L, 2)
-        A = PRB.reshape(B, K, L * 2).transpose(0, 2, 1)                                       # (B, 2L, K)
+        PRB = s[:, None, None, None] * np.einsum("bij,klj->bkli", R, model.basis)[..., :2]  # (B, K, L, 2)
+        A = PRB.reshape(B, K, L * 2).transpose(0, 2, 1)  # (B, 2L, K)
         rhs = (x - t[:, None] - s[:, None, None] * np.einsum("bij,lj->bli", R, model.mean)[..., :2]).reshape(B, L * 2)
         ww = np.repeat(w, 2, axis=1)
         H = np.einsum("bn,bni,bnj->bij", ww, A, A) + prior_weight * np.eye(K)
@@ -211,5 +212,6 @@ def fit_landmarks(points, model: LandmarkModel, weights=None, prior_weight: floa
     res = ((fitted - x) ** 2).sum(-1)
     rms = np.sqrt((w * res).sum(1) / np.maximum(w.sum(1), 1e-12)) * size
     projected = fitted * size[:, None, None] + centre[:, None]
-    return LandmarkFit(R=R, scale=s * size, translation=t * size[:, None] + centre, coeffs=coeffs,
-                       projected=projected, rms=rms)
+    return LandmarkFit(
+        R=R, scale=s * size, translation=t * size[:, None] + centre, coeffs=coeffs, projected=projected, rms=rms
+    )

@@ -13,8 +13,8 @@ import numpy as np
 
 from .boxes import as_boxes, iou_matrix
 
-MATCH_IOU = 0.5           # a prediction and a ground-truth head are paired only at IoU >= this
-FAILURE_NME = 5.0         # percent: a head with NME above this is a failure (paper: NME > 0.05)
+MATCH_IOU = 0.5  # a prediction and a ground-truth head are paired only at IoU >= this
+FAILURE_NME = 5.0  # percent: a head with NME above this is a failure (paper: NME > 0.05)
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
 COCO_RECALLS = np.linspace(0.0, 1.0, 101)
 
@@ -58,8 +58,7 @@ def failure_rate(nmes, threshold: float = FAILURE_NME) -> float:
     return float(np.mean(~(v <= threshold)))
 
 
-def coco_ap(gt_boxes: list, pred_boxes: list, pred_scores: list, iou_thresholds=COCO_IOUS,
-            max_dets: int = 100) -> dict:
+def coco_ap(gt_boxes: list, pred_boxes: list, pred_scores: list, iou_thresholds=COCO_IOUS, max_dets: int = 100) -> dict:
     """COCOeval's bbox AP for one category, area range "all", ``maxDets`` detections per image.
 
     gt_boxes: per image (G, 4) xyxy; pred_boxes: per image (D, 4) xyxy; pred_scores: per image (D,).

@@ -23,11 +23,17 @@ JAW = slice(400, 403)
 ROT6D = slice(403, 409)
 TRANSLATION = slice(409, 412)
 SCALE = slice(412, 413)
-SCALE_INDEX = SCALE.start     # params[..., SCALE_INDEX]: the scale as a scalar per head
+SCALE_INDEX = SCALE.start  # params[..., SCALE_INDEX]: the scale as a scalar per head
 
 # name -> slice, in vector order
-LAYOUT = {"shape": SHAPE, "expression": EXPRESSION, "jaw": JAW, "rot6d": ROT6D,
-          "translation": TRANSLATION, "scale": SCALE}
+LAYOUT = {
+    "shape": SHAPE,
+    "expression": EXPRESSION,
+    "jaw": JAW,
+    "rot6d": ROT6D,
+    "translation": TRANSLATION,
+    "scale": SCALE,
+}
 assert SCALE.stop == N_PARAMS
 
-N_LANDMARKS = 68    # the 68-point landmark scheme (iBUG / 300W) every head carries
+N_LANDMARKS = 68  # the 68-point landmark scheme (iBUG / 300W) every head carries

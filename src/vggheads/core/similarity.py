@@ -38,7 +38,9 @@ def transform_params(params: np.ndarray, A: np.ndarray, b: np.ndarray) -> np.nda
     R = rot6d_to_matrix(params[:, ROT6D])
     out[:, ROT6D] = matrix_to_rot6d(rz @ R)
     t = params[:, TRANSLATION]
-    out[:, TRANSLATION.start:TRANSLATION.start + 2] = t[:, :2] @ np.asarray(A, np.float64).T + np.asarray(b, np.float64)
+    out[:, TRANSLATION.start : TRANSLATION.start + 2] = t[:, :2] @ np.asarray(A, np.float64).T + np.asarray(
+        b, np.float64
+    )
     out[:, TRANSLATION.start + 2] = k * t[:, 2]
     out[:, SCALE] = k * params[:, SCALE]
     return out.astype(np.float32)
@@ -54,6 +56,6 @@ def transform_points(points: np.ndarray, A: np.ndarray, b: np.ndarray) -> np.nda
 def transform_boxes(boxes: np.ndarray, A: np.ndarray, b: np.ndarray) -> np.ndarray:
     """xyxy boxes ``(N, 4)`` -> the xyxy boxes of their mapped corners (exact for scale + shift)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    corners = boxes[:, [[0, 1], [2, 1], [2, 3], [0, 3]]]                 # (N, 4, 2)
+    corners = boxes[:, [[0, 1], [2, 1], [2, 3], [0, 3]]]  # (N, 4, 2)
     mapped = transform_points(corners, A, b)
     return np.concatenate([mapped.min(1), mapped.max(1)], axis=1)

@@ -34,17 +34,18 @@ class LabelledImage:
     path: Path
     width: int
     height: int
-    boxes: np.ndarray      # (N, 4) xyxy pixels
+    boxes: np.ndarray  # (N, 4) xyxy pixels
 
 
 def in_labelled_subset(sample_id: str, fraction: float, seed: int = 0) -> bool:
     """Whether ``sample_id`` belongs to the labelled subset (a stable hash below ``fraction``)."""
     digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") / 2.0 ** 64 < fraction
+    return int.from_bytes(digest[:8], "little") / 2.0**64 < fraction
 
 
-def read_procedural(render_table: Path, heads_table: Path, images_dir: Path,
-                    min_box_size: float = 2.0) -> list[LabelledImage]:
+def read_procedural(
+    render_table: Path, heads_table: Path, images_dir: Path, min_box_size: float = 2.0
+) -> list[LabelledImage]:
     """The images of one render shard with their exact head boxes (schema ``render_heads``)."""
     from ..schemas import read_table
 
@@ -58,13 +59,21 @@ def read_procedural(render_table: Path, heads_table: Path, images_dir: Path,
     out = []
     for row in images:
         path = Path(images_dir) / row["image"]
-        out.append(LabelledImage(row["sample_id"], path, int(row["width"]), int(row["height"]),
-                                 np.asarray(boxes.get(row["sample_id"], []), dtype=np.float64).reshape(-1, 4)))
+        out.append(
+            LabelledImage(
+                row["sample_id"],
+                path,
+                int(row["width"]),
+                int(row["height"]),
+                np.asarray(boxes.get(row["sample_id"], []), dtype=np.float64).reshape(-1, 4),
+            )
+        )
     return out
 
 
-def procedural_subset(shards: list[tuple[Path, Path, Path]], fraction: float, seed: int = 0,
-                      min_box_size: float = 2.0) -> tuple[list[LabelledImage], list[LabelledImage]]:
+def procedural_subset(
+    shards: list[tuple[Path, Path, Path]], fraction: float, seed: int = 0, min_box_size: float = 2.0
+) -> tuple[list[LabelledImage], list[LabelledImage]]:
     """(labelled, held out) over shards given as (render table, render_heads table, images dir)."""
     labelled, held_out = [], []
     for render_table, heads_table, images_dir in shards:
@@ -73,9 +82,18 @@ def procedural_subset(shards: list[tuple[Path, Path, Path]], fraction: float, se
     return labelled, held_out
 
 
-def render_procedural(head_model: Path, n_images: int, width: int, height: int, out_dir: Path, seed: int = 0,
-                      max_persons: int = 4, render_cfg: dict | None = None, min_box_size: float = 2.0,
-                      min_confidence: float = 0.3) -> list[LabelledImage]:
+def render_procedural(
+    head_model: Path,
+    n_images: int,
+    width: int,
+    height: int,
+    out_dir: Path,
+    seed: int = 0,
+    max_persons: int = 4,
+    render_cfg: dict | None = None,
+    min_box_size: float = 2.0,
+    min_confidence: float = 0.3,
+) -> list[LabelledImage]:
     """``n_images`` extra procedural scenes for the detector alone: random multi-person skeletons
     (:func:`vggheads.poses.procedural.sample_scene`, 1..``max_persons`` people) rendered by the
     procedural renderer with its exact head boxes. Its own seed stream: the dataset's images stay
@@ -95,8 +113,9 @@ def render_procedural(head_model: Path, n_images: int, width: int, height: int, 
     items = []
     for i in tqdm(range(int(n_images)), desc="render detector subset", unit="image"):
         persons = sample_scene(int(rng.integers(1, max_persons + 1)), width, height, rng)
-        scene = renderer.render([(k, p.keypoints) for k, p in enumerate(persons)], width, height,
-                                seed=int(rng.integers(0, 2 ** 31 - 1)))
+        scene = renderer.render(
+            [(k, p.keypoints) for k, p in enumerate(persons)], width, height, seed=int(rng.integers(0, 2**31 - 1))
+        )
         path = out_dir / f"extra_{i:06d}.png"
         Image.fromarray(scene.image).save(path)
         boxes = np.array([h.box for h in scene.heads], dtype=np.float64).reshape(-1, 4)
@@ -105,8 +124,17 @@ def render_procedural(head_model: Path, n_images: int, width: int, height: int, 
     return items
 
 
-def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: int, height: int, out_dir: Path,
-                           seed: int = 0, max_persons: int = 4, render_cfg: dict | None = None) -> tuple[Path, Path, Path]:
+def write_procedural_shard(
+    head_model: Path,
+    shard: str,
+    n_images: int,
+    width: int,
+    height: int,
+    out_dir: Path,
+    seed: int = 0,
+    max_persons: int = 4,
+    render_cfg: dict | None = None,
+) -> tuple[Path, Path, Path]:
     """A shard laid out as the render stage writes it, from random skeletons (tests, benchmarks):
     ``out_dir/{shard}.parquet`` (render), ``{shard}.heads.parquet`` (render_heads), ``{shard}/``.
     Returns (render table, heads table, images dir)."""
@@ -127,12 +155,23 @@ def write_procedural_shard(head_model: Path, shard: str, n_images: int, width: i
     for i in range(int(n_images)):
         sid = f"{shard}_{i:06d}"
         persons = sample_scene(int(rng.integers(1, max_persons + 1)), width, height, rng)
-        s = int(rng.integers(0, 2 ** 31 - 1))
+        s = int(rng.integers(0, 2**31 - 1))
         scene = renderer.render([(k, p.keypoints) for k, p in enumerate(persons)], width, height, seed=s)
         Image.fromarray(scene.image).save(images_dir / f"{sid}.png")
-        images.append({"sample_id": sid, "image": f"{sid}.png", "width": width, "height": height,
-                       "backend": "procedural", "seed": s, "prompt": "", "negative_prompt": "",
-                       "base_model": "procedural", "condition_model": "coco17-keypoints"})
+        images.append(
+            {
+                "sample_id": sid,
+                "image": f"{sid}.png",
+                "width": width,
+                "height": height,
+                "backend": "procedural",
+                "seed": s,
+                "prompt": "",
+                "negative_prompt": "",
+                "base_model": "procedural",
+                "condition_model": "coco17-keypoints",
+            }
+        )
         heads.extend(head_rows(sid, scene.heads))
     table, heads_table = out_dir / f"{shard}.parquet", out_dir / f"{shard}.heads.parquet"
     write_table(from_rows("render", images), table, "render")
@@ -177,13 +216,21 @@ def read_coco(json_path: Path, images_dir: Path, category: str | None = None) ->
             if not path.exists():
                 raise InputError(f"{json_path}: image '{im['file_name']}' not found under {images_dir}")
             width, height = image_size(path)
-        out.append(LabelledImage(str(im["id"]), path, int(width), int(height),
-                                 np.asarray(boxes.get(im["id"], []), dtype=np.float64).reshape(-1, 4)))
+        out.append(
+            LabelledImage(
+                str(im["id"]),
+                path,
+                int(width),
+                int(height),
+                np.asarray(boxes.get(im["id"], []), dtype=np.float64).reshape(-1, 4),
+            )
+        )
     return out
 
 
-def coco_subset(json_path: Path, images_dir: Path, val_fraction: float = 0.2, seed: int = 0,
-                category: str | None = None) -> tuple[list[LabelledImage], list[LabelledImage]]:
+def coco_subset(
+    json_path: Path, images_dir: Path, val_fraction: float = 0.2, seed: int = 0, category: str | None = None
+) -> tuple[list[LabelledImage], list[LabelledImage]]:
     """(train, val) from a COCO json, split by a stable hash of the image id (paper: 80/20)."""
     items = read_coco(json_path, images_dir, category)
     train = [i for i in items if not in_labelled_subset(i.image_id, val_fraction, seed)]
@@ -219,8 +266,10 @@ def write_yolo_dataset(train: list[LabelledImage], val: list[LabelledImage], roo
     import yaml
 
     if not train:
-        raise InputError("the detector's labelled subset is empty: no image to train on "
-                         "(raise detector.labelled.extra_images or shard_fraction, or check the COCO json)")
+        raise InputError(
+            "the detector's labelled subset is empty: no image to train on "
+            "(raise detector.labelled.extra_images or shard_fraction, or check the COCO json)"
+        )
     root = Path(root)
     for split, items in (("train", train), ("val", val or train)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ RESIZES = ("plain", "letterbox")
 class Detections:
     """The heads found in one image."""
 
-    boxes: np.ndarray       # (N, 4) xyxy pixels of the input image, float32
-    scores: np.ndarray      # (N,) float32, descending
+    boxes: np.ndarray  # (N, 4) xyxy pixels of the input image, float32
+    scores: np.ndarray  # (N,) float32, descending
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -57,8 +57,11 @@ def load_ultralytics_model(weights: str | Path):
 
     weights = Path(weights)
     if not weights.exists():
-        raise MissingWeightsError("head detector weights", weights,
-                                  "Train them with the rule train_head_detector (`vggheads train-head-detector`).")
+        raise MissingWeightsError(
+            "head detector weights",
+            weights,
+            "Train them with the rule train_head_detector (`vggheads train-head-detector`).",
+        )
     import_ultralytics()
     import torch
     from ultralytics import RTDETR, YOLO
@@ -81,8 +84,17 @@ class HeadBoxDetector:
         found = detector([rgb])[0]        # Detections: boxes (N, 4) xyxy, scores (N,)
     """
 
-    def __init__(self, weights: str | Path, imgsz: int = 640, score_threshold: float = 0.5, nms_iou: float = 0.5,
-                 max_detections: int = 100, resize: str = "plain", device: str = "auto", batch_size: int = 8):
+    def __init__(
+        self,
+        weights: str | Path,
+        imgsz: int = 640,
+        score_threshold: float = 0.5,
+        nms_iou: float = 0.5,
+        max_detections: int = 100,
+        resize: str = "plain",
+        device: str = "auto",
+        batch_size: int = 8,
+    ):
         if resize not in RESIZES:
             raise ValueError(f"resize must be one of {RESIZES}, got '{resize}'")
         self.model = load_ultralytics_model(weights)
@@ -98,9 +110,16 @@ class HeadBoxDetector:
     @classmethod
     def from_params(cls, weights: str | Path, cfg: dict) -> "HeadBoxDetector":
         """From the ``detector`` section of params.yaml."""
-        return cls(weights, imgsz=cfg["imgsz"], score_threshold=cfg["score_threshold"], nms_iou=cfg["nms_iou"],
-                   max_detections=cfg["max_detections"], resize=cfg["resize"], device=cfg["device"],
-                   batch_size=cfg["batch"])
+        return cls(
+            weights,
+            imgsz=cfg["imgsz"],
+            score_threshold=cfg["score_threshold"],
+            nms_iou=cfg["nms_iou"],
+            max_detections=cfg["max_detections"],
+            resize=cfg["resize"],
+            device=cfg["device"],
+            batch_size=cfg["batch"],
+        )
 
     def _prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(BGR array given to ultralytics, (sx, sy) from its pixels back to the image's)."""
@@ -120,11 +139,18 @@ class HeadBoxDetector:
         """RGB uint8 images (H, W, 3) -> one :class:`Detections` per image."""
         out: list[Detections] = []
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start:start + self.batch_size]
+            chunk = images[start : start + self.batch_size]
             prepared = [self._prepare(im) for im in chunk]
-            results = self.model.predict([p[0] for p in prepared], imgsz=self.imgsz, conf=self.score_threshold,
-                                         iou=self.nms_iou, agnostic_nms=True, max_det=self.max_detections,
-                                         device=self.device, verbose=False)
+            results = self.model.predict(
+                [p[0] for p in prepared],
+                imgsz=self.imgsz,
+                conf=self.score_threshold,
+                iou=self.nms_iou,
+                agnostic_nms=True,
+                max_det=self.max_detections,
+                device=self.device,
+                verbose=False,
+            )
             for im, (_, factor), res in zip(chunk, prepared, results):
                 boxes = res.boxes.xyxy.cpu().numpy().astype(np.float64).reshape(-1, 4)
                 scores = res.boxes.conf.cpu().numpy().astype(np.float64).reshape(-1)

@@ -15,6 +15,8 @@ def detections_by_sample(table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for sid, items in grouped.items():
         items.sort(key=lambda t: t[0])
-        out[sid] = (np.asarray([t[1] for t in items], dtype=np.float64).reshape(-1, 4),
-                    np.asarray([t[2] for t in items], dtype=np.float64))
+        out[sid] = (
+            np.asarray([t[1] for t in items], dtype=np.float64).reshape(-1, 4),
+            np.asarray([t[2] for t in items], dtype=np.float64),
+        )
     return out

@@ -34,8 +34,11 @@ def build_model(architecture: str):
     is_rtdetr = "rtdetr" in Path(architecture).name.lower()
     if architecture.endswith(".pt"):
         if not Path(architecture).exists():
-            raise MissingWeightsError("detector checkpoint to fine-tune", architecture,
-                                      "Set detector.architecture to a model yaml (e.g. yolo11n.yaml) or to a local .pt file.")
+            raise MissingWeightsError(
+                "detector checkpoint to fine-tune",
+                architecture,
+                "Set detector.architecture to a model yaml (e.g. yolo11n.yaml) or to a local .pt file.",
+            )
     elif not architecture.endswith((".yaml", ".yml")):
         raise ConfigError(f"detector.architecture '{architecture}': expected an ultralytics model yaml or a local .pt")
     try:
@@ -66,8 +69,9 @@ def _curves(results_csv: Path) -> list[tuple[int, dict]]:
     return rows
 
 
-def train_detector(cfg: dict, train: list[LabelledImage], val: list[LabelledImage], out_weights: Path,
-                   work_dir: Path, seed: int = 0) -> dict:
+def train_detector(
+    cfg: dict, train: list[LabelledImage], val: list[LabelledImage], out_weights: Path, work_dir: Path, seed: int = 0
+) -> dict:
     """Train on ``train`` (validate on ``val``, or on ``train`` when it is empty); copy the best
     weights to ``out_weights``. Returns ``{"curves": [(epoch, metrics)], "save_dir": str}``.
 
@@ -82,17 +86,43 @@ def train_detector(cfg: dict, train: list[LabelledImage], val: list[LabelledImag
     data_yaml = write_yolo_dataset(train, val, work_dir / "dataset")
     import torch
 
-    torch.set_grad_enabled(True)     # another library in this process may have switched autograd off
+    torch.set_grad_enabled(True)  # another library in this process may have switched autograd off
     model = build_model(cfg["architecture"])
     device = resolve_device(cfg["device"])
-    log.info("training %s on %d images (%d heads), validating on %d, %d epochs at %d px on %s",
-             cfg["architecture"], len(train), int(sum(len(i.boxes) for i in train)), len(val or train),
-             cfg["epochs"], cfg["imgsz"], device)
-    model.train(data=str(data_yaml), epochs=int(cfg["epochs"]), imgsz=int(cfg["imgsz"]), batch=int(cfg["batch"]),
-                device=device, workers=0, amp=False, plots=False, val=bool(cfg["val_every_epoch"]),
-                project=str(work_dir), name="run", exist_ok=True, seed=int(seed), deterministic=True,
-                patience=int(cfg["patience"]), close_mosaic=int(cfg["close_mosaic"]), verbose=False,
-                single_cls=True, cache=False, lr0=float(cfg["lr0"]), warmup_epochs=float(cfg["warmup_epochs"]), nbs=int(cfg["batch"]))
+    log.info(
+        "training %s on %d images (%d heads), validating on %d, %d epochs at %d px on %s",
+        cfg["architecture"],
+        len(train),
+        int(sum(len(i.boxes) for i in train)),
+        len(val or train),
+        cfg["epochs"],
+        cfg["imgsz"],
+        device,
+    )
+    model.train(
+        data=str(data_yaml),
+        epochs=int(cfg["epochs"]),
+        imgsz=int(cfg["imgsz"]),
+        batch=int(cfg["batch"]),
+        device=device,
+        workers=0,
+        amp=False,
+        plots=False,
+        val=bool(cfg["val_every_epoch"]),
+        project=str(work_dir),
+        name="run",
+        exist_ok=True,
+        seed=int(seed),
+        deterministic=True,
+        patience=int(cfg["patience"]),
+        close_mosaic=int(cfg["close_mosaic"]),
+        verbose=False,
+        single_cls=True,
+        cache=False,
+        lr0=float(cfg["lr0"]),
+        warmup_epochs=float(cfg["warmup_epochs"]),
+        nbs=int(cfg["batch"]),
+    )
     save_dir = Path(model.trainer.save_dir)
     best = save_dir / "weights" / "best.pt"
     if not best.exists():
@@ -124,8 +154,9 @@ def _save_without_provenance(checkpoint: Path, out: Path) -> None:
     Path(out).write_bytes(buffer.getvalue())
 
 
-def score_detections(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
-                     iou_threshold: float = 0.5) -> dict:
+def score_detections(
+    gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray], iou_threshold: float = 0.5
+) -> dict:
     """Detection recall, precision, F1 (one-to-one Hungarian matching at ``iou_threshold``) and AP50
     over a list of images; counts included so shards can be summed."""
     from ..core.metrics import coco_ap, match_hungarian
@@ -141,9 +172,16 @@ def score_detections(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], p
     recall = tp / n_gt if n_gt else float("nan")
     precision = tp / n_pred if n_pred else float("nan")
     f1 = 2 * recall * precision / (recall + precision) if n_gt and n_pred and (recall + precision) > 0 else float("nan")
-    out = {"images": len(gt_boxes), "heads": n_gt, "detections": n_pred, "true_positives": tp,
-           "recall": recall, "precision": precision, "f1": f1,
-           "mean_iou_matched": float(np.mean(ious)) if ious else float("nan")}
+    out = {
+        "images": len(gt_boxes),
+        "heads": n_gt,
+        "detections": n_pred,
+        "true_positives": tp,
+        "recall": recall,
+        "precision": precision,
+        "f1": f1,
+        "mean_iou_matched": float(np.mean(ious)) if ious else float("nan"),
+    }
     if n_gt:
         out["ap50"] = coco_ap(gt_boxes, pred_boxes, pred_scores, iou_thresholds=[0.5])["ap50"]
     return out

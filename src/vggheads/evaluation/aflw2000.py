@@ -43,11 +43,11 @@ YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 class AflwSample:
     name: str
     image_path: Path
-    yaw: float                 # degrees, from Pose_Para
+    yaw: float  # degrees, from Pose_Para
     pitch: float
     roll: float
-    landmarks: np.ndarray      # (68, 3) pt3d_68 transposed: x, y pixels, depth
-    pose_para: np.ndarray      # (7,)
+    landmarks: np.ndarray  # (68, 3) pt3d_68 transposed: x, y pixels, depth
+    pose_para: np.ndarray  # (7,)
 
     @property
     def angles(self) -> tuple[float, float, float]:
@@ -72,7 +72,9 @@ def read_sample(mat_path: str | Path) -> AflwSample:
             raise InputError(f"{mat_path}: field '{key}' missing (AFLW2000-3D .mat files have Pose_Para and pt3d_68)")
     pose = np.asarray(mat["Pose_Para"], dtype=np.float64).reshape(-1)
     if pose.size < 3:
-        raise InputError(f"{mat_path}: field 'Pose_Para' has {pose.size} values, expected 7 (pitch, yaw, roll, tx, ty, tz, scale)")
+        raise InputError(
+            f"{mat_path}: field 'Pose_Para' has {pose.size} values, expected 7 (pitch, yaw, roll, tx, ty, tz, scale)"
+        )
     pts = np.asarray(mat["pt3d_68"], dtype=np.float64)
     if pts.shape != (3, 68):
         raise InputError(f"{mat_path}: field 'pt3d_68' has shape {pts.shape}, expected (3, 68)")
@@ -98,9 +100,16 @@ def read_aflw2000(root: str | Path, max_angle: float | None = MAX_ANGLE) -> tupl
     return kept, len(samples) - len(kept)
 
 
-def evaluate_aflw2000(samples: list[AflwSample], predictor: Predictor, system: str = "model", filtered: int = 0,
-                      min_score: float | None = 0.5, fallback_score: float | None = 0.1,
-                      large_angle_rule: bool = True, progress: bool = True) -> BenchmarkResult:
+def evaluate_aflw2000(
+    samples: list[AflwSample],
+    predictor: Predictor,
+    system: str = "model",
+    filtered: int = 0,
+    min_score: float | None = 0.5,
+    fallback_score: float | None = 0.1,
+    large_angle_rule: bool = True,
+    progress: bool = True,
+) -> BenchmarkResult:
     """Pose MAE (and NME when the system gives landmarks) on ``samples``."""
     from tqdm import tqdm
 
@@ -124,8 +133,15 @@ def evaluate_aflw2000(samples: list[AflwSample], predictor: Predictor, system: s
             pred_pose.append(pose)
             gt_pose.append(s.angles)
             err = wrapped_error(pose, s.angles)
-            rec.update(yaw=pose[0], pitch=pose[1], roll=pose[2], err_yaw=err[0], err_pitch=err[1], err_roll=err[2],
-                       err_mean=float(err.mean()))
+            rec.update(
+                yaw=pose[0],
+                pitch=pose[1],
+                roll=pose[2],
+                err_yaw=err[0],
+                err_pitch=err[1],
+                err_roll=err[2],
+                err_mean=float(err.mean()),
+            )
         if head.landmarks is not None:
             value = nme(head.landmarks, s.landmarks[:, :2], box_norm(s.box))
             nmes.append(value)
@@ -153,8 +169,10 @@ def evaluate_aflw2000(samples: list[AflwSample], predictor: Predictor, system: s
     result.protocol = {
         "filter": f"Pose_Para angles within +-{MAX_ANGLE:g} deg ({filtered} left out)",
         "angles": "Pose_Para (pitch, yaw, roll) radians = the paper's yaw/pitch/roll convention",
-        "selection": (f"score >= {min_score} ({fallback_score} if none), " if min_score is not None else "every detection, ")
-                     + "then max IoU of the face box with the pt3d_68 extent",
+        "selection": (
+            f"score >= {min_score} ({fallback_score} if none), " if min_score is not None else "every detection, "
+        )
+        + "then max IoU of the face box with the pt3d_68 extent",
         "large_angle_rule": "prediction with |angle| > 135 counts as 0,0,0" if large_angle_rule else "off",
         "missed": "images without a detection are counted, not averaged",
         "nme": "68 points vs pt3d_68[:2], / sqrt(w h) of the pt3d_68 box, percent",

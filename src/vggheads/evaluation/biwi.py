@@ -52,10 +52,10 @@ PAPER_CENTRE = (320.0, 320.0)
 
 @dataclass
 class BiwiFrame:
-    image: str                 # e.g. 01/frame_00003_rgb.png
-    box: np.ndarray            # (4,) xyxy, the subset's face box
-    ypr: np.ndarray            # (3,) yaw, pitch, roll degrees ('ypr' convention)
-    pyr: np.ndarray            # (3,) pitch, yaw, roll degrees ('pyr' convention, as stored)
+    image: str  # e.g. 01/frame_00003_rgb.png
+    box: np.ndarray  # (4,) xyxy, the subset's face box
+    ypr: np.ndarray  # (3,) yaw, pitch, roll degrees ('ypr' convention)
+    pyr: np.ndarray  # (3,) pitch, yaw, roll degrees ('pyr' convention, as stored)
     image_path: Path | None = None
 
     def angles(self, convention: str) -> np.ndarray:
@@ -67,8 +67,9 @@ class BiwiFrame:
         raise ValueError(f"unknown BIWI convention '{convention}' (known: {', '.join(CONVENTIONS)})")
 
 
-def read_biwi(annotations: str | Path, subset: str = "all", root: str | Path | None = None,
-              gt_source: str = "npz") -> list[BiwiFrame]:
+def read_biwi(
+    annotations: str | Path, subset: str = "all", root: str | Path | None = None, gt_source: str = "npz"
+) -> list[BiwiFrame]:
     """Frames of a published subset; ``image_path`` set where ``root`` holds the frame."""
     if subset not in SUBSETS:
         raise InputError(f"unknown BIWI subset '{subset}' (known: {', '.join(SUBSETS)})")
@@ -88,7 +89,9 @@ def read_biwi(annotations: str | Path, subset: str = "all", root: str | Path | N
     n = len(images)
     for key, arr in (("bbox", bbox), ("ypr", ypr), ("pyr", pyr)):
         if arr.shape != (n, 4 if key == "bbox" else 3):
-            raise InputError(f"{path}: field '{key}' has shape {arr.shape}, expected ({n}, {4 if key == 'bbox' else 3})")
+            raise InputError(
+                f"{path}: field '{key}' has shape {arr.shape}, expected ({n}, {4 if key == 'bbox' else 3})"
+            )
     root = Path(root) if root else None
     boxes = xywh_to_xyxy(bbox)
     frames = []
@@ -97,7 +100,11 @@ def read_biwi(annotations: str | Path, subset: str = "all", root: str | Path | N
         image_path = root / name if root is not None and (root / name).exists() else None
         frame_ypr, frame_pyr = ypr[i].astype(np.float64), pyr[i].astype(np.float64)
         if gt_source == "pose-txt" and image_path is not None:
-            frame_ypr = np.array(biwi_pose_matrix_angles(read_pose_txt(image_path.with_name(image_path.name.replace("_rgb.png", "_pose.txt")))))
+            frame_ypr = np.array(
+                biwi_pose_matrix_angles(
+                    read_pose_txt(image_path.with_name(image_path.name.replace("_rgb.png", "_pose.txt")))
+                )
+            )
             frame_pyr = to_convention(frame_ypr, "pyr")[0][[1, 0, 2]]
         frames.append(BiwiFrame(name, boxes[i], frame_ypr, frame_pyr, image_path))
     return frames
@@ -117,10 +124,20 @@ def read_pose_txt(path: str | Path) -> np.ndarray:
     return values[:3]
 
 
-def evaluate_biwi(frames: list[BiwiFrame], predictor: Predictor, system: str = "model", subset: str = "all",
-                  convention: str = "ypr", selection: str = "centre", gt_source: str = "npz",
-                  min_score: float | None = 0.5, fallback_score: float | None = 0.1,
-                  large_angle_rule: bool = True, max_images: int | None = None, progress: bool = True) -> BenchmarkResult:
+def evaluate_biwi(
+    frames: list[BiwiFrame],
+    predictor: Predictor,
+    system: str = "model",
+    subset: str = "all",
+    convention: str = "ypr",
+    selection: str = "centre",
+    gt_source: str = "npz",
+    min_score: float | None = 0.5,
+    fallback_score: float | None = 0.1,
+    large_angle_rule: bool = True,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> BenchmarkResult:
     """Pose MAE on the frames that have an image file (the first ``max_images`` of them)."""
     from tqdm import tqdm
 
@@ -146,20 +163,33 @@ def evaluate_biwi(frames: list[BiwiFrame], predictor: Predictor, system: str = "
         err = wrapped_error(pred, gt)
         preds.append(pred)
         gts.append(gt)
-        records.append({"image": f.image, "detected": True, "err_yaw": err[0], "err_pitch": err[1],
-                        "err_roll": err[2], "err_mean": float(err.mean())})
+        records.append(
+            {
+                "image": f.image,
+                "detected": True,
+                "err_yaw": err[0],
+                "err_pitch": err[1],
+                "err_roll": err[2],
+                "err_mean": float(err.mean()),
+            }
+        )
     result = BenchmarkResult("biwi", system, records=records)
     result.metrics.update(images=len(present), images_missing=len(frames) - len(present), missed=missed)
     if preds:
         result.metrics.update(pose_mae(preds, gts))
     result.protocol = {
         "subset": f"{subset} ({SUBSETS[subset]}, {len(frames)} frames)"
-                  + ("" if len(present) == len(frames) else f", {len(present)} scored (frames found / max_images)"),
+        + ("" if len(present) == len(frames) else f", {len(present)} scored (frames found / max_images)"),
         "convention": convention,
         "ground_truth": "the subset file's angles" if gt_source == "npz" else "pose.txt with FSA-Net's formula",
-        "selection": (f"score >= {min_score} ({fallback_score} if none), " if min_score is not None else "every detection, ")
-                     + ("then the centre nearest (320, 320) (VGGHeads code)" if selection == "centre"
-                        else "then max IoU with the subset's face box"),
+        "selection": (
+            f"score >= {min_score} ({fallback_score} if none), " if min_score is not None else "every detection, "
+        )
+        + (
+            "then the centre nearest (320, 320) (VGGHeads code)"
+            if selection == "centre"
+            else "then max IoU with the subset's face box"
+        ),
         "large_angle_rule": "prediction with |angle| > 135 counts as 0,0,0" if large_angle_rule else "off",
     }
     return result

@@ -53,16 +53,16 @@ PAPER_SCORE_THRESHOLD = 0.2
 class HeadTopology:
     """What DAD-3DHeads needs from the head model of its GT meshes."""
 
-    landmarks: Callable[[np.ndarray], np.ndarray]   # (V, 3) vertices -> (68, 3) landmarks
-    head_indices: np.ndarray                         # vertex ids of the Z_n subset
-    face_indices: np.ndarray                         # vertex ids of the Chamfer subset
+    landmarks: Callable[[np.ndarray], np.ndarray]  # (V, 3) vertices -> (68, 3) landmarks
+    head_indices: np.ndarray  # vertex ids of the Z_n subset
+    face_indices: np.ndarray  # vertex ids of the Chamfer subset
 
     @classmethod
     def from_head_model(cls, head_model, head_subset: str = "head", face_subset: str = "face") -> "HeadTopology":
         """From a :class:`vggheads.headmodel` model: its landmark embedding and named subsets."""
         faces = np.asarray(head_model.faces, dtype=np.int64)
-        corners = faces[np.asarray(head_model.lmk_faces, dtype=np.int64)]      # (68, 3)
-        bary = np.asarray(head_model.lmk_bary, dtype=np.float64)                 # (68, 3)
+        corners = faces[np.asarray(head_model.lmk_faces, dtype=np.int64)]  # (68, 3)
+        bary = np.asarray(head_model.lmk_bary, dtype=np.float64)  # (68, 3)
         subsets = head_model.subsets
         for name in (head_subset, face_subset):
             if name not in subsets:
@@ -78,10 +78,10 @@ class HeadTopology:
 @dataclass
 class DadItem:
     id: str
-    bbox: np.ndarray             # (4,) xywh
-    vertices: np.ndarray         # (V, 3) model space
-    model_view: np.ndarray       # (4, 4)
-    projection: np.ndarray       # (4, 4)
+    bbox: np.ndarray  # (4,) xywh
+    vertices: np.ndarray  # (V, 3) model space
+    model_view: np.ndarray  # (4, 4)
+    projection: np.ndarray  # (4, 4)
     image_height: int | None
     image_path: Path | None = None
     attributes: dict | None = None
@@ -108,8 +108,10 @@ class DadItem:
 def _item(entry: dict, source: str, image_path: Path | None = None) -> DadItem:
     for key in ("bbox", "vertices", "model_view_matrix", "projection_matrix"):
         if key not in entry:
-            raise InputError(f"{source}: field '{key}' missing (DAD-3DHeads ground truth has bbox, vertices, "
-                             f"model_view_matrix, projection_matrix)")
+            raise InputError(
+                f"{source}: field '{key}' missing (DAD-3DHeads ground truth has bbox, vertices, "
+                f"model_view_matrix, projection_matrix)"
+            )
     vertices = np.asarray(entry["vertices"], dtype=np.float64).reshape(-1, 3)
     mv = np.asarray(entry["model_view_matrix"], dtype=np.float64)
     proj = np.asarray(entry["projection_matrix"], dtype=np.float64)
@@ -140,8 +142,14 @@ def read_dad3dheads(root: str | Path, subset: str = "val") -> list[DadItem]:
         if not isinstance(data, list):
             raise InputError(f"{root}: expected a list of annotations (the official generate_gt.py output)")
         images = root.parent / "images"
-        return [_item(e, f"{root} entry {i}", (images / f"{e.get('id')}.png") if (images / f"{e.get('id')}.png").exists() else None)
-                for i, e in enumerate(data)]
+        return [
+            _item(
+                e,
+                f"{root} entry {i}",
+                (images / f"{e.get('id')}.png") if (images / f"{e.get('id')}.png").exists() else None,
+            )
+            for i, e in enumerate(data)
+        ]
     folder = root / subset if (root / subset / f"{subset}.json").exists() else root
     index_path = folder / f"{subset}.json"
     index = _read_json(index_path)
@@ -151,7 +159,12 @@ def read_dad3dheads(root: str | Path, subset: str = "val") -> list[DadItem]:
             raise InputError(f"{index_path}: entry {n} has no 'item_id'")
         ann_path = folder / "annotations" / f"{el['item_id']}.json"
         ann = _read_json(ann_path)
-        entry = {**ann, "id": el["item_id"], "bbox": el.get("bbox", ann.get("bbox")), "attributes": el.get("attributes")}
+        entry = {
+            **ann,
+            "id": el["item_id"],
+            "bbox": el.get("bbox", ann.get("bbox")),
+            "attributes": el.get("attributes"),
+        }
         if entry["bbox"] is None:
             raise InputError(f"{index_path}: entry {n} ({el['item_id']}) has no 'bbox'")
         image = folder / "images" / f"{el['item_id']}.png"
@@ -164,7 +177,9 @@ def score_item(item: DadItem, head: HeadPrediction, topology: HeadTopology, heig
     out = {}
     if head.landmarks is not None:
         gt2d = item.landmarks_2d(topology, height)
-        out["nme"] = float(np.mean(np.linalg.norm(gt2d - head.landmarks, axis=1)) / np.sqrt(item.bbox[2] * item.bbox[3]) * 100.0)
+        out["nme"] = float(
+            np.mean(np.linalg.norm(gt2d - head.landmarks, axis=1)) / np.sqrt(item.bbox[2] * item.bbox[3]) * 100.0
+        )
     R = head.rotation_matrix()
     if R is not None:
         out["pose_error"] = rotation_error_frobenius(R, item.rotation())
@@ -178,7 +193,9 @@ def score_item(item: DadItem, head: HeadPrediction, topology: HeadTopology, heig
     return out
 
 
-def chamfer_distance(gt_world: np.ndarray, pred_vertices: np.ndarray, pred_seven: np.ndarray, topology: HeadTopology) -> float:
+def chamfer_distance(
+    gt_world: np.ndarray, pred_vertices: np.ndarray, pred_seven: np.ndarray, topology: HeadTopology
+) -> float:
     """The official Chamfer: scale GT, 7-landmark Procrustes of the prediction, one-sided squared distance."""
     lm = topology.landmarks(gt_world)
     scale = INNER_EYE_DISTANCE / np.linalg.norm(lm[39] - lm[42])
@@ -189,15 +206,23 @@ def chamfer_distance(gt_world: np.ndarray, pred_vertices: np.ndarray, pred_seven
     return chamfer_one_sided(gt[topology.face_indices], aligned, squared=True)
 
 
-def evaluate_dad3dheads(items: list[DadItem], predictor: Predictor, topology: HeadTopology, system: str = "model",
-                        min_score: float | None = PAPER_SCORE_THRESHOLD, max_images: int | None = None,
-                        progress: bool = True) -> BenchmarkResult:
+def evaluate_dad3dheads(
+    items: list[DadItem],
+    predictor: Predictor,
+    topology: HeadTopology,
+    system: str = "model",
+    min_score: float | None = PAPER_SCORE_THRESHOLD,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> BenchmarkResult:
     """Run ``predictor`` on the items with an image; score the head of highest IoU with the GT bbox."""
     from tqdm import tqdm
 
     present = [it for it in items if it.image_path is not None][:max_images]
     if not present:
-        raise InputError("DAD-3DHeads evaluation: no item image found (expected images/<id>.png beside the annotations)")
+        raise InputError(
+            "DAD-3DHeads evaluation: no item image found (expected images/<id>.png beside the annotations)"
+        )
     sums: dict[str, list[float]] = {}
     records = []
     missed = 0
@@ -219,8 +244,8 @@ def evaluate_dad3dheads(items: list[DadItem], predictor: Predictor, topology: He
         result.metrics[k] = float(np.mean(v))
     result.protocol = {
         "metrics": "official dad_3dheads_benchmark: NME x100 / sqrt(bbox w h); Z5 on the head subset; "
-                   "Chamfer (squared, one-sided GT face -> pred) after 7-landmark Procrustes with scale, "
-                   "inner-eye distance 20; pose error ||I - R_pred R_gt^T||_F",
+        "Chamfer (squared, one-sided GT face -> pred) after 7-landmark Procrustes with scale, "
+        "inner-eye distance 20; pose error ||I - R_pred R_gt^T||_F",
         "selection": f"score >= {min_score}, max IoU with the GT bbox",
         "missed": "images without a detection are counted, not averaged",
         "images": "all items" if len(present) == len(items) else f"{len(present)} of {len(items)} items (subset)",

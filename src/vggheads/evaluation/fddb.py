@@ -41,11 +41,11 @@ FOLDS = tuple(range(1, 11))
 
 @dataclass
 class FddbImage:
-    name: str                     # e.g. 2002/08/11/big/img_591
+    name: str  # e.g. 2002/08/11/big/img_591
     fold: int
-    ellipses: np.ndarray          # (G, 5): major radius, minor radius, angle (rad), cx, cy
+    ellipses: np.ndarray  # (G, 5): major radius, minor radius, angle (rad), cx, cy
     image_path: Path | None = None
-    size: tuple[int, int] | None = None   # (width, height) when the image file is known
+    size: tuple[int, int] | None = None  # (width, height) when the image file is known
 
 
 def read_fddb(folds_dir: str | Path, images: str | Path | None = None, folds=FOLDS) -> list[FddbImage]:
@@ -79,7 +79,9 @@ def read_fddb(folds_dir: str | Path, images: str | Path | None = None, folds=FOL
                 n = pos + 2 + k
                 parts = lines[n].split() if n < len(lines) else []
                 if len(parts) < 5:
-                    raise InputError(f"{ell_path}:{n + 1}: expected 'major minor angle cx cy 1', got '{lines[n] if n < len(lines) else '(end of file)'}'")
+                    raise InputError(
+                        f"{ell_path}:{n + 1}: expected 'major minor angle cx cy 1', got '{lines[n] if n < len(lines) else '(end of file)'}'"
+                    )
                 rows.append([float(v) for v in parts[:5]])
             parsed.append((name, np.asarray(rows, dtype=np.float64).reshape(-1, 5)))
             pos += 2 + count
@@ -108,6 +110,7 @@ def ellipse_boxes(ellipses: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- region overlap on the pixel grid
 
+
 def _canvas(ellipses: np.ndarray, boxes_xywh: np.ndarray, size: tuple[int, int] | None) -> tuple[int, int]:
     if size is not None:
         return int(size[0]), int(size[1])
@@ -116,8 +119,10 @@ def _canvas(ellipses: np.ndarray, boxes_xywh: np.ndarray, size: tuple[int, int] 
         eb = ellipse_boxes(ellipses)
         ext = [max(ext[0], eb[:, 2].max() + 2), max(ext[1], eb[:, 3].max() + 2)]
     if len(boxes_xywh):
-        ext = [max(ext[0], (boxes_xywh[:, 0] + boxes_xywh[:, 2]).max() + 2),
-               max(ext[1], (boxes_xywh[:, 1] + boxes_xywh[:, 3]).max() + 2)]
+        ext = [
+            max(ext[0], (boxes_xywh[:, 0] + boxes_xywh[:, 2]).max() + 2),
+            max(ext[1], (boxes_xywh[:, 1] + boxes_xywh[:, 3]).max() + 2),
+        ]
     return int(math.ceil(ext[0])), int(math.ceil(ext[1]))
 
 
@@ -139,7 +144,7 @@ def rectangle_mask(box_xywh, width: int, height: int) -> np.ndarray:
     xa, xb = max(min(x1, x2), 0), min(max(x1, x2), width - 1)
     ya, yb = max(min(y1, y2), 0), min(max(y1, y2), height - 1)
     if xa <= xb and ya <= yb:
-        mask[ya:yb + 1, xa:xb + 1] = True
+        mask[ya : yb + 1, xa : xb + 1] = True
     return mask
 
 
@@ -162,6 +167,7 @@ def overlap_matrix(ellipses: np.ndarray, boxes_xywh: np.ndarray, size: tuple[int
 
 
 # ---------------------------------------------------------------- FDDB's ROC
+
 
 def image_results(overlaps: np.ndarray, scores: np.ndarray) -> list[tuple[float, int, float, int]]:
     """One image: for each unique score (ascending) -> (threshold, TP discrete, TP continuous, FP)."""
@@ -211,6 +217,7 @@ def tpr_at_fp(curve: dict, max_fp: float) -> float:
 
 # ---------------------------------------------------------------- running a predictor
 
+
 def clip_boxes(boxes_xyxy: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """The VGGHeads FDDB script clips predicted boxes to the image before scoring."""
     b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4).copy()
@@ -220,8 +227,9 @@ def clip_boxes(boxes_xyxy: np.ndarray, size: tuple[int, int] | None) -> np.ndarr
     return b
 
 
-def score_fddb(images: list[FddbImage], boxes: dict[str, np.ndarray], scores: dict[str, np.ndarray],
-               fp_budgets=(1000, 2000)) -> tuple[dict, dict]:
+def score_fddb(
+    images: list[FddbImage], boxes: dict[str, np.ndarray], scores: dict[str, np.ndarray], fp_budgets=(1000, 2000)
+) -> tuple[dict, dict]:
     """Score detections (image name -> (D, 4) xyxy, (D,) scores) -> (metrics, curves)."""
     per_image = []
     gts, dts, scs = [], [], []
@@ -236,18 +244,31 @@ def score_fddb(images: list[FddbImage], boxes: dict[str, np.ndarray], scores: di
         scs.append(s)
     curve = roc(per_image)
     coco = coco_ap(gts, dts, scs)
-    metrics = {"ap50": coco["ap50"] * 100.0, "ap_coco": coco["ap"] * 100.0,
-               "faces": int(sum(len(im.ellipses) for im in images)), "images": len(images)}
+    metrics = {
+        "ap50": coco["ap50"] * 100.0,
+        "ap_coco": coco["ap"] * 100.0,
+        "faces": int(sum(len(im.ellipses) for im in images)),
+        "images": len(images),
+    }
     for fp in fp_budgets:
         metrics[f"disc_tpr_at_{fp}fp"] = tpr_at_fp(curve, fp) * 100.0
-    curves = {"disc_roc": {"fp": curve["fp"].tolist(), "tpr": curve["tpr"].tolist()},
-              "cont_roc": {"fp": curve["fp"].tolist(), "tpr": curve["tpr_continuous"].tolist()},
-              "pr_ap50": {"recall": coco["curve"]["recall"], "precision": coco["curve"]["precision"]}}
+    curves = {
+        "disc_roc": {"fp": curve["fp"].tolist(), "tpr": curve["tpr"].tolist()},
+        "cont_roc": {"fp": curve["fp"].tolist(), "tpr": curve["tpr_continuous"].tolist()},
+        "pr_ap50": {"recall": coco["curve"]["recall"], "precision": coco["curve"]["precision"]},
+    }
     return metrics, curves
 
 
-def evaluate_fddb(images: list[FddbImage], predictor: Predictor, system: str = "model", use_face_box: bool = True,
-                  min_score: float | None = None, max_images: int | None = None, progress: bool = True) -> BenchmarkResult:
+def evaluate_fddb(
+    images: list[FddbImage],
+    predictor: Predictor,
+    system: str = "model",
+    use_face_box: bool = True,
+    min_score: float | None = None,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> BenchmarkResult:
     """Run ``predictor`` on every FDDB image with a file; score discrete ROC and AP50 on those images."""
     from tqdm import tqdm
 
@@ -256,9 +277,12 @@ def evaluate_fddb(images: list[FddbImage], predictor: Predictor, system: str = "
         raise InputError("FDDB evaluation: none of the fold images was found under fddb.images")
     boxes, scores = {}, {}
     for im in tqdm(present, desc="fddb", disable=not progress):
-        heads: list[HeadPrediction] = [h for h in predictor(load_rgb(im.image_path))
-                                       if min_score is None or h.score >= min_score]
-        boxes[im.name] = np.array([(h.face_box if use_face_box and h.face_box is not None else h.box) for h in heads]).reshape(-1, 4)
+        heads: list[HeadPrediction] = [
+            h for h in predictor(load_rgb(im.image_path)) if min_score is None or h.score >= min_score
+        ]
+        boxes[im.name] = np.array(
+            [(h.face_box if use_face_box and h.face_box is not None else h.box) for h in heads]
+        ).reshape(-1, 4)
         scores[im.name] = np.array([h.score for h in heads])
     metrics, curves = score_fddb(present, boxes, scores)
     metrics["images_missing"] = len(images) - len(present)
@@ -267,7 +291,11 @@ def evaluate_fddb(images: list[FddbImage], predictor: Predictor, system: str = "
         "roc": "FDDB evaluate.cpp: per-threshold Hungarian matching on pixel-grid ellipse/box overlap, TP at > 0.5",
         "ap50": "COCO AP at IoU 0.5 (pycocotools algorithm) against the ellipses' axis-aligned extents, boxes clipped to the image",
         "images": "all folds" if len(present) == len(images) else f"{len(present)} of {len(images)} images (subset)",
-        "boxes": "face boxes where the system gives them, else its boxes" if use_face_box else "the system's (head) boxes",
+        "boxes": "face boxes where the system gives them, else its boxes"
+        if use_face_box
+        else "the system's (head) boxes",
     }
-    result.records = [{"image": im.name, "faces": len(im.ellipses), "detections": len(scores[im.name])} for im in present]
+    result.records = [
+        {"image": im.name, "faces": len(im.ellipses), "detections": len(scores[im.name])} for im in present
+    ]
     return result

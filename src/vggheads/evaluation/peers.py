@@ -32,8 +32,8 @@ from .types import HeadPrediction
 log = logging.getLogger(__name__)
 
 PEERS = ("mtcnn", "dlib-hog", "dlib-mmod", "dlib-68", "vggheads-official")
-OFFICIAL_MIN_SCORE = 0.01   # as for this project's model: each protocol applies its own threshold
-OFFICIAL_MAX_HEADS = 1000   # the paper's WIDER script keeps up to 1000 boxes
+OFFICIAL_MIN_SCORE = 0.01  # as for this project's model: each protocol applies its own threshold
+OFFICIAL_MAX_HEADS = 1000  # the paper's WIDER script keeps up to 1000 boxes
 
 
 def dlib_model_path(name: str) -> Path:
@@ -41,8 +41,11 @@ def dlib_model_path(name: str) -> Path:
     package fails on ``pkg_resources``)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.origin:
-        raise MissingWeightsError(f"dlib model '{name}'", "face_recognition_models",
-                                  "Install it: pip install face-recognition-models==0.3.0 (the project's dependencies).")
+        raise MissingWeightsError(
+            f"dlib model '{name}'",
+            "face_recognition_models",
+            "Install it: pip install face-recognition-models==0.3.0 (the project's dependencies).",
+        )
     path = Path(spec.origin).parent / "models" / name
     if not path.exists():
         raise MissingWeightsError(f"dlib model '{name}'", path, "Reinstall face-recognition-models==0.3.0.")
@@ -99,10 +102,19 @@ class MtcnnDetector:
         try:
             from facenet_pytorch import MTCNN
         except ImportError:
-            raise MissingWeightsError("MTCNN (facenet-pytorch)", "facenet_pytorch",
-                                      "Install it without its stale pins: pip install --no-deps facenet-pytorch==2.6.0") from None
-        self.model = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, thresholds=list(thresholds),
-                           post_process=False, select_largest=False)
+            raise MissingWeightsError(
+                "MTCNN (facenet-pytorch)",
+                "facenet_pytorch",
+                "Install it without its stale pins: pip install --no-deps facenet-pytorch==2.6.0",
+            ) from None
+        self.model = MTCNN(
+            keep_all=True,
+            device=device,
+            min_face_size=min_face_size,
+            thresholds=list(thresholds),
+            post_process=False,
+            select_largest=False,
+        )
 
     def __call__(self, image: np.ndarray) -> list[HeadPrediction]:
         import torch
@@ -194,8 +206,9 @@ class OfficialSystem:
         return self
 
 
-def official_system(weights, head_model, preprocess: str = "evaluation", device: str = "auto",
-                    bgr_benchmarks=()) -> OfficialSystem:
+def official_system(
+    weights, head_model, preprocess: str = "evaluation", device: str = "auto", bgr_benchmarks=()
+) -> OfficialSystem:
     """The released model for evaluation. ``preprocess``: ``evaluation`` (the paper's evaluation
     scripts: bilinear resize, padding at the bottom right) or ``package`` (``head_detector``:
     Lanczos, centred); ``bgr_benchmarks``: benchmarks whose images go in BGR order (the paper's
@@ -208,6 +221,13 @@ def official_system(weights, head_model, preprocess: str = "evaluation", device:
         from ..errors import ConfigError
 
         raise ConfigError("vggheads-official needs the head model its parameters decode through (FLAME): --head-model")
-    detector = OfficialDetector(weights, head_model, conf=OFFICIAL_MIN_SCORE, keep_top_k=OFFICIAL_MAX_HEADS,
-                                mode=preprocess, device=device, key="evaluate.vggheads_official.weights")
+    detector = OfficialDetector(
+        weights,
+        head_model,
+        conf=OFFICIAL_MIN_SCORE,
+        keep_top_k=OFFICIAL_MAX_HEADS,
+        mode=preprocess,
+        device=device,
+        key="evaluate.vggheads_official.weights",
+    )
     return OfficialSystem(detector, bgr_benchmarks)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 
-SEVEN_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)    # eye corners, nose tip, mouth corners (NoW / DAD)
+SEVEN_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)  # eye corners, nose tip, mouth corners (NoW / DAD)
 
 
 # ---------------------------------------------------------------- 3D: rotation, Procrustes, Chamfer, Z_n
+
 
 def rotation_error_frobenius(R_pred, R_gt) -> float:
     """DAD-3DHeads pose error ``||I - R_pred R_gt^T||_F`` (0 for equal rotations, 2*sqrt(2) at 180 deg)."""
@@ -32,7 +33,7 @@ def procrustes(X, Y, scaling: bool = True, reflection: str | bool = "best"):
     Y = np.asarray(Y, dtype=np.float64)
     mu_x, mu_y = X.mean(0), Y.mean(0)
     X0, Y0 = X - mu_x, Y - mu_y
-    norm_x, norm_y = np.sqrt((X0 ** 2).sum()), np.sqrt((Y0 ** 2).sum())
+    norm_x, norm_y = np.sqrt((X0**2).sum()), np.sqrt((Y0**2).sum())
     X0, Y0 = X0 / norm_x, Y0 / norm_y
     U, s, Vt = np.linalg.svd(X0.T @ Y0, full_matrices=False)
     V = Vt.T
@@ -46,7 +47,7 @@ def procrustes(X, Y, scaling: bool = True, reflection: str | bool = "best"):
     trace = s.sum()
     if scaling:
         scale = trace * norm_x / norm_y
-        d = 1 - trace ** 2
+        d = 1 - trace**2
     else:
         scale = 1.0
         d = 1 + (norm_y / norm_x) ** 2 - 2 * trace * norm_y / norm_x
@@ -63,7 +64,7 @@ def chamfer_one_sided(source, target, squared: bool = True) -> float:
     from scipy.spatial import cKDTree
 
     dist, _ = cKDTree(np.asarray(target, dtype=np.float64)).query(np.asarray(source, dtype=np.float64))
-    return float(np.mean(dist ** 2 if squared else dist))
+    return float(np.mean(dist**2 if squared else dist))
 
 
 def z_n_accuracy(pred_points, gt_points, n: int = 5) -> float:
@@ -84,6 +85,7 @@ def z_n_accuracy(pred_points, gt_points, n: int = 5) -> float:
 
 
 # ---------------------------------------------------------------- average precision
+
 
 def voc_ap(recall, precision) -> float:
     """All-point interpolated AP (the WIDER FACE / VOC2010+ ``voc_ap``)."""

@@ -82,7 +82,7 @@ PAPER: dict[str, dict] = {
     },
     "synthetic_val": {
         "source": "Table 7, 'Full' (trained on the 10k hand-labelled subset; head-vertex NME; the paper's "
-                  "FR column is ambiguous)",
+        "FR column is ambiguous)",
         "columns": ("nme", "failure_rate", "ap50", "recall"),
         "rows": {"VGGHeads (10k subset)": (1.975, 0.122, None, None)},
     },
@@ -96,7 +96,12 @@ TITLES = {
     "fddb": "FDDB",
     "synthetic_val": "Synthetic validation (this project's data)",
 }
-EXTRA_COLUMNS = {"aflw2000": ("nme", "missed"), "biwi": ("missed",), "wider": ("images",), "fddb": ("ap_coco", "images")}
+EXTRA_COLUMNS = {
+    "aflw2000": ("nme", "missed"),
+    "biwi": ("missed",),
+    "wider": ("images",),
+    "fddb": ("ap_coco", "images"),
+}
 
 
 def _fmt(v) -> str:
@@ -109,17 +114,25 @@ def _fmt(v) -> str:
 
 def results_table(results: list[BenchmarkResult]) -> str:
     """Markdown: per benchmark, the systems measured here, then the paper's rows, then the protocol."""
-    lines = ["# Results", "",
-             "Measured by `vggheads evaluate`; paper rows are the numbers printed in VGGHeads (arXiv 2407.18245 v3). "
-             "A measured row on a subset of a benchmark is not comparable with the paper's full-set numbers.", ""]
+    lines = [
+        "# Results",
+        "",
+        "Measured by `vggheads evaluate`; paper rows are the numbers printed in VGGHeads (arXiv 2407.18245 v3). "
+        "A measured row on a subset of a benchmark is not comparable with the paper's full-set numbers.",
+        "",
+    ]
     by_bench: dict[str, list[BenchmarkResult]] = {}
     for r in results:
         by_bench.setdefault(r.benchmark, []).append(r)
     for bench in [b for b in TITLES if b in by_bench] + [b for b in by_bench if b not in TITLES]:
         paper = PAPER.get(bench, {"columns": tuple(sorted(by_bench[bench][0].metrics)), "rows": {}, "source": ""})
         cols = tuple(paper["columns"]) + EXTRA_COLUMNS.get(bench, ())
-        lines += [f"## {TITLES.get(bench, bench)}", "", "| system | source | " + " | ".join(cols) + " |",
-                  "|---|---|" + "---|" * len(cols)]
+        lines += [
+            f"## {TITLES.get(bench, bench)}",
+            "",
+            "| system | source | " + " | ".join(cols) + " |",
+            "|---|---|" + "---|" * len(cols),
+        ]
         for r in by_bench[bench]:
             lines.append(f"| {r.system} | measured | " + " | ".join(_fmt(r.metrics.get(c)) for c in cols) + " |")
         for name, values in paper["rows"].items():
@@ -160,8 +173,16 @@ def write_plots(result: BenchmarkResult, directory: str | Path, png: bool = True
         written.append(path)
         if png:
             x, y = list(columns)[:2]
-            written.append(_plot_curve(directory / f"{stem}_{name}.png", columns[x], columns[y], x, y,
-                                       f"{result.benchmark} {name} ({result.system})"))
+            written.append(
+                _plot_curve(
+                    directory / f"{stem}_{name}.png",
+                    columns[x],
+                    columns[y],
+                    x,
+                    y,
+                    f"{result.benchmark} {name} ({result.system})",
+                )
+            )
     for key in ("err_mean", "nme", "pose_error", "chamfer"):
         values = [r[key] for r in result.records if r.get(key) is not None and np.isfinite(r[key])]
         if not values:
@@ -170,8 +191,14 @@ def write_plots(result: BenchmarkResult, directory: str | Path, png: bool = True
         _write_csv(path, {key: values})
         written.append(path)
         if png:
-            written.append(_plot_histogram(directory / f"{stem}_{key}_errors.png", values, key,
-                                           f"{result.benchmark} {key} ({result.system}, n={len(values)})"))
+            written.append(
+                _plot_histogram(
+                    directory / f"{stem}_{key}_errors.png",
+                    values,
+                    key,
+                    f"{result.benchmark} {key} ({result.system}, n={len(values)})",
+                )
+            )
     return written
 
 

@@ -29,14 +29,15 @@ POINTS = ("landmarks68", "head_vertices")
 class SyntheticImage:
     image_id: str
     image_path: Path
-    boxes: np.ndarray                      # (G, 4) xyxy head boxes
-    landmarks: np.ndarray                  # (G, 68, 2) pixels
-    vertices: np.ndarray | None = None     # (G, V, 3) image vertices, when known
+    boxes: np.ndarray  # (G, 4) xyxy head boxes
+    landmarks: np.ndarray  # (G, 68, 2) pixels
+    vertices: np.ndarray | None = None  # (G, V, 3) image vertices, when known
     extra: dict = field(default_factory=dict)
 
 
-def read_manifest(images_table: str | Path, heads_table: str | Path, split: str | None = "val",
-                  max_images: int | None = None) -> list[SyntheticImage]:
+def read_manifest(
+    images_table: str | Path, heads_table: str | Path, split: str | None = "val", max_images: int | None = None
+) -> list[SyntheticImage]:
     """Images of ``split`` (None = all) and their head labels from the ``images`` and ``heads``
     manifests (image paths are relative to the images manifest's folder)."""
     from ..schemas import read_table
@@ -54,7 +55,9 @@ def read_manifest(images_table: str | Path, heads_table: str | Path, split: str 
             continue
         hs = sorted(by_image.get(row["image_id"], []), key=lambda h: h["head"])
         boxes = np.array([h["box"] for h in hs], dtype=np.float64).reshape(-1, 4)
-        lms = np.array([np.asarray(h["landmarks"], dtype=np.float64).reshape(68, 3)[:, :2] for h in hs]).reshape(-1, 68, 2)
+        lms = np.array([np.asarray(h["landmarks"], dtype=np.float64).reshape(68, 3)[:, :2] for h in hs]).reshape(
+            -1, 68, 2
+        )
         out.append(SyntheticImage(row["image_id"], root / row["path"], boxes, lms))
         if max_images is not None and len(out) >= max_images:
             break
@@ -71,8 +74,13 @@ def _points(head: HeadPrediction, points: str, head_indices) -> np.ndarray | Non
     return np.asarray(head.vertices)[head_indices, :2]
 
 
-def score_synthetic(images: list[SyntheticImage], predictions: list[list[HeadPrediction]], points: str = "landmarks68",
-                    head_indices=None, iou_threshold: float = 0.5) -> tuple[dict, list[dict], dict]:
+def score_synthetic(
+    images: list[SyntheticImage],
+    predictions: list[list[HeadPrediction]],
+    points: str = "landmarks68",
+    head_indices=None,
+    iou_threshold: float = 0.5,
+) -> tuple[dict, list[dict], dict]:
     """(metrics, per-head records, curves) for predictions aligned with ``images``."""
     if points not in POINTS:
         raise InputError(f"unknown NME points '{points}' (known: {', '.join(POINTS)})")
@@ -94,32 +102,52 @@ def score_synthetic(images: list[SyntheticImage], predictions: list[list[HeadPre
             value = nme(pred, gt, box_norm(im.boxes[g]))
             nmes.append(value)
             records.append({"image": im.image_id, "head": g, "iou": iou, "nme": value})
-    coco = coco_ap([im.boxes for im in images], [[h.box for h in hs] for hs in predictions],
-                   [[h.score for h in hs] for hs in predictions])
-    metrics = {"heads": n_gt, "matched": n_gt - missed, "recall": (n_gt - missed) / n_gt if n_gt else float("nan"),
-               "ap50": coco["ap50"] * 100.0, "ap": coco["ap"] * 100.0}
+    coco = coco_ap(
+        [im.boxes for im in images],
+        [[h.box for h in hs] for hs in predictions],
+        [[h.score for h in hs] for hs in predictions],
+    )
+    metrics = {
+        "heads": n_gt,
+        "matched": n_gt - missed,
+        "recall": (n_gt - missed) / n_gt if n_gt else float("nan"),
+        "ap50": coco["ap50"] * 100.0,
+        "ap": coco["ap"] * 100.0,
+    }
     if nmes:
         metrics["nme"] = float(np.mean(nmes))
         metrics["failure_rate"] = failure_rate(nmes, FAILURE_NME)
         fails = int(np.sum(np.asarray(nmes) > FAILURE_NME))
         metrics["failure_rate_with_misses"] = (fails + missed) / n_gt if n_gt else float("nan")
     metrics["matched_without_points"] = no_points
-    curves = {"pr_ap50": {"recall": coco["curve"]["recall"], "precision": coco["curve"]["precision"]}} if "curve" in coco else {}
+    curves = (
+        {"pr_ap50": {"recall": coco["curve"]["recall"], "precision": coco["curve"]["precision"]}}
+        if "curve" in coco
+        else {}
+    )
     return metrics, records, curves
 
 
-def evaluate_synthetic(images: list[SyntheticImage], predictor: Predictor, system: str = "model",
-                       points: str = "landmarks68", head_indices=None, progress: bool = True) -> BenchmarkResult:
+def evaluate_synthetic(
+    images: list[SyntheticImage],
+    predictor: Predictor,
+    system: str = "model",
+    points: str = "landmarks68",
+    head_indices=None,
+    progress: bool = True,
+) -> BenchmarkResult:
     from tqdm import tqdm
 
-    predictions = [predictor(load_rgb(im.image_path)) for im in tqdm(images, desc="synthetic val", disable=not progress)]
+    predictions = [
+        predictor(load_rgb(im.image_path)) for im in tqdm(images, desc="synthetic val", disable=not progress)
+    ]
     metrics, records, curves = score_synthetic(images, predictions, points, head_indices)
     metrics["images"] = len(images)
     result = BenchmarkResult("synthetic_val", system, metrics=metrics, records=records, curves=curves)
     result.protocol = {
         "matching": "Hungarian on box IoU, pairs with IoU >= 0.5",
         "nme": f"mean L2 over {'the 68 landmarks' if points == 'landmarks68' else 'the head vertex subset'} "
-               "/ sqrt(w h) of the GT head box, percent",
+        "/ sqrt(w h) of the GT head box, percent",
         "failure": "NME > 5 % among matched heads (failure_rate_with_misses also counts unmatched GT heads)",
     }
     return result

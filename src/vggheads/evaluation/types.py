@@ -25,21 +25,25 @@ class HeadPrediction:
         HeadPrediction(box=np.array([10, 20, 110, 140.]), score=0.9, angles=(12.0, -3.0, 1.5))
     """
 
-    box: np.ndarray                              # (4,) xyxy pixels: the head box (a face box for face detectors)
+    box: np.ndarray  # (4,) xyxy pixels: the head box (a face box for face detectors)
     score: float
-    landmarks: np.ndarray | None = None          # (68, 2) pixels, iBUG order
-    landmarks_3d: np.ndarray | None = None       # (68, 3) image-aligned pixels + depth
-    rotation: np.ndarray | None = None           # (3, 3) the paper's R
+    landmarks: np.ndarray | None = None  # (68, 2) pixels, iBUG order
+    landmarks_3d: np.ndarray | None = None  # (68, 3) image-aligned pixels + depth
+    rotation: np.ndarray | None = None  # (3, 3) the paper's R
     angles: tuple[float, float, float] | None = None  # (yaw, pitch, roll) degrees
-    flame_params: np.ndarray | None = None       # (413,) the paper's parameter order
-    vertices: np.ndarray | None = None           # (V, 3) image-aligned pixels + depth, head model topology
-    face_box: np.ndarray | None = None           # (4,) xyxy: box of the face vertices, if the system has one
+    flame_params: np.ndarray | None = None  # (413,) the paper's parameter order
+    vertices: np.ndarray | None = None  # (V, 3) image-aligned pixels + depth, head model topology
+    face_box: np.ndarray | None = None  # (4,) xyxy: box of the face vertices, if the system has one
 
     def __post_init__(self):
         self.box = np.asarray(self.box, dtype=np.float64).reshape(4)
         self.score = float(self.score)
-        for name, shape in (("landmarks", (68, 2)), ("landmarks_3d", (68, 3)), ("rotation", (3, 3)),
-                            ("face_box", (4,))):
+        for name, shape in (
+            ("landmarks", (68, 2)),
+            ("landmarks_3d", (68, 3)),
+            ("rotation", (3, 3)),
+            ("face_box", (4,)),
+        ):
             value = getattr(self, name)
             if value is not None:
                 value = np.asarray(value, dtype=np.float64)
@@ -92,5 +96,4 @@ class BenchmarkResult:
     curves: dict[str, dict[str, list]] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {"benchmark": self.benchmark, "system": self.system, "metrics": self.metrics,
-                "protocol": self.protocol}
+        return {"benchmark": self.benchmark, "system": self.system, "metrics": self.metrics, "protocol": self.protocol}

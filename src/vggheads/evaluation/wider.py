@@ -40,14 +40,14 @@ log = logging.getLogger(__name__)
 
 SETTINGS = ("easy", "medium", "hard")
 THRESHOLDS = 1000
-PAPER_SCORE_THRESHOLD = 0.01   # the VGGHeads WIDER script: conf 0.01, NMS 0.5, <= 1000 boxes
+PAPER_SCORE_THRESHOLD = 0.01  # the VGGHeads WIDER script: conf 0.01, NMS 0.5, <= 1000 boxes
 
 
 @dataclass
 class WiderImage:
     event: str
-    name: str                  # file name without .jpg
-    boxes: np.ndarray          # (G, 4) xywh, the .mat's integers as float
+    name: str  # file name without .jpg
+    boxes: np.ndarray  # (G, 4) xywh, the .mat's integers as float
     keep: dict[str, np.ndarray]  # setting -> 0-based indices of the boxes kept in that setting
     image_path: Path | None = None
 
@@ -63,14 +63,20 @@ def _loadmat(path: Path, keys: tuple[str, ...]) -> dict:
         raise InputError(f"{path}: not a readable MATLAB file ({exc})") from None
     for key in keys:
         if key not in mat:
-            raise InputError(f"{path}: field '{key}' missing (found: {sorted(k for k in mat if not k.startswith('__'))})")
+            raise InputError(
+                f"{path}: field '{key}' missing (found: {sorted(k for k in mat if not k.startswith('__'))})"
+            )
     return mat
 
 
 def _find_image(images: Path | None, event: str, name: str) -> Path | None:
     if images is None:
         return None
-    for candidate in (images / event / f"{name}.jpg", images / "images" / event / f"{name}.jpg", images / f"{name}.jpg"):
+    for candidate in (
+        images / event / f"{name}.jpg",
+        images / "images" / event / f"{name}.jpg",
+        images / f"{name}.jpg",
+    ):
         if candidate.exists():
             return candidate
     return None
@@ -83,7 +89,9 @@ def read_wider_val(ground_truth: str | Path, images: str | Path | None = None) -
     """
     gt_dir = Path(ground_truth)
     if not gt_dir.is_dir():
-        raise InputError(f"{gt_dir}: WIDER FACE ground-truth folder not found (expected wider_face_val.mat and the keep-lists)")
+        raise InputError(
+            f"{gt_dir}: WIDER FACE ground-truth folder not found (expected wider_face_val.mat and the keep-lists)"
+        )
     main = _loadmat(gt_dir / "wider_face_val.mat", ("event_list", "file_list", "face_bbx_list"))
     keeps = {s: _loadmat(gt_dir / f"wider_{s}_val.mat", ("gt_list",))["gt_list"] for s in SETTINGS}
     images = Path(images) if images else None
@@ -94,7 +102,9 @@ def read_wider_val(ground_truth: str | Path, images: str | Path | None = None) -
         files = main["file_list"][e][0]
         boxes = main["face_bbx_list"][e][0]
         if len(files) != len(boxes):
-            raise InputError(f"{gt_dir / 'wider_face_val.mat'}: event '{event}' has {len(files)} files but {len(boxes)} box lists")
+            raise InputError(
+                f"{gt_dir / 'wider_face_val.mat'}: event '{event}' has {len(files)} files but {len(boxes)} box lists"
+            )
         for j in range(len(files)):
             name = str(files[j][0][0])
             b = np.asarray(boxes[j][0], dtype=np.float64).reshape(-1, 4)
@@ -102,14 +112,17 @@ def read_wider_val(ground_truth: str | Path, images: str | Path | None = None) -
             for s in SETTINGS:
                 k = np.asarray(keeps[s][e][0][j][0]).reshape(-1).astype(np.int64)
                 if len(k) and (k.min() < 1 or k.max() > len(b)):
-                    raise InputError(f"{gt_dir / f'wider_{s}_val.mat'}: keep-list of {event}/{name} has index "
-                                     f"{int(k.max())} for {len(b)} boxes")
+                    raise InputError(
+                        f"{gt_dir / f'wider_{s}_val.mat'}: keep-list of {event}/{name} has index "
+                        f"{int(k.max())} for {len(b)} boxes"
+                    )
                 keep[s] = k - 1
             out.append(WiderImage(event, name, b, keep, _find_image(images, event, name)))
     return out
 
 
 # ---------------------------------------------------------------- the official algorithm
+
 
 def normalize_scores(preds: dict) -> dict:
     """The official global min-max normalisation (min starts at 1, max at 0). preds: key -> (N, 5) xywh+score."""
@@ -152,7 +165,9 @@ def image_eval(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray, iou_thresh:
     return pred_recall, proposal
 
 
-def img_pr_info(scores: np.ndarray, proposal: np.ndarray, pred_recall: np.ndarray, thresh_num: int = THRESHOLDS) -> np.ndarray:
+def img_pr_info(
+    scores: np.ndarray, proposal: np.ndarray, pred_recall: np.ndarray, thresh_num: int = THRESHOLDS
+) -> np.ndarray:
     """(thresh_num, 2): proposals and recalled faces at each threshold ``1 - (t + 1) / thresh_num``.
 
     ``scores`` must be in descending order; the official loop takes the last index whose score is
@@ -168,8 +183,12 @@ def img_pr_info(scores: np.ndarray, proposal: np.ndarray, pred_recall: np.ndarra
     return info
 
 
-def wider_ap(images: list[WiderImage], preds: dict[tuple[str, str], np.ndarray], iou_thresh: float = 0.5,
-             thresh_num: int = THRESHOLDS) -> dict:
+def wider_ap(
+    images: list[WiderImage],
+    preds: dict[tuple[str, str], np.ndarray],
+    iou_thresh: float = 0.5,
+    thresh_num: int = THRESHOLDS,
+) -> dict:
     """AP per setting over ``images``; preds: (event, name) -> (N, 5) xywh + score.
 
     An image of ``images`` without an entry in ``preds`` is an error (as in the official code):
@@ -200,12 +219,17 @@ def wider_ap(images: list[WiderImage], preds: dict[tuple[str, str], np.ndarray],
             precision = pr_curve[:, 1] / pr_curve[:, 0]
         recall = pr_curve[:, 1] / count_face if count_face else np.zeros(thresh_num)
         ap = voc_ap(recall, precision) if count_face else float("nan")  # no kept face: AP undefined
-        out[setting] = {"ap": ap, "recall": recall.tolist(),
-                        "precision": np.nan_to_num(precision).tolist(), "faces": count_face}
+        out[setting] = {
+            "ap": ap,
+            "recall": recall.tolist(),
+            "precision": np.nan_to_num(precision).tolist(),
+            "faces": count_face,
+        }
     return out
 
 
 # ---------------------------------------------------------------- prediction files (the official format)
+
 
 def write_prediction_files(directory: str | Path, preds: dict[tuple[str, str], np.ndarray]) -> None:
     """``<dir>/<event>/<name>.txt``: the image name, the count, then ``x y w h score`` lines."""
@@ -245,7 +269,10 @@ def read_prediction_files(directory: str | Path) -> dict[tuple[str, str], np.nda
 
 # ---------------------------------------------------------------- running a predictor
 
-def predictions_to_xywhs(heads: list[HeadPrediction], use_face_box: bool = False, min_score: float | None = None) -> np.ndarray:
+
+def predictions_to_xywhs(
+    heads: list[HeadPrediction], use_face_box: bool = False, min_score: float | None = None
+) -> np.ndarray:
     rows = []
     for h in heads:
         if min_score is not None and h.score < min_score:
@@ -255,8 +282,15 @@ def predictions_to_xywhs(heads: list[HeadPrediction], use_face_box: bool = False
     return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
 
 
-def evaluate_wider(images: list[WiderImage], predictor: Predictor, system: str = "model", use_face_box: bool = True,
-                   min_score: float | None = None, max_images: int | None = None, progress: bool = True) -> BenchmarkResult:
+def evaluate_wider(
+    images: list[WiderImage],
+    predictor: Predictor,
+    system: str = "model",
+    use_face_box: bool = True,
+    min_score: float | None = None,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> BenchmarkResult:
     """Run ``predictor`` on every image that has a file and score easy/medium/hard AP on those images.
 
     ``use_face_box``: score the face box where the system gives one (the paper's text; its code
@@ -282,12 +316,17 @@ def evaluate_wider(images: list[WiderImage], predictor: Predictor, system: str =
     result.metrics["detections"] = int(sum(len(v) for v in preds.values()))
     result.protocol = {
         "algorithm": "official WIDER FACE eval (wondervictor port; +1-pixel IoU >= 0.5, keep-list ignores, "
-                     "global min-max score normalisation, 1000 thresholds, VOC all-point AP)",
-        "images": "all val images" if len(present) == len(images) else f"{len(present)} of {len(images)} val images (subset)",
-        "boxes": "face boxes where the system gives them, else its boxes" if use_face_box else "the system's (head) boxes",
+        "global min-max score normalisation, 1000 thresholds, VOC all-point AP)",
+        "images": "all val images"
+        if len(present) == len(images)
+        else f"{len(present)} of {len(images)} val images (subset)",
+        "boxes": "face boxes where the system gives them, else its boxes"
+        if use_face_box
+        else "the system's (head) boxes",
         "name_matching": "suffix '.jpg' removed (not rstrip)",
     }
     for im in present:
-        result.records.append({"image": f"{im.event}/{im.name}", "faces": len(im.boxes),
-                               "detections": len(preds[(im.event, im.name)])})
+        result.records.append(
+            {"image": f"{im.event}/{im.name}", "faces": len(im.boxes), "detections": len(preds[(im.event, im.name)])}
+        )
     return result

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-F1_BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 1.0 + 1e-9]   # last bin: exactly 1
+F1_BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 1.0 + 1e-9]  # last bin: exactly 1
 NME_BINS = [0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, float("inf")]
 
 
@@ -33,9 +33,9 @@ NME_BINS = [0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, float("i
 class SceneHeads:
     """The scene truth of one image (rows of ``render_heads``)."""
 
-    heads: np.ndarray        # (G,) int: the head (person) ids
-    boxes: np.ndarray        # (G, 4) xyxy
-    landmarks: np.ndarray    # (G, 68, 3) x, y, visibility
+    heads: np.ndarray  # (G,) int: the head (person) ids
+    boxes: np.ndarray  # (G, 4) xyxy
+    landmarks: np.ndarray  # (G, 68, 3) x, y, visibility
 
 
 @dataclass
@@ -46,14 +46,23 @@ class Agreement:
     recall: float
     precision: float
     f1: float
-    mean_iou: float          # NaN without scene heads
-    nme: float               # NaN without labeller landmarks on a found head
-    heads: list[dict] = field(default_factory=list)   # per scene head: rows of the agreement_heads table
+    mean_iou: float  # NaN without scene heads
+    nme: float  # NaN without labeller landmarks on a found head
+    heads: list[dict] = field(default_factory=list)  # per scene head: rows of the agreement_heads table
 
     def row(self, sample_id: str, agree: bool) -> dict:
-        return {"sample_id": sample_id, "scene_heads": self.scene_heads, "detected": self.detected,
-                "matched": self.matched, "recall": self.recall, "precision": self.precision, "f1": self.f1,
-                "mean_iou": self.mean_iou, "nme": self.nme, "agree": bool(agree)}
+        return {
+            "sample_id": sample_id,
+            "scene_heads": self.scene_heads,
+            "detected": self.detected,
+            "matched": self.matched,
+            "recall": self.recall,
+            "precision": self.precision,
+            "f1": self.f1,
+            "mean_iou": self.mean_iou,
+            "nme": self.nme,
+            "agree": bool(agree),
+        }
 
 
 def scene_by_sample(table) -> dict[str, SceneHeads]:
@@ -62,15 +71,19 @@ def scene_by_sample(table) -> dict[str, SceneHeads]:
     grouped: dict[str, list[int]] = {}
     for i, sid in enumerate(cols.get("sample_id", [])):
         grouped.setdefault(sid, []).append(i)
-    return {sid: SceneHeads(heads=np.asarray([cols["head"][i] for i in idx], dtype=np.int64),
-                            boxes=np.asarray([cols["box"][i] for i in idx], dtype=np.float64).reshape(-1, 4),
-                            landmarks=np.asarray([cols["landmarks"][i] for i in idx],
-                                                 dtype=np.float64).reshape(-1, 68, 3))
-            for sid, idx in grouped.items()}
+    return {
+        sid: SceneHeads(
+            heads=np.asarray([cols["head"][i] for i in idx], dtype=np.int64),
+            boxes=np.asarray([cols["box"][i] for i in idx], dtype=np.float64).reshape(-1, 4),
+            landmarks=np.asarray([cols["landmarks"][i] for i in idx], dtype=np.float64).reshape(-1, 68, 3),
+        )
+        for sid, idx in grouped.items()
+    }
 
 
-def measure(scene: SceneHeads | None, det_boxes, label_boxes=None, label_landmarks=None,
-            min_iou: float = 0.5) -> Agreement:
+def measure(
+    scene: SceneHeads | None, det_boxes, label_boxes=None, label_landmarks=None, min_iou: float = 0.5
+) -> Agreement:
     """Agreement of one image. det_boxes (D, 4) xyxy; label_boxes (L, 4) and label_landmarks
     (L, 68, >=2) of a labeller that reads the image (None: no landmark agreement)."""
     from ..core.boxes import iou_matrix
@@ -101,17 +114,30 @@ def measure(scene: SceneHeads | None, det_boxes, label_boxes=None, label_landmar
     heads = []
     for g in range(n):
         p, iou = matched.get(g, (-1, float(best[g])))
-        heads.append({"head": int(scene.heads[g]), "box": scene.boxes[g].astype(np.float32),
-                      "detected_box": (det[p] if p >= 0 else np.full(4, np.nan)).astype(np.float32),
-                      "matched": p >= 0, "iou": float(iou), "nme": float(lm_nme[g]),
-                      "nme_visible": float(lm_nme_vis[g])})
+        heads.append(
+            {
+                "head": int(scene.heads[g]),
+                "box": scene.boxes[g].astype(np.float32),
+                "detected_box": (det[p] if p >= 0 else np.full(4, np.nan)).astype(np.float32),
+                "matched": p >= 0,
+                "iou": float(iou),
+                "nme": float(lm_nme[g]),
+                "nme_visible": float(lm_nme_vis[g]),
+            }
+        )
     ious = [h["iou"] if h["matched"] else 0.0 for h in heads]
     found = lm_nme[np.isfinite(lm_nme)]
-    return Agreement(scene_heads=n, detected=d, matched=m,
-                     recall=m / n if n else 1.0, precision=m / d if d else 1.0,
-                     f1=2.0 * m / (n + d) if n + d else 1.0,
-                     mean_iou=float(np.mean(ious)) if n else float("nan"),
-                     nme=float(found.mean()) if len(found) else float("nan"), heads=heads)
+    return Agreement(
+        scene_heads=n,
+        detected=d,
+        matched=m,
+        recall=m / n if n else 1.0,
+        precision=m / d if d else 1.0,
+        f1=2.0 * m / (n + d) if n + d else 1.0,
+        mean_iou=float(np.mean(ious)) if n else float("nan"),
+        nme=float(found.mean()) if len(found) else float("nan"),
+        heads=heads,
+    )
 
 
 def disagrees(a: Agreement, min_f1: float, max_nme: float | None) -> bool:
@@ -123,6 +149,7 @@ def disagrees(a: Agreement, min_f1: float, max_nme: float | None) -> bool:
 
 def summary(rows: list[dict], head_rows: list[dict]) -> dict:
     """Per-shard figures for the stats JSON: means and histograms of the per-image values."""
+
     def mean(key, src=rows):
         v = np.asarray([r[key] for r in src], dtype=np.float64)
         v = v[np.isfinite(v)]
@@ -130,13 +157,21 @@ def summary(rows: list[dict], head_rows: list[dict]) -> dict:
 
     f1 = np.asarray([r["f1"] for r in rows], dtype=np.float64)
     nme = np.asarray([r["nme"] for r in rows], dtype=np.float64)
-    return {"images": len(rows), "scene_heads": int(sum(r["scene_heads"] for r in rows)),
-            "detected": int(sum(r["detected"] for r in rows)), "matched": int(sum(r["matched"] for r in rows)),
-            "mean_f1": mean("f1"), "mean_recall": mean("recall"), "mean_precision": mean("precision"),
-            "mean_iou": mean("mean_iou"), "mean_nme": mean("nme"), "heads_nme": mean("nme", head_rows),
-            "disagreeing": int(sum(not r["agree"] for r in rows)),
-            "f1_histogram": {"bins": F1_BINS[:-1], "counts": np.histogram(f1, F1_BINS)[0].tolist()},
-            "nme_histogram": {"bins": NME_BINS[:-1], "counts": np.histogram(nme[np.isfinite(nme)], NME_BINS)[0].tolist()}}
+    return {
+        "images": len(rows),
+        "scene_heads": int(sum(r["scene_heads"] for r in rows)),
+        "detected": int(sum(r["detected"] for r in rows)),
+        "matched": int(sum(r["matched"] for r in rows)),
+        "mean_f1": mean("f1"),
+        "mean_recall": mean("recall"),
+        "mean_precision": mean("precision"),
+        "mean_iou": mean("mean_iou"),
+        "mean_nme": mean("nme"),
+        "heads_nme": mean("nme", head_rows),
+        "disagreeing": int(sum(not r["agree"] for r in rows)),
+        "f1_histogram": {"bins": F1_BINS[:-1], "counts": np.histogram(f1, F1_BINS)[0].tolist()},
+        "nme_histogram": {"bins": NME_BINS[:-1], "counts": np.histogram(nme[np.isfinite(nme)], NME_BINS)[0].tolist()},
+    }
 
 
 def head_mesh_render(params: dict) -> bool:
@@ -144,5 +179,6 @@ def head_mesh_render(params: dict) -> bool:
     from ..render.sdxl_pipeline import HEAD_MESH_MODES
 
     render = params.get("render") or {}
-    return (render.get("backend") in ("sdxl", "tiny-sdxl")
-            and ((render.get("sdxl") or {}).get("conditioning") in HEAD_MESH_MODES))
+    return render.get("backend") in ("sdxl", "tiny-sdxl") and (
+        (render.get("sdxl") or {}).get("conditioning") in HEAD_MESH_MODES
+    )

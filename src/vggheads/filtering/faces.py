@@ -29,8 +29,14 @@ class FaceDetector:
         faces = FaceDetector("mtcnn", min_score=0.9)(rgb)
     """
 
-    def __init__(self, kind: str = "mtcnn", min_score: float = 0.9, min_face_size: int = 20, device: str = "auto",
-                 upsample: int = 1):
+    def __init__(
+        self,
+        kind: str = "mtcnn",
+        min_score: float = 0.9,
+        min_face_size: int = 20,
+        device: str = "auto",
+        upsample: int = 1,
+    ):
         if kind not in FACE_DETECTORS:
             raise ConfigError(f"filter.face_detector '{kind}' is unknown (known: {', '.join(FACE_DETECTORS)})")
         self.kind = kind
@@ -40,9 +46,12 @@ class FaceDetector:
             try:
                 from facenet_pytorch import MTCNN
             except ImportError:
-                raise MissingWeightsError("MTCNN (package facenet-pytorch)", "facenet_pytorch",
-                                          "Install it with `pip install --no-deps facenet-pytorch==2.6.0` "
-                                          "(the Makefile does), or set filter.face_detector: dlib-hog.") from None
+                raise MissingWeightsError(
+                    "MTCNN (package facenet-pytorch)",
+                    "facenet_pytorch",
+                    "Install it with `pip install --no-deps facenet-pytorch==2.6.0` "
+                    "(the Makefile does), or set filter.face_detector: dlib-hog.",
+                ) from None
             import torch
 
             dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -68,7 +77,10 @@ class FaceDetector:
             return np.asarray(boxes, dtype=np.float64)[probs >= self.min_score].reshape(-1, 4)
         if self.kind == "dlib-hog":
             rects = self._hog(rgb, self.upsample)
-            return np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.float64).reshape(-1, 4)
+            return np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.float64).reshape(
+                -1, 4
+            )
         found = self._mmod(rgb, self.upsample)
-        return np.array([[d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()] for d in found],
-                        dtype=np.float64).reshape(-1, 4)
+        return np.array(
+            [[d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()] for d in found], dtype=np.float64
+        ).reshape(-1, 4)

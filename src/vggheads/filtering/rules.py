@@ -12,7 +12,14 @@ from typing import Callable
 
 import numpy as np
 
-REASONS = ("unreadable", "no_heads", "flip_count", "face_without_head", "split_count", "agreement")  # agreement: .agreement
+REASONS = (
+    "unreadable",
+    "no_heads",
+    "flip_count",
+    "face_without_head",
+    "split_count",
+    "agreement",
+)  # agreement: .agreement
 RULES = ("no_heads", "flip", "face", "split")
 
 
@@ -74,14 +81,20 @@ def faces_without_head(faces: np.ndarray, heads: np.ndarray) -> int:
 @dataclass
 class FilterResult:
     keep: bool
-    reason: str                     # "" when kept, else one of REASONS
+    reason: str  # "" when kept, else one of REASONS
     n_heads: int
     stability: float = float("nan")
     details: dict = field(default_factory=dict)
 
 
-def check_image(image: np.ndarray, boxes: np.ndarray, detect: Callable | None, find_faces: Callable | None,
-                rules: dict, min_split_side: int = 10) -> FilterResult:
+def check_image(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    detect: Callable | None,
+    find_faces: Callable | None,
+    rules: dict,
+    min_split_side: int = 10,
+) -> FilterResult:
     """Apply the enabled rules in the paper's order; stop at the first that fails.
 
     image: RGB (H, W, 3); boxes: (N, 4) the detector's heads on the image; rules: {rule: bool}

@@ -71,10 +71,10 @@ def batch_rigid_transform(rot_mats: Tensor, joints: Tensor, parents: Tensor) -> 
     chain = [local[:, 0]]
     for j in range(1, J):
         chain.append(chain[int(parents[j])] @ local[:, j])
-    world = torch.stack(chain, dim=1)                            # (B, J, 4, 4)
+    world = torch.stack(chain, dim=1)  # (B, J, 4, 4)
     posed_joints = world[:, :, :3, 3]
     # subtract the transformed rest joint so the transform acts on rest-pose coordinates
-    moved_rest = world[:, :, :3, :3] @ joints[..., None]         # (B, J, 3, 1)
+    moved_rest = world[:, :, :3, :3] @ joints[..., None]  # (B, J, 3, 1)
     skinning = world.clone()
     skinning[:, :, :3, 3] = world[:, :, :3, 3] - moved_rest[..., 0]
     return posed_joints, skinning
@@ -86,12 +86,20 @@ def skin(vertices: Tensor, weights: Tensor, transforms: Tensor) -> Tensor:
     vertices: (B, V, 3) rest pose; weights: (V, J); transforms: (B, J, 4, 4) -> (B, V, 3).
     """
     # T[b, v] = sum_j weights[v, j] * transforms[b, j]
-    T = torch.einsum("vj,bjmn->bvmn", weights, transforms)       # (B, V, 4, 4)
+    T = torch.einsum("vj,bjmn->bvmn", weights, transforms)  # (B, V, 4, 4)
     return (T[..., :3, :3] @ vertices[..., None])[..., 0] + T[..., :3, 3]
 
 
-def lbs(betas: Tensor, pose: Tensor, v_template: Tensor, shapedirs: Tensor, posedirs: Tensor,
-        J_regressor: Tensor, parents: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+def lbs(
+    betas: Tensor,
+    pose: Tensor,
+    v_template: Tensor,
+    shapedirs: Tensor,
+    posedirs: Tensor,
+    J_regressor: Tensor,
+    parents: Tensor,
+    weights: Tensor,
+) -> tuple[Tensor, Tensor]:
     """FLAME linear blend skinning.
 
     betas: (B, K) blend-shape coefficients (FLAME: [shape, expression]); pose: (B, 3 * J)

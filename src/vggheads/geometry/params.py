@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.param_layout import (EXPRESSION, JAW, LAYOUT, N_EXPR, N_JAW, N_PARAMS, N_ROT6D,  # noqa: F401 - re-exported
-                           N_SCALE, N_SHAPE, N_TRANSLATION, ROT6D, SCALE, SHAPE, TRANSLATION)
+# re-exported: the layout's names are importable from here too
+from ..core.param_layout import EXPRESSION, JAW, LAYOUT, N_EXPR, N_JAW, N_PARAMS, N_ROT6D  # noqa: F401
+from ..core.param_layout import N_SCALE, N_SHAPE, N_TRANSLATION, ROT6D, SCALE, SHAPE, TRANSLATION  # noqa: F401
 
 
 @dataclass
@@ -22,18 +23,20 @@ class FlameParams:
     ``scale`` keeps its trailing axis of size 1 so that ``join_params(split_params(p))`` is ``p``.
     """
 
-    shape: Any        # (..., 300)
-    expression: Any   # (..., 100)
-    jaw: Any          # (..., 3) axis-angle of the jaw joint
-    rot6d: Any        # (..., 6) first two columns of R, see geometry.rotations.rot6d_to_matrix
+    shape: Any  # (..., 300)
+    expression: Any  # (..., 100)
+    jaw: Any  # (..., 3) axis-angle of the jaw joint
+    rot6d: Any  # (..., 6) first two columns of R, see geometry.rotations.rot6d_to_matrix
     translation: Any  # (..., 3) image pixels (x right, y down) and depth
-    scale: Any        # (..., 1) pixels per model unit
+    scale: Any  # (..., 1) pixels per model unit
 
 
 def split_params(params) -> FlameParams:
     """Cut ``params (..., 413)`` (torch or numpy) into its named parts (views, no copy)."""
     if params.shape[-1] != N_PARAMS:
-        raise ValueError(f"expected a parameter vector of {N_PARAMS} values in the last axis, got shape {tuple(params.shape)}")
+        raise ValueError(
+            f"expected a parameter vector of {N_PARAMS} values in the last axis, got shape {tuple(params.shape)}"
+        )
     return FlameParams(**{name: params[..., sl] for name, sl in LAYOUT.items()})
 
 
@@ -50,7 +53,9 @@ def join_params(parts: FlameParams):
         if f.name == "scale" and (value.ndim == 0 or value.shape[-1] != 1):
             value = value[..., None]
         if value.shape[-1] != width:
-            raise ValueError(f"parameter part '{f.name}' must have {width} values in its last axis, got {tuple(value.shape)}")
+            raise ValueError(
+                f"parameter part '{f.name}' must have {width} values in its last axis, got {tuple(value.shape)}"
+            )
         values.append(value)
     if isinstance(values[0], torch.Tensor):
         batch = torch.broadcast_shapes(*(v.shape[:-1] for v in values))

@@ -1,7 +1,7 @@
 """Head models in FLAME's format: our own procedural model, or the user's FLAME file.
 
-    from vggheads.headmodel import build_head_model, load_head_model, save_head_model
-    model = load_head_model("data/headmodel/head_model.npz")   # or .../generic_model.pkl
+from vggheads.headmodel import build_head_model, load_head_model, save_head_model
+model = load_head_model("data/headmodel/head_model.npz")   # or .../generic_model.pkl
 """
 
 from .format import FORMAT_VERSION, HeadModel, load_head_model, save_head_model

@@ -17,9 +17,9 @@ from .surface import PARTS, A, Mesh, _mirror
 
 N_SHAPE_MODES = 300
 N_EXPR_MODES = 100
-SHAPE_STD_FIRST = 0.003      # rms displacement per coordinate (metres) of one unit of the first shape component
-SHAPE_STD_DECAY = 0.8        # std of component k is first * (k + 1) ** -decay
-EXPR_STD_FIRST = 0.0006      # expressions are local: 0.6 mm rms over the head is ~7 mm at the mouth corners
+SHAPE_STD_FIRST = 0.003  # rms displacement per coordinate (metres) of one unit of the first shape component
+SHAPE_STD_DECAY = 0.8  # std of component k is first * (k + 1) ** -decay
+EXPR_STD_FIRST = 0.0006  # expressions are local: 0.6 mm rms over the head is ~7 mm at the mouth corners
 EXPR_STD_DECAY = 0.6
 MIRROR = np.array([-1.0, 1.0, 1.0])
 
@@ -45,13 +45,14 @@ def _rbf_field(rng: np.random.Generator, centres_from: np.ndarray, sigma: float,
     def field_fn(p: np.ndarray) -> np.ndarray:
         d2 = ((p[:, None, :] - centres[None]) ** 2).sum(-1)
         return np.exp(-d2 / (2 * sigma * sigma)) @ weights
+
     return field_fn
 
 
-N_SHAPE_HARMONICS = 200      # scalar harmonics of the head surface behind the random shape modes
-N_EXPR_HARMONICS = 120       # ... of the face patch behind the random expression modes
-HARMONIC_WINDOW = 12         # a random mode mixes this many neighbouring (in frequency) vector harmonics
-SHAPE_SYMMETRIC = 0.85       # share of random shape modes made left-right symmetric
+N_SHAPE_HARMONICS = 200  # scalar harmonics of the head surface behind the random shape modes
+N_EXPR_HARMONICS = 120  # ... of the face patch behind the random expression modes
+HARMONIC_WINDOW = 12  # a random mode mixes this many neighbouring (in frequency) vector harmonics
+SHAPE_SYMMETRIC = 0.85  # share of random shape modes made left-right symmetric
 EXPR_SYMMETRIC = 0.5
 
 
@@ -83,7 +84,7 @@ def _cotan_laplacian(v: np.ndarray, faces: np.ndarray):
         a, b, c = faces[:, i], faces[:, (i + 1) % 3], faces[:, (i + 2) % 3]
         e1, e2 = v[b] - v[a], v[c] - v[a]
         cross = np.linalg.norm(np.cross(e1, e2), axis=1)
-        cot = np.clip((e1 * e2).sum(1) / np.maximum(cross, 1e-15), 0.0, 1e3)   # angle at a, opposite edge b-c
+        cot = np.clip((e1 * e2).sum(1) / np.maximum(cross, 1e-15), 0.0, 1e3)  # angle at a, opposite edge b-c
         rows += [b, c]
         cols += [c, b]
         vals += [0.5 * cot, 0.5 * cot]
@@ -102,7 +103,7 @@ def _vector_harmonics(v: np.ndarray, faces: np.ndarray, verts: np.ndarray, n: in
     local[verts] = np.arange(len(verts))
     L, M = _cotan_laplacian(v[verts], local[faces])
     vals, vecs = eigsh(L, k=n + 1, M=M, sigma=-1e-6, which="LM", v0=np.ones(len(verts)))
-    order = np.argsort(vals)[1:]                                   # drop the constant
+    order = np.argsort(vals)[1:]  # drop the constant
     vecs = vecs[:, order] / np.linalg.norm(vecs[:, order], axis=0)
     vecs *= np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(vecs.shape[1])])  # a fixed sign
     out = np.zeros((len(verts), 3, 3 * n))
@@ -163,7 +164,7 @@ def _windowed_mixtures(basis: np.ndarray, count: int, rng: np.random.Generator):
     starts = np.linspace(0, K - HARMONIC_WINDOW, count).round().astype(int)
     for start in starts:
         w = rng.standard_normal(HARMONIC_WINDOW)
-        yield basis[:, :, start:start + HARMONIC_WINDOW] @ w
+        yield basis[:, :, start : start + HARMONIC_WINDOW] @ w
 
 
 def _eye_translation(field: np.ndarray, mesh: Mesh) -> np.ndarray:
@@ -178,9 +179,9 @@ def _eye_translation(field: np.ndarray, mesh: Mesh) -> np.ndarray:
 def _finish(fields: list[np.ndarray], mesh: Mesh, first_std: float, decay: float) -> np.ndarray:
     """Orthonormalise the fields in order (as V*3 vectors) and scale them: (V, 3, K)."""
     V = len(mesh.vertices)
-    X = np.stack([f.reshape(-1) for f in fields], axis=1)            # (3V, K)
+    X = np.stack([f.reshape(-1) for f in fields], axis=1)  # (3V, K)
     Q, R = np.linalg.qr(X)
-    Q *= np.sign(np.diag(R))[None, :]                                # keep each mode's own direction
+    Q *= np.sign(np.diag(R))[None, :]  # keep each mode's own direction
     std = first_std * (np.arange(len(fields)) + 1.0) ** -decay
     return (Q * (np.sqrt(3 * V) * std)[None, :]).reshape(V, 3, -1)
 
@@ -199,23 +200,29 @@ def shape_components(mesh: Mesh, rng: np.random.Generator) -> np.ndarray:
     lower_face = lambda p: _smoothstep((0.0 - p[:, 1]) / 0.05) * _smoothstep((p[:, 2] + 0.02) / 0.04)
     zeros = lambda p: np.zeros(len(p))
     modes = [
-        lambda p: p - centre,                                                           # size (depth = size - width - height)
-        lambda p: _vec(p[:, 0], zeros(p), zeros(p)),                                    # width
-        lambda p: _vec(zeros(p), p[:, 1] - centre[1], zeros(p)),                        # height
+        lambda p: p - centre,  # size (depth = size - width - height)
+        lambda p: _vec(p[:, 0], zeros(p), zeros(p)),  # width
+        lambda p: _vec(zeros(p), p[:, 1] - centre[1], zeros(p)),  # height
         lambda p: _vec(zeros(p), (p[:, 1] - 0.02) * _smoothstep((0.02 - p[:, 1]) / 0.04), zeros(p)),  # face length
-        lambda p: _vec(p[:, 0] * lower_face(p), zeros(p), zeros(p)),                   # jaw width
+        lambda p: _vec(p[:, 0] * lower_face(p), zeros(p), zeros(p)),  # jaw width
         lambda p: (p - np.asarray(A.nose_root)) * _gauss(p, A.nose_tip, 0.018)[:, None],  # nose size
-        lambda p: _vec(p[:, 0] * _gauss(p, A.nose_tip, 0.016), zeros(p), zeros(p)),   # nose width
+        lambda p: _vec(p[:, 0] * _gauss(p, A.nose_tip, 0.016), zeros(p), zeros(p)),  # nose width
         lambda p: _vec(zeros(p), -0.3 * _gauss(p, A.chin_c, 0.02), _gauss(p, A.chin_c, 0.02)),  # chin
-        lambda p: _vec(np.sign(p[:, 0]) * _both(p, A.cheek_c, 0.02), zeros(p), 0.5 * _both(p, A.cheek_c, 0.02)),  # cheekbones
+        lambda p: _vec(
+            np.sign(p[:, 0]) * _both(p, A.cheek_c, 0.02), zeros(p), 0.5 * _both(p, A.cheek_c, 0.02)
+        ),  # cheekbones
         lambda p: _vec(np.sign(p[:, 0]) * _both(p, A.eye_c, 0.016), zeros(p), zeros(p)),  # eye spacing
-        lambda p: _vec(zeros(p), zeros(p), _both(p, A.brow_mid, 0.018)),               # brow ridge
-        lambda p: _vec(zeros(p), zeros(p), (p[:, 1] - 0.03) * _smoothstep((p[:, 1] - 0.03) / 0.05)
-                       * _smoothstep(p[:, 2] / 0.05)),                                  # forehead slope
-        lambda p: _vec(zeros(p), 0.2 * np.sign(p[:, 1] - A.mouth_y) * _gauss(p, (0, A.mouth_y, A.lip_front_z), 0.014),
-                       _gauss(p, (0, A.mouth_y, A.lip_front_z), 0.014)),               # lip fullness
-        lambda p: _vec(zeros(p), zeros(p), -_smoothstep((-0.03 - p[:, 2]) / 0.06)),     # skull length
-        lambda p: _vec(zeros(p), _smoothstep((p[:, 1] - 0.05) / 0.06), zeros(p)),       # skull height
+        lambda p: _vec(zeros(p), zeros(p), _both(p, A.brow_mid, 0.018)),  # brow ridge
+        lambda p: _vec(
+            zeros(p), zeros(p), (p[:, 1] - 0.03) * _smoothstep((p[:, 1] - 0.03) / 0.05) * _smoothstep(p[:, 2] / 0.05)
+        ),  # forehead slope
+        lambda p: _vec(
+            zeros(p),
+            0.2 * np.sign(p[:, 1] - A.mouth_y) * _gauss(p, (0, A.mouth_y, A.lip_front_z), 0.014),
+            _gauss(p, (0, A.mouth_y, A.lip_front_z), 0.014),
+        ),  # lip fullness
+        lambda p: _vec(zeros(p), zeros(p), -_smoothstep((-0.03 - p[:, 2]) / 0.06)),  # skull length
+        lambda p: _vec(zeros(p), _smoothstep((p[:, 1] - 0.05) / 0.06), zeros(p)),  # skull height
         lambda p: _vec(np.sign(p[:, 0]) * _both(p, A.ear_c, 0.02), zeros(p), zeros(p)),  # ears out
     ]
     fields = [_rigid_eyes(fn(mesh.vertices), mesh, fn) for fn in modes]
@@ -236,8 +243,11 @@ def shape_components(mesh: Mesh, rng: np.random.Generator) -> np.ndarray:
 
 def _face_mask(p: np.ndarray) -> np.ndarray:
     """1 on the front of the face, fading to 0 towards the ears, scalp and neck."""
-    return (_smoothstep((p[:, 2] - 0.01) / 0.04) * _smoothstep((p[:, 1] + 0.115) / 0.02)
-            * (1.0 - _smoothstep((p[:, 1] - 0.06) / 0.025)))
+    return (
+        _smoothstep((p[:, 2] - 0.01) / 0.04)
+        * _smoothstep((p[:, 1] + 0.115) / 0.02)
+        * (1.0 - _smoothstep((p[:, 1] - 0.06) / 0.025))
+    )
 
 
 def expression_components(mesh: Mesh, rng: np.random.Generator) -> np.ndarray:
@@ -250,21 +260,29 @@ def expression_components(mesh: Mesh, rng: np.random.Generator) -> np.ndarray:
     zeros = lambda p: np.zeros(len(p))
     sx = lambda p: np.sign(p[:, 0])
     modes = [
-        lambda p: _vec(0.5 * sx(p), 1.0, -0.4) * _both(p, corner, 0.012)[:, None]
-                  + _vec(zeros(p), 0.4, 0.2) * _both(p, A.cheek_c, 0.018)[:, None],       # smile
-        lambda p: _vec(zeros(p), lip_side, zeros(p)) * _gauss(p, mouth, 0.016)[:, None],    # lips part
-        lambda p: _vec(zeros(p), 1.0, 0.1) * _both(p, A.brow_mid, 0.018)[:, None],         # brows up
-        lambda p: _vec(-0.6 * sx(p), -1.0, 0.2) * _both(p, A.brow_in, 0.011)[:, None],     # frown
+        lambda p: (
+            _vec(0.5 * sx(p), 1.0, -0.4) * _both(p, corner, 0.012)[:, None]
+            + _vec(zeros(p), 0.4, 0.2) * _both(p, A.cheek_c, 0.018)[:, None]
+        ),  # smile
+        lambda p: _vec(zeros(p), lip_side, zeros(p)) * _gauss(p, mouth, 0.016)[:, None],  # lips part
+        lambda p: _vec(zeros(p), 1.0, 0.1) * _both(p, A.brow_mid, 0.018)[:, None],  # brows up
+        lambda p: _vec(-0.6 * sx(p), -1.0, 0.2) * _both(p, A.brow_in, 0.011)[:, None],  # frown
         lambda p: _vec(-0.8 * p[:, 0] / A.mouth_half_width, zeros(p), 1.0) * _gauss(p, mouth, 0.015)[:, None],  # pucker
-        lambda p: _vec(sx(p), -0.5, -0.3) * _both(p, corner, 0.012)[:, None],              # mouth stretch
-        lambda p: _vec(zeros(p), -1.0, 0.0) * _both(p, corner, 0.011)[:, None],            # corners down
-        lambda p: _vec(0.8 * sx(p), -0.2, 0.4) * _both(p, A.cheek_c + np.array([0, -0.03, 0.01]), 0.016)[:, None],  # cheeks puff
+        lambda p: _vec(sx(p), -0.5, -0.3) * _both(p, corner, 0.012)[:, None],  # mouth stretch
+        lambda p: _vec(zeros(p), -1.0, 0.0) * _both(p, corner, 0.011)[:, None],  # corners down
+        lambda p: (
+            _vec(0.8 * sx(p), -0.2, 0.4) * _both(p, A.cheek_c + np.array([0, -0.03, 0.01]), 0.016)[:, None]
+        ),  # cheeks puff
         lambda p: _vec(zeros(p), 1.0, 0.3) * _both(p, A.ala + np.array([0, 0.01, 0]), 0.009)[:, None],  # nose wrinkle
-        lambda p: _vec(zeros(p), np.clip(lip_side, 0, 1), 0.3) * _gauss(p, mouth + [0, 0.008, 0], 0.012)[:, None],  # upper lip up
-        lambda p: _vec(zeros(p), -np.clip(-lip_side, 0, 1), 0.2) * _gauss(p, mouth - [0, 0.01, 0], 0.012)[:, None],  # lower lip down
+        lambda p: (
+            _vec(zeros(p), np.clip(lip_side, 0, 1), 0.3) * _gauss(p, mouth + [0, 0.008, 0], 0.012)[:, None]
+        ),  # upper lip up
+        lambda p: (
+            _vec(zeros(p), -np.clip(-lip_side, 0, 1), 0.2) * _gauss(p, mouth - [0, 0.01, 0], 0.012)[:, None]
+        ),  # lower lip down
         lambda p: _vec(zeros(p), -np.sign(p[:, 1] - lids[1]), zeros(p)) * _both(p, lids, 0.009)[:, None],  # squint
-        lambda p: np.array([0.5, 1.0, -0.4]) * _gauss(p, corner, 0.012)[:, None],        # half smile
-        lambda p: _vec(zeros(p), zeros(p), 1.0) * _gauss(p, A.chin_c, 0.025)[:, None],    # chin forward
+        lambda p: np.array([0.5, 1.0, -0.4]) * _gauss(p, corner, 0.012)[:, None],  # half smile
+        lambda p: _vec(zeros(p), zeros(p), 1.0) * _gauss(p, A.chin_c, 0.025)[:, None],  # chin forward
     ]
     mask = _face_mask(v) * ((mesh.part == 0) | (mesh.part == PARTS.index("mouth")))
     fields = [fn(v) * mask[:, None] for fn in modes]
@@ -301,5 +319,7 @@ def pose_correctives(mesh: Mesh, rng: np.random.Generator) -> np.ndarray:
     inward = -np.stack([v[:, 0], np.zeros(len(v)), np.zeros(len(v))], axis=1) / 0.05
     hollow = _both(v, A.cheek_c + np.array([0.0, -0.035, 0.0]), 0.015) * main
     under_chin = _gauss(v, np.array([0.0, -0.1, 0.03]), 0.02) * main
-    P[:, :, 9 * (JAW - 1) + 7] += 0.012 * inward * hollow[:, None] + 0.01 * np.array([0.0, -0.3, 1.0]) * under_chin[:, None]
+    P[:, :, 9 * (JAW - 1) + 7] += (
+        0.012 * inward * hollow[:, None] + 0.01 * np.array([0.0, -0.3, 1.0]) * under_chin[:, None]
+    )
     return P

@@ -29,8 +29,10 @@ from .format import N_COMPONENTS, HeadModel
 
 log = logging.getLogger(__name__)
 
-LANDMARK_HELP = ("put FLAME's landmark embedding next to it: flame_static_embedding.pkl and "
-                 "flame_dynamic_embedding.npy (from RingNet / FLAME_PyTorch) or DECA's landmark_embedding.npy")
+LANDMARK_HELP = (
+    "put FLAME's landmark embedding next to it: flame_static_embedding.pkl and "
+    "flame_dynamic_embedding.npy (from RingNet / FLAME_PyTorch) or DECA's landmark_embedding.npy"
+)
 
 
 class _PickledState:
@@ -71,7 +73,7 @@ class ChumpyFreeUnpickler(pickle.Unpickler):
 def _state_dict(obj: _PickledState) -> dict:
     state = obj.state
     if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
-        state = {**(state[0] or {}), **state[1]}     # (dict, slots) form
+        state = {**(state[0] or {}), **state[1]}  # (dict, slots) form
     if not isinstance(state, dict):
         raise InputError(f"cannot read a pickled {obj._class_name}: unexpected state {type(state).__name__}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in state.items()}
@@ -103,10 +105,11 @@ def to_array(obj) -> np.ndarray:
         if obj._class_name.startswith("scipy.sparse"):
             return _sparse_to_dense(obj)
         d = _state_dict(obj)
-        if "x" in d:                                  # chumpy.ch.Ch keeps its value in .x
+        if "x" in d:  # chumpy.ch.Ch keeps its value in .x
             return to_array(d["x"])
-        raise InputError(f"cannot read a pickled {obj._class_name} (no value 'x'); "
-                         "re-save the model with plain numpy arrays")
+        raise InputError(
+            f"cannot read a pickled {obj._class_name} (no value 'x'); re-save the model with plain numpy arrays"
+        )
     return np.asarray(obj)
 
 
@@ -147,24 +150,38 @@ def _load_subsets(directory: Path, model: dict) -> tuple[dict, dict]:
     if masks_path.exists():
         masks = {k: np.asarray(v, dtype=np.int64) for k, v in read_pickle(masks_path).items()}
         regions = {k: v for k, v in masks.items() if k != "boundary"}
-        excluded = np.concatenate([masks[k] for k in ("left_ear", "right_ear", "left_eyeball", "right_eyeball",
-                                                      "neck", "boundary") if k in masks])
-        subsets = {"face": masks["face"],
-                   "head": np.setdiff1d(np.arange(len(model["v_template"])), excluded)}
+        excluded = np.concatenate(
+            [
+                masks[k]
+                for k in ("left_ear", "right_ear", "left_eyeball", "right_eyeball", "neck", "boundary")
+                if k in masks
+            ]
+        )
+        subsets = {"face": masks["face"], "head": np.setdiff1d(np.arange(len(model["v_template"])), excluded)}
     for name, filename in (("face", "face.npy"), ("head", "head_indices.npy")):
         if (directory / filename).exists():
             subsets[name] = np.load(directory / filename).astype(np.int64).reshape(-1)
     if "face" not in subsets or "head" not in subsets:
-        log.warning("FLAME vertex masks not found next to the model (FLAME_masks.pkl, or face.npy and "
-                    "head_indices.npy): using a geometric estimate of the face and head subsets")
+        log.warning(
+            "FLAME vertex masks not found next to the model (FLAME_masks.pkl, or face.npy and "
+            "head_indices.npy): using a geometric estimate of the face and head subsets"
+        )
         v = model["v_template"]
         weights = model["weights"]
-        main = weights[:, [0, 1, 2]].sum(1) > 0.5                 # not eyeballs
+        main = weights[:, [0, 1, 2]].sum(1) > 0.5  # not eyeballs
         lmk = model["_landmarks"]
-        y_lo, y_hi = lmk[:, 1].min(), lmk[:, 1].max() + 0.03      # chin to forehead
+        y_lo, y_hi = lmk[:, 1].min(), lmk[:, 1].max() + 0.03  # chin to forehead
         x_lim = np.abs(lmk[:17, 0]).max()
-        subsets.setdefault("face", np.flatnonzero(main & (v[:, 1] >= y_lo) & (v[:, 1] <= y_hi)
-                                                  & (np.abs(v[:, 0]) <= x_lim) & (v[:, 2] > lmk[:, 2].min() - 0.01)))
+        subsets.setdefault(
+            "face",
+            np.flatnonzero(
+                main
+                & (v[:, 1] >= y_lo)
+                & (v[:, 1] <= y_hi)
+                & (np.abs(v[:, 0]) <= x_lim)
+                & (v[:, 2] > lmk[:, 2].min() - 0.01)
+            ),
+        )
         subsets.setdefault("head", np.flatnonzero(main & (v[:, 1] >= y_lo) & (np.abs(v[:, 0]) <= x_lim + 0.005)))
     return subsets, regions
 
@@ -175,28 +192,41 @@ def load_flame(path: Path) -> HeadModel:
     if not isinstance(raw, dict):
         raise InputError(f"'{path}' does not hold a FLAME model dictionary")
     raw = {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
-    missing = [k for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
-               if k not in raw]
+    missing = [
+        k
+        for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+        if k not in raw
+    ]
     if missing:
         raise InputError(f"'{path}' lacks the FLAME keys {', '.join(missing)}")
-    arr = {k: to_array(raw[k]) for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
-                                         "kintree_table", "f")}
+    arr = {
+        k: to_array(raw[k])
+        for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+    }
     V = arr["v_template"].shape[0]
     shapedirs = arr["shapedirs"].reshape(V, 3, -1)
-    if shapedirs.shape[2] < N_COMPONENTS:   # older releases with fewer components: pad with zeros
+    if shapedirs.shape[2] < N_COMPONENTS:  # older releases with fewer components: pad with zeros
         log.warning("%s has %d blend shapes; padding to %d with zeros", path, shapedirs.shape[2], N_COMPONENTS)
         shapedirs = np.concatenate([shapedirs, np.zeros((V, 3, N_COMPONENTS - shapedirs.shape[2]))], axis=2)
     kintree = arr["kintree_table"].astype(np.int64)
-    kintree[0, 0] = -1                      # FLAME stores the root's parent as 2**32 - 1
+    kintree[0, 0] = -1  # FLAME stores the root's parent as 2**32 - 1
     faces = arr["f"].astype(np.int64)
     lmk_faces, lmk_bary = _load_landmarks(path.parent, faces)
     corners = arr["v_template"][faces[lmk_faces]]
     arr["_landmarks"] = np.einsum("lkc,lk->lc", corners, lmk_bary)
     subsets, regions = _load_subsets(path.parent, arr)
     model = HeadModel(
-        v_template=arr["v_template"], shapedirs=shapedirs[:, :, :N_COMPONENTS],
-        posedirs=arr["posedirs"].reshape(V, 3, -1), J_regressor=arr["J_regressor"], weights=arr["weights"],
-        kintree_table=kintree, faces=faces, lmk_faces=lmk_faces, lmk_bary=lmk_bary,
-        subsets=subsets, regions=regions, name=f"FLAME ({path.name})",
+        v_template=arr["v_template"],
+        shapedirs=shapedirs[:, :, :N_COMPONENTS],
+        posedirs=arr["posedirs"].reshape(V, 3, -1),
+        J_regressor=arr["J_regressor"],
+        weights=arr["weights"],
+        kintree_table=kintree,
+        faces=faces,
+        lmk_faces=lmk_faces,
+        lmk_bary=lmk_bary,
+        subsets=subsets,
+        regions=regions,
+        name=f"FLAME ({path.name})",
     )
     return model.validate(str(path))

@@ -20,10 +20,10 @@ import numpy as np
 from ..errors import InputError
 
 FORMAT_VERSION = 1
-N_JOINTS = 5            # root, neck, jaw, left eye, right eye
-N_COMPONENTS = 400      # 300 shape + 100 expression
-N_POSE_FEATURES = 36    # 9 * (N_JOINTS - 1)
-N_LANDMARKS = 68        # 17 contour + 51 static, iBUG order
+N_JOINTS = 5  # root, neck, jaw, left eye, right eye
+N_COMPONENTS = 400  # 300 shape + 100 expression
+N_POSE_FEATURES = 36  # 9 * (N_JOINTS - 1)
+N_LANDMARKS = 68  # 17 contour + 51 static, iBUG order
 FLAME_PARENTS = (-1, 0, 1, 1, 1)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -37,15 +37,15 @@ class HeadModel:
     colouring (``scalp``, ``lips``, ``eyes``, ``ears``, ``neck``...), empty for FLAME without masks.
     """
 
-    v_template: np.ndarray     # (V, 3) float32, metres; y up, z out of the face
-    shapedirs: np.ndarray      # (V, 3, 400) float32; [..., :300] shape, [..., 300:] expression
-    posedirs: np.ndarray       # (V, 3, 36) float32; pose correctives per (R_j - I) entry, joints 1..4
-    J_regressor: np.ndarray    # (5, V) float32, dense
-    weights: np.ndarray        # (V, 5) float32 skinning weights, rows sum to 1
+    v_template: np.ndarray  # (V, 3) float32, metres; y up, z out of the face
+    shapedirs: np.ndarray  # (V, 3, 400) float32; [..., :300] shape, [..., 300:] expression
+    posedirs: np.ndarray  # (V, 3, 36) float32; pose correctives per (R_j - I) entry, joints 1..4
+    J_regressor: np.ndarray  # (5, V) float32, dense
+    weights: np.ndarray  # (V, 5) float32 skinning weights, rows sum to 1
     kintree_table: np.ndarray  # (2, 5) int64; row 0 parents (-1 for the root)
-    faces: np.ndarray          # (F, 3) int64, counter-clockwise seen from outside
-    lmk_faces: np.ndarray      # (68,) int64 triangle of each landmark
-    lmk_bary: np.ndarray       # (68, 3) float32 barycentric coordinates in that triangle
+    faces: np.ndarray  # (F, 3) int64, counter-clockwise seen from outside
+    lmk_faces: np.ndarray  # (68,) int64 triangle of each landmark
+    lmk_bary: np.ndarray  # (68, 3) float32 barycentric coordinates in that triangle
     subsets: dict[str, np.ndarray] = field(default_factory=dict)  # name -> vertex indices (int64)
     regions: dict[str, np.ndarray] = field(default_factory=dict)  # name -> vertex indices (int64)
     name: str = ""
@@ -67,9 +67,14 @@ class HeadModel:
         """Check shapes, dtypes and index ranges; cast to the canonical dtypes. Raises InputError."""
         V = self.v_template.shape[0] if self.v_template.ndim == 2 else -1
         expected = {
-            "v_template": (V, 3), "shapedirs": (V, 3, N_COMPONENTS), "posedirs": (V, 3, N_POSE_FEATURES),
-            "J_regressor": (N_JOINTS, V), "weights": (V, N_JOINTS), "kintree_table": (2, N_JOINTS),
-            "lmk_faces": (N_LANDMARKS,), "lmk_bary": (N_LANDMARKS, 3),
+            "v_template": (V, 3),
+            "shapedirs": (V, 3, N_COMPONENTS),
+            "posedirs": (V, 3, N_POSE_FEATURES),
+            "J_regressor": (N_JOINTS, V),
+            "weights": (V, N_JOINTS),
+            "kintree_table": (2, N_JOINTS),
+            "lmk_faces": (N_LANDMARKS,),
+            "lmk_bary": (N_LANDMARKS, 3),
         }
         for key, shape in expected.items():
             got = tuple(np.shape(getattr(self, key)))
@@ -106,9 +111,15 @@ def save_head_model(model: HeadModel, path: str | os.PathLike) -> None:
     arrays = {
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
         "name": np.array(model.name),
-        "v_template": model.v_template, "shapedirs": model.shapedirs, "posedirs": model.posedirs,
-        "J_regressor": model.J_regressor, "weights": model.weights, "kintree_table": model.kintree_table,
-        "f": model.faces, "lmk_faces_idx": model.lmk_faces, "lmk_bary_coords": model.lmk_bary,
+        "v_template": model.v_template,
+        "shapedirs": model.shapedirs,
+        "posedirs": model.posedirs,
+        "J_regressor": model.J_regressor,
+        "weights": model.weights,
+        "kintree_table": model.kintree_table,
+        "f": model.faces,
+        "lmk_faces_idx": model.lmk_faces,
+        "lmk_bary_coords": model.lmk_bary,
     }
     arrays.update({f"subset_{k}": v for k, v in model.subsets.items()})
     arrays.update({f"region_{k}": v for k, v in model.regions.items()})
@@ -128,20 +139,43 @@ def _load_npz(path: Path) -> HeadModel:
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"head model '{path}' is not a readable .npz: {exc}") from None
     with data:
-        missing = [k for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
-                               "kintree_table", "f", "lmk_faces_idx", "lmk_bary_coords") if k not in data.files]
+        missing = [
+            k
+            for k in (
+                "v_template",
+                "shapedirs",
+                "posedirs",
+                "J_regressor",
+                "weights",
+                "kintree_table",
+                "f",
+                "lmk_faces_idx",
+                "lmk_bary_coords",
+            )
+            if k not in data.files
+        ]
         if missing:
-            raise InputError(f"head model '{path}' lacks the arrays {', '.join(missing)} "
-                             "(build one with `vggheads build-head-model`)")
+            raise InputError(
+                f"head model '{path}' lacks the arrays {', '.join(missing)} "
+                "(build one with `vggheads build-head-model`)"
+            )
         version = int(data["format_version"]) if "format_version" in data.files else FORMAT_VERSION
         if version > FORMAT_VERSION:
-            raise InputError(f"head model '{path}' has format version {version}; this vggheads reads up to {FORMAT_VERSION}")
+            raise InputError(
+                f"head model '{path}' has format version {version}; this vggheads reads up to {FORMAT_VERSION}"
+            )
         model = HeadModel(
-            v_template=data["v_template"], shapedirs=data["shapedirs"], posedirs=data["posedirs"],
-            J_regressor=data["J_regressor"], weights=data["weights"], kintree_table=data["kintree_table"],
-            faces=data["f"], lmk_faces=data["lmk_faces_idx"], lmk_bary=data["lmk_bary_coords"],
-            subsets={k[len("subset_"):]: data[k] for k in data.files if k.startswith("subset_")},
-            regions={k[len("region_"):]: data[k] for k in data.files if k.startswith("region_")},
+            v_template=data["v_template"],
+            shapedirs=data["shapedirs"],
+            posedirs=data["posedirs"],
+            J_regressor=data["J_regressor"],
+            weights=data["weights"],
+            kintree_table=data["kintree_table"],
+            faces=data["f"],
+            lmk_faces=data["lmk_faces_idx"],
+            lmk_bary=data["lmk_bary_coords"],
+            subsets={k[len("subset_") :]: data[k] for k in data.files if k.startswith("subset_")},
+            regions={k[len("region_") :]: data[k] for k in data.files if k.startswith("region_")},
             name=str(data["name"]) if "name" in data.files else path.stem,
         )
     return model.validate(str(path))
@@ -151,8 +185,10 @@ def load_head_model(path: str | os.PathLike) -> HeadModel:
     """Load our ``.npz`` or a real FLAME ``generic_model.pkl`` (see :mod:`vggheads.headmodel.flame_pickle`)."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"head model '{path}' not found: build one with `vggheads build-head-model --out {path}` "
-                         "or point headmodel.flame in params.yaml at your FLAME generic_model.pkl")
+        raise InputError(
+            f"head model '{path}' not found: build one with `vggheads build-head-model --out {path}` "
+            "or point headmodel.flame in params.yaml at your FLAME generic_model.pkl"
+        )
     if path.suffix == ".pkl":
         from .flame_pickle import load_flame
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SKIN = (222, 178, 150)
-REGION_COLOURS = {            # drawn in this order; later regions win
+REGION_COLOURS = {  # drawn in this order; later regions win
     "neck": (214, 170, 142),
     "scalp": (92, 62, 40),
     "brows": (80, 55, 38),
@@ -40,9 +40,18 @@ def yaw_matrix(yaw_deg: float, pitch_deg: float = 0.0) -> np.ndarray:
     return Rx @ Ry
 
 
-def render_view(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, size: int = 400,
-                rotation: np.ndarray | None = None, extent: float = 0.16, centre=(0.0, -0.01, 0.0),
-                points: np.ndarray | None = None, wire: bool = False, background=(255, 255, 255)) -> Image.Image:
+def render_view(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    colours: np.ndarray,
+    size: int = 400,
+    rotation: np.ndarray | None = None,
+    extent: float = 0.16,
+    centre=(0.0, -0.01, 0.0),
+    points: np.ndarray | None = None,
+    wire: bool = False,
+    background=(255, 255, 255),
+) -> Image.Image:
     """Draw a mesh (model frame: y up, z towards the viewer) seen from the front after ``rotation``.
 
     vertices (V, 3); faces (F, 3); colours (V, 3) in 0..1; ``extent`` is the half width of the
@@ -50,15 +59,15 @@ def render_view(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, si
     """
     R = np.eye(3) if rotation is None else rotation
     v = (vertices - np.asarray(centre)) @ R.T
-    tri = v[faces]                                            # (F, 3, 3)
+    tri = v[faces]  # (F, 3, 3)
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    visible = n[:, 2] > 0                                     # back-face culling
+    visible = n[:, 2] > 0  # back-face culling
     light = np.array([-0.35, 0.45, 0.82])
     light /= np.linalg.norm(light)
     shade = 0.30 + 0.70 * np.clip(n @ light, 0, 1)
     col = colours[faces].mean(1) * shade[:, None]
-    order = np.argsort(tri[:, :, 2].mean(1))                  # far to near
+    order = np.argsort(tri[:, :, 2].mean(1))  # far to near
     order = order[visible[order]]
     scale = size / (2 * extent)
     xy = np.stack([size / 2 + tri[..., 0] * scale, size / 2 - tri[..., 1] * scale], axis=-1)

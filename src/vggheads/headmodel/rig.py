@@ -11,8 +11,21 @@ import numpy as np
 
 from . import sdf
 from .format import N_LANDMARKS
-from .surface import (IRIS_ANGLE, NECK_AXIS_Z, PARTS, PUPIL_ANGLE, A, Grid, Mesh, _flipped_cells, _lip_curve,
-                      _lip_sdf, _mirror, cast, direction_angles)
+from .surface import (
+    IRIS_ANGLE,
+    NECK_AXIS_Z,
+    PARTS,
+    PUPIL_ANGLE,
+    A,
+    Grid,
+    Mesh,
+    _flipped_cells,
+    _lip_curve,
+    _lip_sdf,
+    _mirror,
+    cast,
+    direction_angles,
+)
 
 ROOT, NECK, JAW, LEFT_EYE, RIGHT_EYE = range(5)
 
@@ -47,8 +60,9 @@ def skinning_weights(mesh: Mesh) -> np.ndarray:
     below = np.where(mesh.lip_side < 0, np.maximum(below, (np.abs(phi) < corner).astype(float)), below)
     lateral = 1.0 - _smoothstep((np.abs(phi) - np.deg2rad(58.0)) / np.deg2rad(26.0))
     # under the chin the jaw hands over to the neck over ~4 cm, towards the throat
-    throat = 1.0 - _smoothstep((A.chin_c[1] - A.chin_r[1] + 0.004 - v[:, 1]) / 0.02
-                               + _smoothstep((A.chin_c[2] - v[:, 2]) / 0.05))
+    throat = 1.0 - _smoothstep(
+        (A.chin_c[1] - A.chin_r[1] + 0.004 - v[:, 1]) / 0.02 + _smoothstep((A.chin_c[2] - v[:, 2]) / 0.05)
+    )
     w_jaw = below * lateral * np.clip(throat, 0.0, 1.0)
     w_root = _smoothstep((A.neck_joint[1] - 0.02 - v[:, 1]) / 0.06) * (v[:, 2] < 0.03 + 0.4 * (v[:, 1] + 0.12))
     w_root = w_root.astype(float)
@@ -72,9 +86,9 @@ def _ring_weights(v: np.ndarray, candidates: np.ndarray, target: np.ndarray) -> 
     Minimises the weights' spread subject to the mean (a small least-squares problem with two
     equality constraints), then clips tiny negatives; the result is checked by a test.
     """
-    P = v[candidates]                                   # (n, 3)
+    P = v[candidates]  # (n, 3)
     n = len(candidates)
-    A_eq = np.vstack([P.T, np.ones(n)])                 # (4, n)
+    A_eq = np.vstack([P.T, np.ones(n)])  # (4, n)
     b_eq = np.concatenate([target, [1.0]])
     w0 = np.full(n, 1.0 / n)
     # w = w0 + A^T lambda, the minimum-norm correction that meets the constraints
@@ -113,11 +127,11 @@ def _cell_triangle(grid: Grid, r: int, c: int, fr: float, fc: float) -> tuple[in
     """
     C = grid.n_cols
     first, second = C + r * 2 * C + c, C + r * 2 * C + C + c
-    if _flipped_cells(grid)[c]:                          # triangles (a, c, d) and (a, d, b)
+    if _flipped_cells(grid)[c]:  # triangles (a, c, d) and (a, d, b)
         if fr >= fc:
             return first, np.array([1.0 - fr, fr - fc, fc])
         return second, np.array([1.0 - fc, fr, fc - fr])
-    if fr + fc <= 1.0:                                   # triangles (a, c, b) and (b, c, d)
+    if fr + fc <= 1.0:  # triangles (a, c, b) and (b, c, d)
         return first, np.array([1.0 - fr - fc, fr, fc])
     return second, np.array([1.0 - fr, 1.0 - fc, fr + fc - 1.0])
 
@@ -154,10 +168,10 @@ def _contour_points(alphas_deg: np.ndarray) -> np.ndarray:
 
 def landmark_points() -> list[tuple[np.ndarray, str | None]]:
     """The 68 landmarks (iBUG order) as design-frame points near the surface (and a lip side for the inner lips)."""
-    contour = _contour_points(np.linspace(-12.0, 192.0, 17))                       # 0-16, right to left
+    contour = _contour_points(np.linspace(-12.0, 192.0, 17))  # 0-16, right to left
     brow = [(-0.052, 0.045), (-0.043, 0.0515), (-0.032, 0.0545), (-0.021, 0.0535), (-0.011, 0.050)]
-    front_xy = brow + [(-x, y) for x, y in reversed(brow)]                         # 17-26
-    front_xy += [(0.0, y) for y in (0.031, 0.018, 0.005, -0.008)]                  # 27-30 bridge to tip
+    front_xy = brow + [(-x, y) for x, y in reversed(brow)]  # 17-26
+    front_xy += [(0.0, y) for y in (0.031, 0.018, 0.005, -0.008)]  # 27-30 bridge to tip
     front_xy += [(-0.0135, -0.019), (-0.007, -0.0215), (0.0, -0.023), (0.007, -0.0215), (0.0135, -0.019)]  # 31-35
     # 36-41 right eye, 42-47 left eye: corners and lid margins on the almond outline, just on the lid
     a, b = A.lid_half_width, A.lid_half_height
@@ -166,10 +180,16 @@ def landmark_points() -> list[tuple[np.ndarray, str | None]]:
     for sign in (-1.0, 1.0):
         cx, cy = sign * A.eye_c[0], A.eye_c[1] - 0.0008
         outer, inner = cx + sign * a * 0.97, cx - sign * a * 0.97
-        first, last = (outer, inner) if sign < 0 else (inner, outer)   # iBUG goes left to right in the image
+        first, last = (outer, inner) if sign < 0 else (inner, outer)  # iBUG goes left to right in the image
         xs_up = (cx - a / 3, cx + a / 3)
-        front_xy += [(first, cy), (xs_up[0], cy + lid(xs_up[0] - cx)), (xs_up[1], cy + lid(xs_up[1] - cx)),
-                     (last, cy), (xs_up[1], cy - lid(xs_up[1] - cx)), (xs_up[0], cy - lid(xs_up[0] - cx))]
+        front_xy += [
+            (first, cy),
+            (xs_up[0], cy + lid(xs_up[0] - cx)),
+            (xs_up[1], cy + lid(xs_up[1] - cx)),
+            (last, cy),
+            (xs_up[1], cy - lid(xs_up[1] - cx)),
+            (xs_up[0], cy - lid(xs_up[0] - cx)),
+        ]
     # 49-53 upper outer lip, 55-59 lower outer lip
     w, m = A.mouth_half_width, A.mouth_y
     upper = lambda t: m + 0.0042 + A.upper_lip_r * (0.55 + 0.45 * np.sqrt(1 - t * t)) * 0.95
@@ -179,13 +199,13 @@ def landmark_points() -> list[tuple[np.ndarray, str | None]]:
     front = list(_front_points(front_xy))
     lip_line = lambda t: _lip_curve(np.array([t]), m, A.lip_front_z)[0]
     pts: list[tuple[np.ndarray, str | None]] = [(p, None) for p in contour]
-    pts += [(front.pop(0), None) for _ in range(10 + 4 + 5 + 12)]                  # brows, nose, eyes
-    pts.append((lip_line(-1.0), "upper"))                                          # 48 right corner
-    pts += [(front.pop(0), None) for _ in range(5)]                                # 49-53
-    pts.append((lip_line(1.0), "upper"))                                           # 54 left corner
-    pts += [(front.pop(0), None) for _ in range(5)]                                # 55-59
-    pts += [(lip_line(t), "upper") for t in (-1.0, -0.5, 0.0, 0.5, 1.0)]           # 60-64
-    pts += [(lip_line(t), "lower") for t in (0.5, 0.0, -0.5)]                      # 65-67
+    pts += [(front.pop(0), None) for _ in range(10 + 4 + 5 + 12)]  # brows, nose, eyes
+    pts.append((lip_line(-1.0), "upper"))  # 48 right corner
+    pts += [(front.pop(0), None) for _ in range(5)]  # 49-53
+    pts.append((lip_line(1.0), "upper"))  # 54 left corner
+    pts += [(front.pop(0), None) for _ in range(5)]  # 55-59
+    pts += [(lip_line(t), "upper") for t in (-1.0, -0.5, 0.0, 0.5, 1.0)]  # 60-64
+    pts += [(lip_line(t), "lower") for t in (0.5, 0.0, -0.5)]  # 65-67
     assert len(pts) == N_LANDMARKS and not front
     return pts
 
@@ -201,7 +221,17 @@ def _interp_deg(x_deg: np.ndarray, table: list[tuple[float, float]]) -> np.ndarr
     return np.deg2rad(np.interp(x_deg, xs, ys))
 
 
-HAIRLINE = [(0, 38), (40, 42), (60, 52), (72, 68), (80, 56), (95, 52), (115, 70), (140, 95), (180, 108)]  # |phi| -> theta, degrees
+HAIRLINE = [
+    (0, 38),
+    (40, 42),
+    (60, 52),
+    (72, 68),
+    (80, 56),
+    (95, 52),
+    (115, 70),
+    (140, 95),
+    (180, 108),
+]  # |phi| -> theta, degrees
 
 
 def _neck_cut(z: np.ndarray) -> np.ndarray:
@@ -227,8 +257,13 @@ def vertex_sets(mesh: Mesh, lmk_faces: np.ndarray, lmk_bary: np.ndarray) -> tupl
     polar = np.nan_to_num(mesh.eye_polar, nan=np.pi)
     brow_d = np.full(len(v), np.inf)
     for side in (np.asarray, _mirror):
-        brow_d = np.minimum.reduce([brow_d, sdf.capsule(v, side(A.brow_in), side(A.brow_mid), A.brow_r),
-                                    sdf.capsule(v, side(A.brow_mid), side(A.brow_out), A.brow_r)])
+        brow_d = np.minimum.reduce(
+            [
+                brow_d,
+                sdf.capsule(v, side(A.brow_in), side(A.brow_mid), A.brow_r),
+                sdf.capsule(v, side(A.brow_mid), side(A.brow_out), A.brow_r),
+            ]
+        )
     nose_d = sdf.round_cone(v, A.nose_root, A.nose_tip, A.nose_root_r, A.nose_tip_r)
     for side in (np.asarray, _mirror):
         nose_d = np.minimum(nose_d, sdf.sphere(v, side(A.ala), A.ala_r))

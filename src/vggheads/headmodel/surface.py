@@ -21,8 +21,8 @@ import numpy as np
 
 from . import sdf
 
-RAY_ORIGIN = np.array([0.0, -0.025, -0.015])   # every ray of the main grid starts here (inside, below the skull centre)
-NECK_AXIS_Z = -0.026                           # neck cylinder axis (x = 0), metres
+RAY_ORIGIN = np.array([0.0, -0.025, -0.015])  # every ray of the main grid starts here (inside, below the skull centre)
+NECK_AXIS_Z = -0.026  # neck cylinder axis (x = 0), metres
 
 
 @dataclass(frozen=True)
@@ -36,50 +36,50 @@ class Anatomy:
     cranium_r: tuple = (0.074, 0.097, 0.098)
     face_c: tuple = (0.0, -0.015, 0.018)
     face_r: tuple = (0.066, 0.070, 0.062)
-    muzzle_c: tuple = (0.0, -0.047, 0.058)          # maxilla and teeth under the lips
+    muzzle_c: tuple = (0.0, -0.047, 0.058)  # maxilla and teeth under the lips
     muzzle_r: tuple = (0.034, 0.032, 0.033)
     cheek_c: tuple = (0.047, 0.004, 0.050)
     cheek_r: tuple = (0.020, 0.015, 0.016)
     ramus_top: tuple = (0.060, -0.010, -0.005)
-    jaw_angle: tuple = (0.057, -0.062, 0.000)       # gonion
+    jaw_angle: tuple = (0.057, -0.062, 0.000)  # gonion
     jaw_front: tuple = (0.020, -0.093, 0.058)
     ramus_r: float = 0.012
     jaw_r: float = 0.013
     chin_c: tuple = (0.0, -0.085, 0.069)
     chin_r: tuple = (0.024, 0.017, 0.019)
-    neck_r: tuple = (0.054, 0.050)                  # half width (x), half depth (z)
+    neck_r: tuple = (0.054, 0.050)  # half width (x), half depth (z)
     neck_top_y: float = -0.02
-    nose_root: tuple = (0.0, 0.034, 0.076)          # inside the bridge, at the nasion
-    nose_tip: tuple = (0.0, -0.008, 0.101)          # centre of the tip's ball
+    nose_root: tuple = (0.0, 0.034, 0.076)  # inside the bridge, at the nasion
+    nose_tip: tuple = (0.0, -0.008, 0.101)  # centre of the tip's ball
     nose_root_r: float = 0.006
     nose_tip_r: float = 0.011
-    ala: tuple = (0.0145, -0.016, 0.086)            # nostril wing centre
+    ala: tuple = (0.0145, -0.016, 0.086)  # nostril wing centre
     ala_r: float = 0.0085
-    brow_in: tuple = (0.010, 0.046, 0.072)          # brow ridge: inner end, arch, outer end
+    brow_in: tuple = (0.010, 0.046, 0.072)  # brow ridge: inner end, arch, outer end
     brow_mid: tuple = (0.030, 0.050, 0.068)
     brow_out: tuple = (0.050, 0.047, 0.057)
     brow_r: float = 0.0075
-    eye_c: tuple = (0.0315, 0.027, 0.060)           # eyeball centre
+    eye_c: tuple = (0.0315, 0.027, 0.060)  # eyeball centre
     eye_r: float = 0.0118
-    orbit_r: tuple = (0.020, 0.014, 0.012)          # the hollow around the eye
-    lids_r: tuple = (0.021, 0.016, 0.0175)          # the mound of the lids over the eyeball
-    lid_half_width: float = 0.0145                  # palpebral fissure half length
+    orbit_r: tuple = (0.020, 0.014, 0.012)  # the hollow around the eye
+    lids_r: tuple = (0.021, 0.016, 0.0175)  # the mound of the lids over the eyeball
+    lid_half_width: float = 0.0145  # palpebral fissure half length
     lid_half_height: float = 0.0047
-    mouth_y: float = -0.049                         # stomion height
+    mouth_y: float = -0.049  # stomion height
     mouth_half_width: float = 0.0235
     upper_lip_r: float = 0.0045
     lower_lip_r: float = 0.0055
-    lip_front_z: float = 0.092                      # z of the lips' centre line at the midline
+    lip_front_z: float = 0.092  # z of the lips' centre line at the midline
     lip_corner_z: float = 0.081
-    ear_c: tuple = (0.070, 0.004, -0.016)           # centre (its x is found on the skull's surface)
+    ear_c: tuple = (0.070, 0.004, -0.016)  # centre (its x is found on the skull's surface)
     ear_half_height: float = 0.031
     ear_half_width: float = 0.0175
     ear_half_thickness: float = 0.004
-    ear_tilt_deg: float = 15.0                      # top of the ear leans back
-    ear_flare_deg: float = 18.0                     # back edge stands off the skull
+    ear_tilt_deg: float = 15.0  # top of the ear leans back
+    ear_flare_deg: float = 18.0  # back edge stands off the skull
     mouth_cavity_c: tuple = (0.0, -0.051, 0.060)
     mouth_cavity_r: tuple = (0.017, 0.012, 0.020)
-    jaw_joint: tuple = (0.0, -0.008, 0.0)           # between the temporomandibular joints
+    jaw_joint: tuple = (0.0, -0.008, 0.0)  # between the temporomandibular joints
     neck_joint: tuple = (0.0, -0.055, NECK_AXIS_Z)
     root_joint: tuple = (0.0, -0.13, NECK_AXIS_Z)
 
@@ -116,8 +116,8 @@ def _almond(p: np.ndarray, centre) -> np.ndarray:
     a, b = A.lid_half_width, A.lid_half_height
     R = (a * a + b * b) / (2.0 * b)
     q = p[:, :2] - np.asarray(centre)[:2]
-    up = np.hypot(q[:, 0], q[:, 1] - (b - R)) - R        # upper lid arc (disc centred below)
-    down = np.hypot(q[:, 0], q[:, 1] + (b - R)) - R      # lower lid arc (disc centred above)
+    up = np.hypot(q[:, 0], q[:, 1] - (b - R)) - R  # upper lid arc (disc centred below)
+    down = np.hypot(q[:, 0], q[:, 1] + (b - R)) - R  # lower lid arc (disc centred above)
     return np.maximum(up, down)
 
 
@@ -136,8 +136,13 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = sdf.smooth_union(d, sdf.ellipsoid(p, A.face_c, A.face_r), 0.02)
     d = sdf.smooth_union(d, sdf.ellipsoid(p, A.muzzle_c, A.muzzle_r), 0.02)
     d = sdf.smooth_union(d, _pair(lambda side: sdf.ellipsoid(p, side(A.cheek_c), A.cheek_r)), 0.024)
-    mandible = _pair(lambda side: sdf.smooth_union(sdf.capsule(p, side(A.jaw_angle), side(A.jaw_front), A.jaw_r),
-                                                   sdf.capsule(p, side(A.ramus_top), side(A.jaw_angle), A.ramus_r), 0.01))
+    mandible = _pair(
+        lambda side: sdf.smooth_union(
+            sdf.capsule(p, side(A.jaw_angle), side(A.jaw_front), A.jaw_r),
+            sdf.capsule(p, side(A.ramus_top), side(A.jaw_angle), A.ramus_r),
+            0.01,
+        )
+    )
     jaw = sdf.smooth_union(sdf.ellipsoid(p, A.chin_c, A.chin_r), mandible, 0.01)
     d = sdf.smooth_union(d, jaw, 0.034)
     # neck: an elliptic cylinder, blended into the skull and jaw
@@ -148,8 +153,12 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     nose = sdf.round_cone(p, A.nose_root, A.nose_tip, A.nose_root_r, A.nose_tip_r)
     nose = sdf.smooth_union(nose, _pair(lambda side: sdf.sphere(p, side(A.ala), A.ala_r)), 0.007)
     d = sdf.smooth_union(d, nose, 0.014)
-    brows = _pair(lambda side: np.minimum(sdf.capsule(p, side(A.brow_in), side(A.brow_mid), A.brow_r),
-                                          sdf.capsule(p, side(A.brow_mid), side(A.brow_out), A.brow_r)))
+    brows = _pair(
+        lambda side: np.minimum(
+            sdf.capsule(p, side(A.brow_in), side(A.brow_mid), A.brow_r),
+            sdf.capsule(p, side(A.brow_mid), side(A.brow_out), A.brow_r),
+        )
+    )
     d = sdf.smooth_union(d, brows, 0.02)
     d = sdf.smooth_union(d, np.minimum(_lip_sdf(p, True), _lip_sdf(p, False)), 0.007)
     # eyes: a hollow, the lids' mound over the eyeball, and the almond-shaped opening between the lids
@@ -157,8 +166,9 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = sdf.smooth_subtract(d, hollow, 0.012)
     lids = _pair(lambda side: sdf.ellipsoid(p, side(A.eye_c) + np.array([0.0, 0.0, -0.004]), A.lids_r))
     d = sdf.smooth_union(d, lids, 0.006)
-    opening = _pair(lambda side: np.maximum(_almond(p, side(A.eye_c) + np.array([0.0, -0.0008, 0.0])),
-                                            side(A.eye_c)[2] - p[:, 2]))
+    opening = _pair(
+        lambda side: np.maximum(_almond(p, side(A.eye_c) + np.array([0.0, -0.0008, 0.0])), side(A.eye_c)[2] - p[:, 2])
+    )
     return sdf.smooth_subtract(d, opening, 0.0015)
 
 
@@ -171,14 +181,14 @@ def _density_map(n: int, lo: float, hi: float, density, include_hi: bool) -> np.
     x = np.linspace(lo, hi, 4001)
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density(x[1:]) + density(x[:-1])) * np.diff(x))])
     cdf /= cdf[-1]
-    u = np.linspace(0.0, 1.0, n + (0 if include_hi else 1))[: n]
+    u = np.linspace(0.0, 1.0, n + (0 if include_hi else 1))[:n]
     return np.interp(u, cdf, x)
 
 
 N_ROWS = 62
 N_COLS = 68
-THETA_TOP = np.deg2rad(4.0)        # first ring around the crown vertex
-THETA_BOTTOM = np.deg2rad(158.0)   # last ring: the bottom of the neck (cut on a slant, like FLAME's)
+THETA_TOP = np.deg2rad(4.0)  # first ring around the crown vertex
+THETA_BOTTOM = np.deg2rad(158.0)  # last ring: the bottom of the neck (cut on a slant, like FLAME's)
 
 
 def _row_density(theta: np.ndarray) -> np.ndarray:
@@ -195,10 +205,10 @@ def _col_density(phi: np.ndarray) -> np.ndarray:
 class Grid:
     """The main surface's ray grid: row r, column c -> vertex ``1 + r * n_cols + c`` (vertex 0 is the crown)."""
 
-    theta: np.ndarray        # (n_rows,) polar angle of each row's rays from +y, seen from RAY_ORIGIN
-    phi: np.ndarray          # (n_cols,) azimuth of each column (0 = +z, pi/2 = +x)
+    theta: np.ndarray  # (n_rows,) polar angle of each row's rays from +y, seen from RAY_ORIGIN
+    phi: np.ndarray  # (n_cols,) azimuth of each column (0 = +z, pi/2 = +x)
     mouth_row: int
-    slit_cols: np.ndarray    # columns strictly between the mouth corners
+    slit_cols: np.ndarray  # columns strictly between the mouth corners
 
     @property
     def n_rows(self) -> int:
@@ -333,9 +343,11 @@ def _sphere_grid(n_rows: int, n_cols: int, row_angles: np.ndarray | None = None)
     return pts, faces
 
 
-EYE_ROWS = np.array([0.16, 0.34, 0.52, 0.62, 0.80, 1.05, 1.35, 1.70, 2.10, 2.50, 2.85])  # polar angles, dense at the iris
+EYE_ROWS = np.array(
+    [0.16, 0.34, 0.52, 0.62, 0.80, 1.05, 1.35, 1.70, 2.10, 2.50, 2.85]
+)  # polar angles, dense at the iris
 EYE_COLS = 18
-IRIS_ANGLE = 0.56    # radians from the gaze axis: iris edge (about 6 mm on a 12 mm eyeball)
+IRIS_ANGLE = 0.56  # radians from the gaze axis: iris edge (about 6 mm on a 12 mm eyeball)
 PUPIL_ANGLE = 0.22
 
 
@@ -353,7 +365,7 @@ EAR_COLS = 16
 def _ear_frame(sign: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit axes (forward-in-plane, up-in-plane, outward normal) of the left (+1) or right (-1) ear."""
     tilt, flare = np.deg2rad(A.ear_tilt_deg), np.deg2rad(A.ear_flare_deg)
-    up = np.array([0.0, np.cos(tilt), -np.sin(tilt)])              # leans back
+    up = np.array([0.0, np.cos(tilt), -np.sin(tilt)])  # leans back
     fwd = np.array([0.0, np.sin(tilt), np.cos(tilt)])
     out = np.array([sign, 0.0, 0.0])
     # flare: turn the ear about its up axis so its back edge stands off the head
@@ -368,7 +380,7 @@ def _ear(sign: float) -> tuple[np.ndarray, np.ndarray]:
     pts, faces = _sphere_grid(EAR_ROWS, EAR_COLS)
     # sphere z -> ear normal; sphere x -> back-to-front; sphere y -> down-to-up
     sx, sy, sn = pts[:, 0], pts[:, 1], pts[:, 2]
-    width = A.ear_half_width * (0.78 + 0.22 * sy) * (1.0 - 0.12 * sy**2)   # narrower lobe
+    width = A.ear_half_width * (0.78 + 0.22 * sy) * (1.0 - 0.12 * sy**2)  # narrower lobe
     rho = np.hypot(sx, sy)
     rim = 0.0042 * np.exp(-(((rho - 0.86) / 0.13) ** 2))
     bowl = -0.0055 * np.exp(-(((sx - 0.25) ** 2 + (sy + 0.1) ** 2) / 0.16))
@@ -404,17 +416,17 @@ PARTS = ("head", "left_eye", "right_eye", "left_ear", "right_ear", "mouth")
 class Mesh:
     """The assembled template in the design frame, with what the rig and components need to know."""
 
-    vertices: np.ndarray          # (V, 3)
-    faces: np.ndarray             # (F, 3)
-    part: np.ndarray              # (V,) index into PARTS
+    vertices: np.ndarray  # (V, 3)
+    faces: np.ndarray  # (F, 3)
+    part: np.ndarray  # (V,) index into PARTS
     grid: Grid
-    lower_lip: np.ndarray         # (n_slit,) vertex ids of the lower-lip duplicates
-    lip_side: np.ndarray          # (V,) +1 upper face / lip, -1 lower lip and jaw side of the slit, 0 elsewhere
-    eye_polar: np.ndarray         # (V,) angle from the gaze axis on the eyeballs, nan elsewhere
+    lower_lip: np.ndarray  # (n_slit,) vertex ids of the lower-lip duplicates
+    lip_side: np.ndarray  # (V,) +1 upper face / lip, -1 lower lip and jaw side of the slit, 0 elsewhere
+    eye_polar: np.ndarray  # (V,) angle from the gaze axis on the eyeballs, nan elsewhere
     extra: dict = dataclass_field(default_factory=dict)
 
 
-LID_SNAP = 0.0014     # metres: grid vertices this close to a lid margin move onto it
+LID_SNAP = 0.0014  # metres: grid vertices this close to a lid margin move onto it
 
 
 def _snap_to_lids(dirs: np.ndarray) -> np.ndarray:
@@ -425,22 +437,27 @@ def _snap_to_lids(dirs: np.ndarray) -> np.ndarray:
         c = side(A.eye_c) + np.array([0.0, -0.0008, 0.0])
         z_front = c[2] + A.eye_r
         t = (z_front - RAY_ORIGIN[2]) / np.maximum(dirs[:, 2], 1e-9)
-        q = RAY_ORIGIN + t[:, None] * dirs                       # where each ray crosses the eye's front plane
+        q = RAY_ORIGIN + t[:, None] * dirs  # where each ray crosses the eye's front plane
         near = (dirs[:, 2] > 0.1) & (np.abs(q[:, 0] - c[0]) < 0.03) & (np.abs(q[:, 1] - c[1]) < 0.02)
         d = _almond(q, c)
         snap = near & (np.abs(d) < LID_SNAP)
         eps = 1e-6
-        grad = np.stack([_almond(q + [eps, 0, 0], c) - _almond(q - [eps, 0, 0], c),
-                         _almond(q + [0, eps, 0], c) - _almond(q - [0, eps, 0], c)], axis=1)
+        grad = np.stack(
+            [
+                _almond(q + [eps, 0, 0], c) - _almond(q - [eps, 0, 0], c),
+                _almond(q + [0, eps, 0], c) - _almond(q - [0, eps, 0], c),
+            ],
+            axis=1,
+        )
         grad /= np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-12)
         target = q.copy()
-        target[:, :2] -= (d - 0.0004)[:, None] * grad           # onto the outline, 0.4 mm out, on the lid
+        target[:, :2] -= (d - 0.0004)[:, None] * grad  # onto the outline, 0.4 mm out, on the lid
         new = target - RAY_ORIGIN
         dirs[snap] = new[snap] / np.linalg.norm(new[snap], axis=1, keepdims=True)
     return dirs
 
 
-LIP_CREASE = 0.0012   # metres the mouth line is pushed in, so the closed mouth reads as a line
+LIP_CREASE = 0.0012  # metres the mouth line is pushed in, so the closed mouth reads as a line
 
 
 def build_mesh() -> Mesh:
@@ -450,7 +467,7 @@ def build_mesh() -> Mesh:
     origins = np.broadcast_to(RAY_ORIGIN, dirs.shape)
     t = cast(origins, dirs)
     t[grid.index(grid.mouth_row, grid.slit_cols)] -= LIP_CREASE
-    for c in (grid.slit_cols[0] - 1, grid.slit_cols[-1] + 1):      # the mouth corners
+    for c in (grid.slit_cols[0] - 1, grid.slit_cols[-1] + 1):  # the mouth corners
         t[grid.index(grid.mouth_row, c)] -= 0.5 * LIP_CREASE
     head = RAY_ORIGIN + t[:, None] * dirs
     n_head = len(head)
@@ -488,5 +505,12 @@ def build_mesh() -> Mesh:
     lower_rows = rows[rows > grid.mouth_row]
     lip_side[grid.index(lower_rows[:, None], np.arange(grid.n_cols)[None]).ravel()] = -1.0
     lip_side[lower_ids] = -1.0
-    return Mesh(vertices=V, faces=np.concatenate(faces).astype(np.int64), part=np.concatenate(part),
-                grid=grid, lower_lip=lower_ids, lip_side=lip_side, eye_polar=np.concatenate(eye_polar))
+    return Mesh(
+        vertices=V,
+        faces=np.concatenate(faces).astype(np.int64),
+        part=np.concatenate(part),
+        grid=grid,
+        lower_lip=lower_ids,
+        lip_side=lip_side,
+        eye_polar=np.concatenate(eye_polar),
+    )

@@ -14,10 +14,10 @@ from ..core.param_layout import N_PARAMS
 class HeadLabels:
     """Labels of the N heads of one image, in the order of the boxes given to the labeller."""
 
-    params: np.ndarray                      # (N, 413) float32, image-pixel convention v_img = s * (R v) + t
-    ok: np.ndarray                          # (N,) bool: False where the labeller could not label the head
-    reasons: list[str] = field(default_factory=list)   # per head: "" when ok, else why not (a stats key)
-    landmarks: np.ndarray | None = None     # (N, 68, 3) x, y, visibility when the labeller knows them exactly
+    params: np.ndarray  # (N, 413) float32, image-pixel convention v_img = s * (R v) + t
+    ok: np.ndarray  # (N,) bool: False where the labeller could not label the head
+    reasons: list[str] = field(default_factory=list)  # per head: "" when ok, else why not (a stats key)
+    landmarks: np.ndarray | None = None  # (N, 68, 3) x, y, visibility when the labeller knows them exactly
 
     @classmethod
     def empty(cls, n: int, reason: str) -> "HeadLabels":
@@ -33,14 +33,13 @@ class Labeller(Protocol):
 
     name: str
 
-    def __call__(self, image: np.ndarray, sample_id: str, boxes: np.ndarray, extended: np.ndarray) -> HeadLabels:
-        ...
+    def __call__(self, image: np.ndarray, sample_id: str, boxes: np.ndarray, extended: np.ndarray) -> HeadLabels: ...
 
 
 @dataclass
 class Decoded:
-    landmarks: np.ndarray   # (N, 68, 3) x, y pixels and visibility (1 = the landmark's triangle faces the camera)
-    yaw: np.ndarray         # (N,) degrees
+    landmarks: np.ndarray  # (N, 68, 3) x, y pixels and visibility (1 = the landmark's triangle faces the camera)
+    yaw: np.ndarray  # (N,) degrees
     pitch: np.ndarray
     roll: np.ndarray
 
@@ -62,12 +61,13 @@ def decode_labels(params: np.ndarray, layer, batch_size: int = 256) -> Decoded:
     tri = layer.lmk_vertices
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            p = torch.from_numpy(params[start:start + batch_size])
+            p = torch.from_numpy(params[start : start + batch_size])
             dec = decode(p, layer)
             v = dec.vertices_image
-            corners = v[:, tri]                                             # (B, 68, 3, 3)
-            normal_z = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0],
-                                          dim=-1)[..., 2]
+            corners = v[:, tri]  # (B, 68, 3, 3)
+            normal_z = torch.linalg.cross(
+                corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1
+            )[..., 2]
             sl = slice(start, start + len(p))
             lms[sl, :, :2] = dec.landmarks_image[..., :2].numpy()
             lms[sl, :, 2] = (normal_z < 0).float().numpy()

@@ -14,8 +14,9 @@ def extend_box(box, extension: float, width: int, height: int) -> np.ndarray:
     """
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
     w, h = x2 - x1, y2 - y1
-    ex, ey, ew, eh = np.array([x1 - w * extension, y1 - h * extension,
-                               w * (1 + 2 * extension), h * (1 + 2 * extension)]).astype(np.int32)
+    ex, ey, ew, eh = np.array(
+        [x1 - w * extension, y1 - h * extension, w * (1 + 2 * extension), h * (1 + 2 * extension)]
+    ).astype(np.int32)
     cx1, cy1 = min(max(0, ex), width), min(max(0, ey), height)
     cx2, cy2 = min(max(0, ex + ew), width), min(max(0, ey + eh), height)
     return np.array([cx1, cy1, cx2, cy2], dtype=np.float32)

@@ -46,10 +46,12 @@ def preprocess(crop_rgb: np.ndarray, size: int = 256) -> tuple[np.ndarray, float
     h, w = crop_rgb.shape[:2]
     k = size / float(max(h, w))
     new_h, new_w = int(round(h * k)), int(round(w * k))
-    resized = cv2.resize(crop_rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_h, new_w) != (h, w) else crop_rgb
+    resized = (
+        cv2.resize(crop_rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_h, new_w) != (h, w) else crop_rgb
+    )
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas = np.zeros((size, size, 3), dtype=np.float32)        # black padding, then normalised (Compose order)
-    canvas[top:top + new_h, left:left + new_w] = resized[..., :3]
+    canvas = np.zeros((size, size, 3), dtype=np.float32)  # black padding, then normalised (Compose order)
+    canvas[top : top + new_h, left : left + new_w] = resized[..., :3]
     x = (canvas / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32), k, top, left
 
@@ -104,9 +106,11 @@ class Dad3dNetLabeller:
         weights = Path(weights)
         if not weights.exists():
             raise MissingWeightsError(
-                "DAD-3DNet TorchScript file", weights,
+                "DAD-3DNet TorchScript file",
+                weights,
                 "Download dad_3dheads.trcd from the DAD-3DHeads project (https://github.com/PinataFarms/DAD-3DHeads, "
-                "CC BY-NC-SA 4.0) and set labels.dad3dnet.weights to its path; nothing is downloaded at run time.")
+                "CC BY-NC-SA 4.0) and set labels.dad3dnet.weights to its path; nothing is downloaded at run time.",
+            )
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         try:
             self.model = torch.jit.load(str(weights), map_location=self.device).eval()
@@ -140,7 +144,7 @@ class Dad3dNetLabeller:
             x, k, top, left = preprocess(c, self.img_size)
             items.append((i, x, k, top, left, float(ext[0]), float(ext[1])))
         for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+            chunk = items[start : start + self.batch_size]
             raw = self._forward(np.stack([it[1] for it in chunk]))
             cols = list(zip(*[it[2:] for it in chunk]))
             params = dad_to_image(raw, *cols, size=self.img_size)

@@ -29,7 +29,7 @@ from .base import HeadLabels
 log = logging.getLogger(__name__)
 
 PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
-CONTOUR = slice(0, 17)       # the jaw line: its 3D points depend on yaw (FLAME's dynamic contour)
+CONTOUR = slice(0, 17)  # the jaw line: its 3D points depend on yaw (FLAME's dynamic contour)
 
 
 def dlib_model_path(filename: str, configured: str | None = None) -> Path:
@@ -39,13 +39,19 @@ def dlib_model_path(filename: str, configured: str | None = None) -> Path:
     else:
         spec = importlib.util.find_spec("face_recognition_models")
         if spec is None or not spec.submodule_search_locations:
-            raise MissingWeightsError(f"dlib model {filename}", "face_recognition_models/models/" + filename,
-                                      "Install it with `pip install face-recognition-models` (the Makefile does) "
-                                      "or set the path in params.yaml.")
+            raise MissingWeightsError(
+                f"dlib model {filename}",
+                "face_recognition_models/models/" + filename,
+                "Install it with `pip install face-recognition-models` (the Makefile does) "
+                "or set the path in params.yaml.",
+            )
         path = Path(list(spec.submodule_search_locations)[0]) / "models" / filename
     if not path.exists():
-        raise MissingWeightsError(f"dlib model {filename}", path,
-                                  "Install face-recognition-models (`pip install face-recognition-models`) or set the path.")
+        raise MissingWeightsError(
+            f"dlib model {filename}",
+            path,
+            "Install face-recognition-models (`pip install face-recognition-models`) or set the path.",
+        )
     return path
 
 
@@ -77,10 +83,13 @@ class DlibLandmarks:
         patch = gray[y1:y2, x1:x2]
         if patch.shape[0] >= 16 and patch.shape[1] >= 16:
             upsample = 1 if max(patch.shape) < self.upsample_below else 0
-            found = [np.array([r.left() + x1, r.top() + y1, r.right() + x1, r.bottom() + y1], dtype=np.float64)
-                     for r in self.detector(np.ascontiguousarray(patch), upsample)]
-            inside = [f for f in found
-                      if box[0] <= (f[0] + f[2]) / 2 <= box[2] and box[1] <= (f[1] + f[3]) / 2 <= box[3]]
+            found = [
+                np.array([r.left() + x1, r.top() + y1, r.right() + x1, r.bottom() + y1], dtype=np.float64)
+                for r in self.detector(np.ascontiguousarray(patch), upsample)
+            ]
+            inside = [
+                f for f in found if box[0] <= (f[0] + f[2]) / 2 <= box[2] and box[1] <= (f[1] + f[3]) / 2 <= box[3]
+            ]
             if inside:
                 ious = iou_matrix(np.asarray(inside), box[None])[:, 0]
                 return inside[int(np.argmax(ious))], "hog"
@@ -114,8 +123,16 @@ class LandmarkFitLabeller:
 
     name = "landmark-fit"
 
-    def __init__(self, head_model, n_shape: int = 20, n_expr: int = 10, prior_weight: float = 1.0,
-                 contour_weight: float = 0.5, predictor: str | None = None, outer_iters: int = 4):
+    def __init__(
+        self,
+        head_model,
+        n_shape: int = 20,
+        n_expr: int = 10,
+        prior_weight: float = 1.0,
+        contour_weight: float = 0.5,
+        predictor: str | None = None,
+        outer_iters: int = 4,
+    ):
         from ..core.fitting import LandmarkModel
 
         self.landmarks = DlibLandmarks(predictor)
@@ -132,8 +149,9 @@ class LandmarkFitLabeller:
 
         if len(points) == 0:
             return np.zeros((0, 413), dtype=np.float32)
-        fit = fit_landmarks(points, self.model, weights=self.weights, prior_weight=self.prior_weight,
-                            outer_iters=self.outer_iters)
+        fit = fit_landmarks(
+            points, self.model, weights=self.weights, prior_weight=self.prior_weight, outer_iters=self.outer_iters
+        )
         return fit.flame_params(self.model).astype(np.float32)
 
     def __call__(self, image: np.ndarray, sample_id: str, boxes: np.ndarray, extended: np.ndarray) -> HeadLabels:
@@ -169,7 +187,7 @@ def refine_labels(labels: HeadLabels, points: np.ndarray, fitter: LandmarkFitLab
     merged = labels.params[idx].copy()
     comps = fitter.model.components
     merged[:, comps] = fitted[:, comps]
-    pose = slice(ROT6D.start, TRANSLATION.start + 2)         # rotation and the x, y translation
+    pose = slice(ROT6D.start, TRANSLATION.start + 2)  # rotation and the x, y translation
     merged[:, pose] = fitted[:, pose]
     merged[:, SCALE_INDEX] = fitted[:, SCALE_INDEX]
     after = decode_labels(merged, layer).landmarks[..., :2]

@@ -21,19 +21,30 @@ from .base import HeadLabels
 class ModelLabeller:
     name = "model"
 
-    def __init__(self, weights: str | Path, match_iou: float = 0.5, device: str = "auto", min_score: float = 0.3,
-                 head_model: str | Path | None = None):
+    def __init__(
+        self,
+        weights: str | Path,
+        match_iou: float = 0.5,
+        device: str = "auto",
+        min_score: float = 0.3,
+        head_model: str | Path | None = None,
+    ):
         try:
             from ..model import HeadDetector
         except ImportError:
-            raise ConfigError("labels.labeller 'model' needs this project's model (vggheads.model.HeadDetector), "
-                              "which this checkout does not provide yet; use truth, dad3dnet or landmark-fit") from None
+            raise ConfigError(
+                "labels.labeller 'model' needs this project's model (vggheads.model.HeadDetector), "
+                "which this checkout does not provide yet; use truth, dad3dnet or landmark-fit"
+            ) from None
         weights = Path(weights)
         if not weights.exists():
-            raise MissingWeightsError("the project's trained model", weights,
-                                      "Copy a trained model (the train stage's data/model folder or its model.safetensors) "
-                                      "there and point labels.model.weights at it (a copy: data/model itself depends on "
-                                      "the labels).")
+            raise MissingWeightsError(
+                "the project's trained model",
+                weights,
+                "Copy a trained model (the train stage's data/model folder or its model.safetensors) "
+                "there and point labels.model.weights at it (a copy: data/model itself depends on "
+                "the labels).",
+            )
         if device == "auto":
             import torch
 

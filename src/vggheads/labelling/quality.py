@@ -45,8 +45,15 @@ class QualityAccumulator:
 
     def __init__(self, iou_threshold: float = 0.5):
         self.iou = float(iou_threshold)
-        self.counts = {"images": 0, "truth_heads": 0, "detections": 0, "detections_matched": 0,
-                       "labels": 0, "labels_matched": 0, "nme_failures": 0}
+        self.counts = {
+            "images": 0,
+            "truth_heads": 0,
+            "detections": 0,
+            "detections_matched": 0,
+            "labels": 0,
+            "labels_matched": 0,
+            "nme_failures": 0,
+        }
         self.sums = {k: 0.0 for k in _SUMS}
         self.n_visible = 0
         self.nme_hist = np.zeros(len(NME_BINS) - 1, dtype=np.int64)
@@ -74,7 +81,7 @@ class QualityAccumulator:
         gt_lm = truth.landmarks[g].astype(np.float64)
         pred_lm = np.asarray(label_landmarks, dtype=np.float64)[lab][..., :2]
         norms = np.array([box_norm(truth.boxes[i]) for i in g])
-        dist = np.linalg.norm(pred_lm - gt_lm[..., :2], axis=-1)                 # (M, 68)
+        dist = np.linalg.norm(pred_lm - gt_lm[..., :2], axis=-1)  # (M, 68)
         nme = dist.mean(axis=1) / norms * 100.0
         vis = gt_lm[..., 2] > 0.5
         for d, v, n in zip(dist, vis, norms):
@@ -92,9 +99,14 @@ class QualityAccumulator:
         self.geodesic_hist += np.histogram(geo, POSE_BINS)[0]
 
     def state(self) -> dict:
-        return {"iou_threshold": self.iou, "counts": dict(self.counts), "sums": dict(self.sums),
-                "n_visible": self.n_visible, "nme_hist": self.nme_hist.tolist(),
-                "geodesic_hist": self.geodesic_hist.tolist()}
+        return {
+            "iou_threshold": self.iou,
+            "counts": dict(self.counts),
+            "sums": dict(self.sums),
+            "n_visible": self.n_visible,
+            "nme_hist": self.nme_hist.tolist(),
+            "geodesic_hist": self.geodesic_hist.tolist(),
+        }
 
     @classmethod
     def merge(cls, states: list[dict]) -> "QualityAccumulator":
@@ -115,8 +127,11 @@ class QualityAccumulator:
         ratio = lambda a, b: (a / b) if b else None
         m = c["labels_matched"]
         out = {
-            "images": c["images"], "truth_heads": c["truth_heads"], "detections": c["detections"],
-            "labels": c["labels"], "labels_matched": m,
+            "images": c["images"],
+            "truth_heads": c["truth_heads"],
+            "detections": c["detections"],
+            "labels": c["labels"],
+            "labels_matched": m,
             "detection_recall": ratio(c["detections_matched"], c["truth_heads"]),
             "detection_precision": ratio(c["detections_matched"], c["detections"]),
             "label_recall": ratio(m, c["truth_heads"]),
@@ -124,8 +139,10 @@ class QualityAccumulator:
             "nme": ratio(self.sums["nme"], m),
             "nme_visible": ratio(self.sums["nme_visible"], self.n_visible),
             "failure_rate": ratio(c["nme_failures"], m),
-            "yaw_mae": ratio(self.sums["yaw"], m), "pitch_mae": ratio(self.sums["pitch"], m),
-            "roll_mae": ratio(self.sums["roll"], m), "geodesic_deg": ratio(self.sums["geodesic"], m),
+            "yaw_mae": ratio(self.sums["yaw"], m),
+            "pitch_mae": ratio(self.sums["pitch"], m),
+            "roll_mae": ratio(self.sums["roll"], m),
+            "geodesic_deg": ratio(self.sums["geodesic"], m),
         }
         if out["yaw_mae"] is not None:
             out["pose_mae"] = (out["yaw_mae"] + out["pitch_mae"] + out["roll_mae"]) / 3.0

@@ -18,10 +18,10 @@ from .base import HeadLabels
 class TruthHeads:
     """The truth heads of one image."""
 
-    boxes: np.ndarray       # (G, 4) xyxy, the full visible head box
-    params: np.ndarray      # (G, 413)
-    landmarks: np.ndarray   # (G, 68, 3) x, y, visibility
-    angles: np.ndarray      # (G, 3) yaw, pitch, roll degrees
+    boxes: np.ndarray  # (G, 4) xyxy, the full visible head box
+    params: np.ndarray  # (G, 413)
+    landmarks: np.ndarray  # (G, 68, 3) x, y, visibility
+    angles: np.ndarray  # (G, 3) yaw, pitch, roll degrees
 
 
 def truth_by_sample(heads_table) -> dict[str, TruthHeads]:
@@ -36,8 +36,10 @@ def truth_by_sample(heads_table) -> dict[str, TruthHeads]:
             boxes=np.asarray([cols["box"][i] for i in idx], dtype=np.float64).reshape(-1, 4),
             params=np.asarray([cols["flame_params"][i] for i in idx], dtype=np.float32).reshape(-1, 413),
             landmarks=np.asarray([cols["landmarks"][i] for i in idx], dtype=np.float32).reshape(-1, 68, 3),
-            angles=np.asarray([[cols["yaw"][i], cols["pitch"][i], cols["roll"][i]] for i in idx],
-                              dtype=np.float64).reshape(-1, 3))
+            angles=np.asarray(
+                [[cols["yaw"][i], cols["pitch"][i], cols["roll"][i]] for i in idx], dtype=np.float64
+            ).reshape(-1, 3),
+        )
     return out
 
 

@@ -22,12 +22,26 @@ from .base import HeadLabels
 class VggheadsLabeller:
     name = "vggheads"
 
-    def __init__(self, weights: str | Path, head_model: str | Path, match_iou: float = 0.5, device: str = "auto",
-                 min_score: float = 0.3, channels: str = "rgb"):
+    def __init__(
+        self,
+        weights: str | Path,
+        head_model: str | Path,
+        match_iou: float = 0.5,
+        device: str = "auto",
+        min_score: float = 0.3,
+        channels: str = "rgb",
+    ):
         from ..release.official import OfficialDetector
 
-        self.detector = OfficialDetector(weights, head_model, conf=min_score, device=device, vertices=False,
-                                         key="labels.vggheads.weights", channels=channels)
+        self.detector = OfficialDetector(
+            weights,
+            head_model,
+            conf=min_score,
+            device=device,
+            vertices=False,
+            key="labels.vggheads.weights",
+            channels=channels,
+        )
         self.match_iou = float(match_iou)
 
     def __call__(self, image: np.ndarray, sample_id: str, boxes: np.ndarray, extended: np.ndarray) -> HeadLabels:

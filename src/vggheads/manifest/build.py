@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class ShardInputs:
     shard: str
-    render_table: Path     # schema render
+    render_table: Path  # schema render
     images_dir: Path
-    labels: Path           # schema labels
-    filter: Path           # schema filter
+    labels: Path  # schema labels
+    filter: Path  # schema filter
 
 
 def split_of(shard_index: int, val_shards: int) -> str:
@@ -55,8 +55,11 @@ def shard_tables(inputs: ShardInputs, split: str, manifest_dir: Path) -> tuple[p
         reasons["not_in_filter_table"] = len(unfiltered)
     labels = labels.filter(pc.is_in(labels["sample_id"], pa.array(sorted(kept), pa.string())))
     labels = labels.sort_by([("sample_id", "ascending"), ("head", "ascending")])
-    counts = dict(zip(*np.unique(np.asarray(labels["sample_id"].to_pylist(), dtype=object), return_counts=True))) \
-        if labels.num_rows else {}
+    counts = (
+        dict(zip(*np.unique(np.asarray(labels["sample_id"].to_pylist(), dtype=object), return_counts=True)))
+        if labels.num_rows
+        else {}
+    )
     img_rows = []
     kept_without_labels = 0
     for row in render.to_pylist():
@@ -68,9 +71,20 @@ def shard_tables(inputs: ShardInputs, split: str, manifest_dir: Path) -> tuple[p
             kept_without_labels += 1
             continue
         path = os.path.relpath(Path(inputs.images_dir) / row["image"], manifest_dir)
-        img_rows.append({"image_id": sid, "shard": inputs.shard, "split": split, "path": path, "width": row["width"],
-                         "height": row["height"], "n_heads": n, "backend": row["backend"], "prompt": row["prompt"],
-                         "seed": row["seed"]})
+        img_rows.append(
+            {
+                "image_id": sid,
+                "shard": inputs.shard,
+                "split": split,
+                "path": path,
+                "width": row["width"],
+                "height": row["height"],
+                "n_heads": n,
+                "backend": row["backend"],
+                "prompt": row["prompt"],
+                "seed": row["seed"],
+            }
+        )
     from ..schemas import from_rows
 
     images = from_rows("images", img_rows)
@@ -93,16 +107,28 @@ def build_manifest(params: dict, shards: list[ShardInputs], out_dir: Path) -> tu
     out_dir.mkdir(parents=True, exist_ok=True)
     card = DatasetCard(cfg["angle_bin_deg"])
     rgs = cfg["row_group_size"]
-    with TableWriter(out_dir / "images.parquet", "images", rgs) as wi, TableWriter(out_dir / "heads.parquet", "heads", rgs) as wh:
+    with (
+        TableWriter(out_dir / "images.parquet", "images", rgs) as wi,
+        TableWriter(out_dir / "heads.parquet", "heads", rgs) as wh,
+    ):
         for inputs in tqdm(shards, desc="manifest", unit="shard"):
             split = split_of(shard_index(inputs.shard), cfg["val_shards"])
             images, heads, info = shard_tables(inputs, split, out_dir)
             wi.write(images)
             wh.write(heads)
-            card.add_shard(inputs.shard, split, info["rendered"], info["reasons"], info["kept_without_labels"],
-                           images["n_heads"].to_numpy(), heads["yaw"].to_numpy(), heads["pitch"].to_numpy(),
-                           heads["roll"].to_numpy(),
-                           np.asarray(heads["box"].combine_chunks().flatten().to_numpy()).reshape(-1, 4)
-                           if heads.num_rows else np.zeros((0, 4)),
-                           heads["labeller"].to_pylist())
+            card.add_shard(
+                inputs.shard,
+                split,
+                info["rendered"],
+                info["reasons"],
+                info["kept_without_labels"],
+                images["n_heads"].to_numpy(),
+                heads["yaw"].to_numpy(),
+                heads["pitch"].to_numpy(),
+                heads["roll"].to_numpy(),
+                np.asarray(heads["box"].combine_chunks().flatten().to_numpy()).reshape(-1, 4)
+                if heads.num_rows
+                else np.zeros((0, 4)),
+                heads["labeller"].to_pylist(),
+            )
     return {"images": wi.rows, "heads": wh.rows}, card

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-BOX_BINS = [0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 1e9]   # sqrt(w h), pixels
-MAX_HEADS_BIN = 20                                                                       # last bin: >= 20
+BOX_BINS = [0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 1e9]  # sqrt(w h), pixels
+MAX_HEADS_BIN = 20  # last bin: >= 20
 
 
 class DatasetCard:
@@ -30,10 +30,22 @@ class DatasetCard:
         self.box_size = np.zeros(len(BOX_BINS) - 1, dtype=np.int64)
         self.labellers: dict[str, int] = {}
         self.shards: list[str] = []
-        self.agreement: dict | None = None   # head-mesh renders: see add_agreement
+        self.agreement: dict | None = None  # head-mesh renders: see add_agreement
 
-    def add_shard(self, shard: str, split: str, rendered: int, reasons: dict[str, int], kept_without_labels: int,
-                  heads_per_image: np.ndarray, yaw, pitch, roll, boxes: np.ndarray, labellers: list[str]) -> None:
+    def add_shard(
+        self,
+        shard: str,
+        split: str,
+        rendered: int,
+        reasons: dict[str, int],
+        kept_without_labels: int,
+        heads_per_image: np.ndarray,
+        yaw,
+        pitch,
+        roll,
+        boxes: np.ndarray,
+        labellers: list[str],
+    ) -> None:
         """One shard: ``heads_per_image`` of its manifest images, per-head angles and xyxy boxes."""
         s = self.splits.setdefault(split, {"shards": 0, "images": 0, "heads": 0})
         s["shards"] += 1
@@ -46,8 +58,9 @@ class DatasetCard:
                 self.filter_reasons[k] = self.filter_reasons.get(k, 0) + int(v)
                 self.filtered_out += int(v)
         self.kept_without_labels += int(kept_without_labels)
-        self.heads_per_image += np.bincount(np.minimum(np.asarray(heads_per_image, dtype=np.int64), MAX_HEADS_BIN),
-                                            minlength=MAX_HEADS_BIN + 1)
+        self.heads_per_image += np.bincount(
+            np.minimum(np.asarray(heads_per_image, dtype=np.int64), MAX_HEADS_BIN), minlength=MAX_HEADS_BIN + 1
+        )
         for key, values in (("yaw", yaw), ("pitch", pitch), ("roll", roll)):
             self.angles[key] += np.histogram(np.asarray(values, dtype=np.float64), self.angle_bins)[0]
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -63,9 +76,18 @@ class DatasetCard:
 
         a = self.agreement
         if a is None:
-            a = self.agreement = {"images": 0, "agree": 0, "scene_heads": 0, "detected": 0, "matched": 0,
-                                  "f1": np.zeros(len(F1_BINS) - 1, np.int64), "mean_iou": np.zeros(len(F1_BINS) - 1, np.int64),
-                                  "nme": np.zeros(len(NME_BINS) - 1, np.int64), "nme_images": 0, "sums": {}}
+            a = self.agreement = {
+                "images": 0,
+                "agree": 0,
+                "scene_heads": 0,
+                "detected": 0,
+                "matched": 0,
+                "f1": np.zeros(len(F1_BINS) - 1, np.int64),
+                "mean_iou": np.zeros(len(F1_BINS) - 1, np.int64),
+                "nme": np.zeros(len(NME_BINS) - 1, np.int64),
+                "nme_images": 0,
+                "sums": {},
+            }
         for r in rows:
             a["images"] += 1
             a["agree"] += int(bool(r["agree"]))
@@ -92,31 +114,51 @@ class DatasetCard:
         if a is None:
             return None
         mean = lambda k: round(a["sums"][k][0] / a["sums"][k][1], 4) if a["sums"].get(k, [0, 0])[1] else None
-        return {"images": a["images"], "agree": a["agree"], "scene_heads": a["scene_heads"], "detected": a["detected"],
-                "matched": a["matched"], "mean_f1": mean("f1"), "mean_recall": mean("recall"),
-                "mean_precision": mean("precision"), "mean_iou": mean("mean_iou"), "mean_nme": mean("nme"),
-                "nme_images": a["nme_images"],
-                "histograms": {"f1": {"bins": F1_BINS[:-1], "counts": a["f1"].tolist()},
-                               "mean_iou": {"bins": F1_BINS[:-1], "counts": a["mean_iou"].tolist()},
-                               "nme": {"bins": NME_BINS[:-1], "counts": a["nme"].tolist()}}}
+        return {
+            "images": a["images"],
+            "agree": a["agree"],
+            "scene_heads": a["scene_heads"],
+            "detected": a["detected"],
+            "matched": a["matched"],
+            "mean_f1": mean("f1"),
+            "mean_recall": mean("recall"),
+            "mean_precision": mean("precision"),
+            "mean_iou": mean("mean_iou"),
+            "mean_nme": mean("nme"),
+            "nme_images": a["nme_images"],
+            "histograms": {
+                "f1": {"bins": F1_BINS[:-1], "counts": a["f1"].tolist()},
+                "mean_iou": {"bins": F1_BINS[:-1], "counts": a["mean_iou"].tolist()},
+                "nme": {"bins": NME_BINS[:-1], "counts": a["nme"].tolist()},
+            },
+        }
 
     def to_dict(self) -> dict:
         images = sum(s["images"] for s in self.splits.values())
         heads = sum(s["heads"] for s in self.splits.values())
         hist = lambda counts, bins: {"bins": [float(b) for b in bins], "counts": counts.tolist()}
         return {
-            "images": images, "heads": heads,
+            "images": images,
+            "heads": heads,
             "heads_per_image_mean": round(heads / images, 4) if images else 0.0,
             "rendered_images": self.rendered,
-            "filter": {"kept": self.rendered - self.filtered_out, "dropped": self.filtered_out,
-                       "yield": round((self.rendered - self.filtered_out) / self.rendered, 4) if self.rendered else None,
-                       "reasons": dict(sorted(self.filter_reasons.items())),
-                       "kept_without_labelled_heads": self.kept_without_labels},
-            "splits": self.splits, "shards": len(self.shards), "labellers": self.labellers,
+            "filter": {
+                "kept": self.rendered - self.filtered_out,
+                "dropped": self.filtered_out,
+                "yield": round((self.rendered - self.filtered_out) / self.rendered, 4) if self.rendered else None,
+                "reasons": dict(sorted(self.filter_reasons.items())),
+                "kept_without_labelled_heads": self.kept_without_labels,
+            },
+            "splits": self.splits,
+            "shards": len(self.shards),
+            "labellers": self.labellers,
             "histograms": {
-                "heads_per_image": {"bins": list(range(MAX_HEADS_BIN)) + [f">={MAX_HEADS_BIN}"],
-                                    "counts": self.heads_per_image.tolist()},
-                "yaw": hist(self.angles["yaw"], self.angle_bins), "pitch": hist(self.angles["pitch"], self.angle_bins),
+                "heads_per_image": {
+                    "bins": list(range(MAX_HEADS_BIN)) + [f">={MAX_HEADS_BIN}"],
+                    "counts": self.heads_per_image.tolist(),
+                },
+                "yaw": hist(self.angles["yaw"], self.angle_bins),
+                "pitch": hist(self.angles["pitch"], self.angle_bins),
                 "roll": hist(self.angles["roll"], self.angle_bins),
                 "box_size": {"bins": [float(b) for b in BOX_BINS[:-1]] + ["inf"], "counts": self.box_size.tolist()},
             },
@@ -136,8 +178,12 @@ class DatasetCard:
         angle_labels = [f"{a:g}" for a in self.angle_bins[:-1]]
         box_labels = [f"{b:g}" for b in BOX_BINS[:-1]]
         series = {
-            "heads_per_image": ("heads", [str(i) for i in range(MAX_HEADS_BIN)] + [f">={MAX_HEADS_BIN}"],
-                                self.heads_per_image, "heads per image"),
+            "heads_per_image": (
+                "heads",
+                [str(i) for i in range(MAX_HEADS_BIN)] + [f">={MAX_HEADS_BIN}"],
+                self.heads_per_image,
+                "heads per image",
+            ),
             "yaw": ("yaw_deg", angle_labels, self.angles["yaw"], "yaw (degrees, bin start)"),
             "pitch": ("pitch_deg", angle_labels, self.angles["pitch"], "pitch (degrees, bin start)"),
             "roll": ("roll_deg", angle_labels, self.angles["roll"], "roll (degrees, bin start)"),
@@ -149,12 +195,24 @@ class DatasetCard:
             from ..filtering.agreement import F1_BINS, NME_BINS
 
             f1_labels = [f"{b:g}" for b in F1_BINS[:-2]] + ["1"]
-            series["agreement_f1"] = ("f1", f1_labels, self.agreement["f1"],
-                                      "per image: F1 of detected vs scene heads (bin start)")
-            series["agreement_iou"] = ("mean_iou", f1_labels, self.agreement["mean_iou"],
-                                       "per image: mean IoU of the scene heads (bin start)")
-            series["agreement_nme"] = ("nme", [f"{b:g}" for b in NME_BINS[:-1]], self.agreement["nme"],
-                                       "per image: labeller landmarks vs scene, NME % (bin start)")
+            series["agreement_f1"] = (
+                "f1",
+                f1_labels,
+                self.agreement["f1"],
+                "per image: F1 of detected vs scene heads (bin start)",
+            )
+            series["agreement_iou"] = (
+                "mean_iou",
+                f1_labels,
+                self.agreement["mean_iou"],
+                "per image: mean IoU of the scene heads (bin start)",
+            )
+            series["agreement_nme"] = (
+                "nme",
+                [f"{b:g}" for b in NME_BINS[:-1]],
+                self.agreement["nme"],
+                "per image: labeller landmarks vs scene, NME % (bin start)",
+            )
         for name, (xname, labels, counts, title) in series.items():
             csv = directory / f"{name}.csv"
             csv.write_text(f"{xname},count\n" + "".join(f"{x},{int(c)}\n" for x, c in zip(labels, counts)))

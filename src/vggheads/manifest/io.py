@@ -45,8 +45,9 @@ class TableWriter:
         # trying them on 413-wide float lists costs ~40 % of the write time for nothing.
         scalar = [f.name for f in self.schema if not pa.types.is_fixed_size_list(f.type)]
         strings = [f.name for f in self.schema if pa.types.is_string(f.type)]
-        self._writer = pq.ParquetWriter(tmp, self.schema, compression=self.compression, use_dictionary=strings,
-                                        write_statistics=scalar)
+        self._writer = pq.ParquetWriter(
+            tmp, self.schema, compression=self.compression, use_dictionary=strings, write_statistics=scalar
+        )
         return self
 
     def write(self, table: pa.Table) -> None:
@@ -98,7 +99,8 @@ def open_table(path: str | os.PathLike, name: str) -> pq.ParquetFile:
     return pf
 
 
-def iter_batches(path: str | os.PathLike, name: str, columns: list[str] | None = None,
-                 batch_size: int = 16384) -> Iterator[pa.RecordBatch]:
+def iter_batches(
+    path: str | os.PathLike, name: str, columns: list[str] | None = None, batch_size: int = 16384
+) -> Iterator[pa.RecordBatch]:
     """Record batches of a manifest table, streamed (memory bounded by one row group)."""
     yield from open_table(path, name).iter_batches(batch_size=batch_size, columns=columns)

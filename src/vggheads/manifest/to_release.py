@@ -40,13 +40,16 @@ def annotation_arrays(boxes: np.ndarray, extended: np.ndarray, params: np.ndarra
     ext = np.asarray(extended, dtype=np.float64).reshape(-1, 4)
     xywh = boxes.copy()
     xywh[:, 2:] -= xywh[:, :2]
-    ext_xywh = np.rint(ext).astype(np.int32)            # the release stores integer crops
+    ext_xywh = np.rint(ext).astype(np.int32)  # the release stores integer crops
     ext_xywh[:, 2:] -= ext_xywh[:, :2]
     # the parameters are relative to the crop as stored (rounded), so that the release's own
     # decoding (and `dataset.source: release`) puts the head exactly where it was
     stored = np.concatenate([ext_xywh[:, :2], ext_xywh[:, :2] + ext_xywh[:, 2:]], 1).astype(np.float64)
-    return {"bbox": xywh.astype(np.float32), "extended_bbox": ext_xywh,
-            "3dmm_params": image_to_release(params, stored)[:, None, :].astype(np.float32)}
+    return {
+        "bbox": xywh.astype(np.float32),
+        "extended_bbox": ext_xywh,
+        "3dmm_params": image_to_release(params, stored)[:, None, :].astype(np.float32),
+    }
 
 
 def _write_npz(path: Path, arrays: dict) -> None:
@@ -74,8 +77,9 @@ def _copy_image(src: Path, dst_stem: Path, image_format: str, link: bool) -> Pat
     return dst
 
 
-def export_release(manifest_dir: Path, out: Path, image_format: str = "same", link: bool = False,
-                   batch_size: int = 8192) -> dict:
+def export_release(
+    manifest_dir: Path, out: Path, image_format: str = "same", link: bool = False, batch_size: int = 8192
+) -> dict:
     """Write the release layout of ``manifest_dir`` into ``out`` (atomically, as one directory)."""
     from tqdm import tqdm
 
@@ -98,34 +102,43 @@ def export_release(manifest_dir: Path, out: Path, image_format: str = "same", li
             if not split_dir.exists():
                 (split_dir / "images").mkdir(parents=True)
                 (split_dir / "annotations").mkdir(parents=True)
-                (split_dir / "files.txt").write_text("")    # the release's list of removed images
+                (split_dir / "files.txt").write_text("")  # the release's list of removed images
             src = manifest_dir / rel
             if not src.exists():
                 raise InputError(f"{manifest_dir / 'images.parquet'}: image '{rel}' of {current} not found")
             _copy_image(src, split_dir / "images" / current, image_format, link)
-            arrays = annotation_arrays(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
-                                       np.array([r[2] for r in rows]))
+            arrays = annotation_arrays(
+                np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+            )
             _write_npz(split_dir / "annotations" / f"{current}.npz", arrays)
             stats["images"] += 1
             stats["heads"] += len(rows)
             stats["splits"].add(shard)
 
-        for batch in tqdm(iter_batches(manifest_dir / "heads.parquet", "heads",
-                                       ["image_id", "box", "extended_box", "flame_params"], batch_size),
-                          desc="export", unit="batch"):
+        for batch in tqdm(
+            iter_batches(
+                manifest_dir / "heads.parquet", "heads", ["image_id", "box", "extended_box", "flame_params"], batch_size
+            ),
+            desc="export",
+            unit="batch",
+        ):
             ids = batch.column("image_id").to_pylist()
             box = batch.column("box").flatten().to_numpy().reshape(-1, 4)
             ext = batch.column("extended_box").flatten().to_numpy().reshape(-1, 4)
             par = batch.column("flame_params").flatten().to_numpy().reshape(-1, N_PARAMS)
             for k, image_id in enumerate(ids):
                 if image_id not in where:
-                    raise InputError(f"{manifest_dir / 'heads.parquet'}: head of image '{image_id}', "
-                                     "which images.parquet does not list")
+                    raise InputError(
+                        f"{manifest_dir / 'heads.parquet'}: head of image '{image_id}', "
+                        "which images.parquet does not list"
+                    )
                 if image_id != current:
                     flush()
                     current, rows = image_id, []
                 rows.append((box[k], ext[k], par[k]))
         flush()
     stats["splits"] = sorted(stats["splits"])
-    log.info("exported %d images, %d heads in %d splits to %s", stats["images"], stats["heads"], len(stats["splits"]), out)
+    log.info(
+        "exported %d images, %d heads in %d splits to %s", stats["images"], stats["heads"], len(stats["splits"]), out
+    )
     return stats

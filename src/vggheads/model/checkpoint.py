@@ -31,9 +31,11 @@ def resolve_weights(path: str | Path) -> Path:
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.exists():
-        raise MissingWeightsError("detector weights", path,
-                                  "train one with `snakemake data/model/model.safetensors` (rule train) "
-                                  "or `vggheads train --help`")
+        raise MissingWeightsError(
+            "detector weights",
+            path,
+            "train one with `snakemake data/model/model.safetensors` (rule train) or `vggheads train --help`",
+        )
     return path
 
 
@@ -47,8 +49,14 @@ def save_model(model, path: str | Path) -> tuple[Path, Path]:
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={META_KEY: json.dumps(arch, sort_keys=True)})
     json_path = path.with_suffix(".json")
-    write_json(json_path, {**arch, "parameters": int(sum(v.numel() for v in model.parameters())),
-                           "strides": [int(s) for s in model.stride.tolist()]})
+    write_json(
+        json_path,
+        {
+            **arch,
+            "parameters": int(sum(v.numel() for v in model.parameters())),
+            "strides": [int(s) for s in model.stride.tolist()],
+        },
+    )
     return path, json_path
 
 
@@ -79,8 +87,10 @@ def load_model(path: str | Path, device: str = "cpu"):
     model = HeadDetectionModel(read_config(path))
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     if missing or unexpected:
-        raise InputError(f"{path}: weights do not fit the recorded architecture "
-                         f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
+        raise InputError(
+            f"{path}: weights do not fit the recorded architecture "
+            f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)"
+        )
     return model.to(device).eval()
 
 
@@ -96,9 +106,16 @@ def export_onnx(model, path: str | Path, imgsz: int | None = None, dynamic_batch
     x = torch.zeros(1, 3, imgsz, imgsz)
     path = Path(path)
     with atomic_path(path) as tmp, torch.no_grad():
-        torch.onnx.export(m, (x,), str(tmp), dynamo=False, opset_version=ONNX_OPSET, input_names=["images"],
-                          output_names=["output0"],
-                          dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None)
+        torch.onnx.export(
+            m,
+            (x,),
+            str(tmp),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["images"],
+            output_names=["output0"],
+            dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None,
+        )
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(arch.to_dict(), sort_keys=True)
@@ -124,10 +141,14 @@ def check_onnx(model, onnx_path: str | Path, n: int = 2, seed: int = 0) -> dict[
     nc = len(arch.names)
     diff = np.abs(out - ref)
     params = slice(4 + nc, None)
-    return {"boxes_max_abs": float(diff[:, :4].max()), "boxes_max_rel": float(diff[:, :4].max() / arch.imgsz),
-            "scores_max_abs": float(diff[:, 4:4 + nc].max()),
-            "params_max_abs": float(diff[:, params].max()),
-            # relative to each parameter's range over the images and anchors: an element near zero says
-            # nothing about the export (float reordering alone moves it by ~1e-4), a wrong op or layout does
-            "params_max_rel": float((diff[:, params] / (np.abs(ref[:, params]).max(axis=(0, 2), keepdims=True)
-                                                        + 1e-6)).max())}
+    return {
+        "boxes_max_abs": float(diff[:, :4].max()),
+        "boxes_max_rel": float(diff[:, :4].max() / arch.imgsz),
+        "scores_max_abs": float(diff[:, 4 : 4 + nc].max()),
+        "params_max_abs": float(diff[:, params].max()),
+        # relative to each parameter's range over the images and anchors: an element near zero says
+        # nothing about the export (float reordering alone moves it by ~1e-4), a wrong op or layout does
+        "params_max_rel": float(
+            (diff[:, params] / (np.abs(ref[:, params]).max(axis=(0, 2), keepdims=True) + 1e-6)).max()
+        ),
+    }

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ..core.param_layout import N_EXPR, N_JAW, N_ROT6D, N_SCALE, N_SHAPE, N_TRANSLATION
 
-BASES = ("yolo11", "yolov8")   # ultralytics families whose YAML we build the backbone + neck from
-SIZES = ("n", "s", "m", "l")   # ultralytics scales (paper Table 9 compares S/M/L of YOLO-NAS)
+BASES = ("yolo11", "yolov8")  # ultralytics families whose YAML we build the backbone + neck from
+SIZES = ("n", "s", "m", "l")  # ultralytics scales (paper Table 9 compares S/M/L of YOLO-NAS)
 FORMAT_VERSION = 1
-PAD_VALUE = 127                # letterbox pad (paper section 5)
+PAD_VALUE = 127  # letterbox pad (paper section 5)
 
 
 @dataclass
@@ -30,13 +30,13 @@ class ModelConfig:
 
     base: str = "yolo11"
     size: str = "n"
-    n_shape: int = 128          # shape components predicted; the rest of the 300 are zeros (paper L: 128)
-    n_expr: int = 64            # expression components predicted; the rest of the 100 are zeros (paper L: 64)
-    imgsz: int = 640            # square input side in pixels
+    n_shape: int = 128  # shape components predicted; the rest of the 300 are zeros (paper L: 128)
+    n_expr: int = 64  # expression components predicted; the rest of the 100 are zeros (paper L: 64)
+    imgsz: int = 640  # square input side in pixels
     flame_channels: int | None = None  # FLAME tower width; None = width of the first pyramid level
-    flame_depth: int = 0        # 3x3 conv blocks in each level's FLAME stem (the paper: 2-3 RepVGG blocks per branch)
-    head_model: str = ""        # path of the head model the 3D losses and the decoding use
-    head_model_sha256: str = "" # its content hash, checked when a detector is loaded
+    flame_depth: int = 0  # 3x3 conv blocks in each level's FLAME stem (the paper: 2-3 RepVGG blocks per branch)
+    head_model: str = ""  # path of the head model the 3D losses and the decoding use
+    head_model_sha256: str = ""  # its content hash, checked when a detector is loaded
     names: dict = field(default_factory=lambda: {0: "head"})
     format_version: int = FORMAT_VERSION
 
@@ -76,9 +76,17 @@ class ModelConfig:
     def from_params(cls, params: dict, head_model: str | Path) -> "ModelConfig":
         """From the ``model:`` section of params.yaml and the head-model file."""
         m = params["model"]
-        return cls(base=m["base"], size=m["size"], n_shape=m["n_shape"], n_expr=m["n_expr"], imgsz=m["imgsz"],
-                   flame_channels=m["flame_channels"], flame_depth=m["flame_depth"], head_model=str(head_model),
-                   head_model_sha256=file_sha256(head_model))
+        return cls(
+            base=m["base"],
+            size=m["size"],
+            n_shape=m["n_shape"],
+            n_expr=m["n_expr"],
+            imgsz=m["imgsz"],
+            flame_channels=m["flame_channels"],
+            flame_depth=m["flame_depth"],
+            head_model=str(head_model),
+            head_model_sha256=file_sha256(head_model),
+        )
 
 
 def file_sha256(path: str | Path) -> str:

@@ -29,8 +29,8 @@ from ..core.param_layout import N_PARAMS
 from ..core.similarity import transform_boxes, transform_params, transform_points
 from .config import PAD_VALUE
 
-MIN_BOX_SIDE = 2.0          # px: a head whose box shrinks below this after augmentation is dropped
-MIN_BOX_AREA_KEPT = 0.1     # fraction of a box that must stay inside the image after augmentation
+MIN_BOX_SIDE = 2.0  # px: a head whose box shrinks below this after augmentation is dropped
+MIN_BOX_AREA_KEPT = 0.1  # fraction of a box that must stay inside the image after augmentation
 
 
 def letterbox_transform(width: int, height: int, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -56,21 +56,24 @@ def letterbox(image: np.ndarray, size: int, pad_value: int = PAD_VALUE) -> tuple
     resized = cv2.resize(image, (new_w, new_h), interpolation=interp) if (new_w, new_h) != (w, h) else image
     canvas = np.full((size, size, 3), pad_value, dtype=np.uint8)
     left, top = int(b[0]), int(b[1])
-    canvas[top:top + new_h, left:left + new_w] = resized
+    canvas[top : top + new_h, left : left + new_w] = resized
     return canvas, A, b
 
 
-def warp_similarity(image: np.ndarray, A: np.ndarray, b: np.ndarray, size: int,
-                    pad_value: int = PAD_VALUE) -> np.ndarray:
+def warp_similarity(
+    image: np.ndarray, A: np.ndarray, b: np.ndarray, size: int, pad_value: int = PAD_VALUE
+) -> np.ndarray:
     """Warp by the continuous-coordinate map ``p -> A p + b`` (converted to OpenCV's pixel-index convention)."""
     offset = b + A @ np.array([0.5, 0.5]) - 0.5
     M = np.concatenate([A, offset[:, None]], axis=1)
-    return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=(pad_value,) * 3)
+    return cv2.warpAffine(
+        image, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(pad_value,) * 3
+    )
 
 
-def random_similarity(rng: np.random.Generator, size: int, degrees: float, scale: float,
-                      translate: float) -> tuple[np.ndarray, np.ndarray]:
+def random_similarity(
+    rng: np.random.Generator, size: int, degrees: float, scale: float, translate: float
+) -> tuple[np.ndarray, np.ndarray]:
     """A random rotation (+/- degrees, about the image centre), scale (1 +/- scale) and shift (+/- translate * size)."""
     theta = math.radians(rng.uniform(-degrees, degrees))
     k = rng.uniform(1 - scale, 1 + scale)
@@ -94,8 +97,9 @@ def hsv_jitter(image: np.ndarray, rng: np.random.Generator, hgain: float, sgain:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
-def load_manifest(images_path: str | Path, heads_path: str | Path, split: str | None,
-                  max_images: int | None = None) -> list[dict]:
+def load_manifest(
+    images_path: str | Path, heads_path: str | Path, split: str | None, max_images: int | None = None
+) -> list[dict]:
     """One dict per image of ``split`` (None = all): ``image_id``, ``im_file`` (absolute), ``width``,
     ``height``, ``boxes`` (n, 4), ``flame_params`` (n, 413), ``landmarks`` (n, 68, 3). Images keep
     the manifest's order; ``max_images`` keeps the first ones."""
@@ -115,9 +119,17 @@ def load_manifest(images_path: str | Path, heads_path: str | Path, split: str | 
         if split is not None and row["split"] != split:
             continue
         idx = by_image.get(row["image_id"], [])
-        items.append({"image_id": row["image_id"], "im_file": str(root / row["path"]), "width": row["width"],
-                      "height": row["height"], "boxes": boxes[idx], "flame_params": params[idx],
-                      "landmarks": landmarks[idx]})
+        items.append(
+            {
+                "image_id": row["image_id"],
+                "im_file": str(root / row["path"]),
+                "width": row["width"],
+                "height": row["height"],
+                "boxes": boxes[idx],
+                "flame_params": params[idx],
+                "landmarks": landmarks[idx],
+            }
+        )
         if max_images is not None and len(items) >= max_images:
             break
     return items
@@ -136,18 +148,31 @@ class HeadDataset(torch.utils.data.Dataset):
         batch = HeadDataset.collate_fn([ds[0], ds[1]])
     """
 
-    def __init__(self, images_path: str | Path, heads_path: str | Path, split: str | None, imgsz: int,
-                 augment: bool = False, hyp=None, max_images: int | None = None, seed: int = 0,
-                 crop: int | None = None):
+    def __init__(
+        self,
+        images_path: str | Path,
+        heads_path: str | Path,
+        split: str | None,
+        imgsz: int,
+        augment: bool = False,
+        hyp=None,
+        max_images: int | None = None,
+        seed: int = 0,
+        crop: int | None = None,
+    ):
         self.items = load_manifest(images_path, heads_path, split, max_images)
         self.split, self.imgsz, self.augment, self.hyp = split, int(imgsz), bool(augment), hyp
         if crop is not None and not (int(crop) >= 32 and int(crop) % 32 == 0):
             raise ValueError(f"crop must be a multiple of 32 (at least 32), got {crop}")
-        self.crop = int(crop) if crop and int(crop) < self.imgsz else None   # a window as large as the canvas: whole images
+        self.crop = (
+            int(crop) if crop and int(crop) < self.imgsz else None
+        )  # a window as large as the canvas: whole images
         self.rect = False
         self.im_files = [it["im_file"] for it in self.items]
-        self.labels = [{"cls": np.zeros((len(it["boxes"]), 1), np.float32), "bboxes": it["boxes"],
-                        "im_file": it["im_file"]} for it in self.items]
+        self.labels = [
+            {"cls": np.zeros((len(it["boxes"]), 1), np.float32), "bboxes": it["boxes"], "im_file": it["im_file"]}
+            for it in self.items
+        ]
         self.seed = int(seed)
         self.epoch = 0
 
@@ -217,7 +242,7 @@ class HeadDataset(torch.utils.data.Dataset):
         fits = ((hi - lo) <= c).all(1) & ((hi - lo) > 0).all(1) if len(boxes) else np.zeros(0, bool)
         if fits.any():
             k = rng.choice(np.flatnonzero(fits))
-            low = np.maximum(hi[k] - c, 0.0)        # the head's box stays inside the window
+            low = np.maximum(hi[k] - c, 0.0)  # the head's box stays inside the window
             high = np.minimum(lo[k], s - c)
             origin = rng.uniform(low, np.maximum(high, low))
         else:

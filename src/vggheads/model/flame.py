@@ -24,8 +24,8 @@ def pad_params(active: Tensor, n_shape: int, n_expr: int) -> Tensor:
     """Active predictions ``(..., n_shape + n_expr + 13)`` -> the 413-vector ``(..., 413)`` (zeros elsewhere)."""
     out = active.new_zeros(*active.shape[:-1], N_PARAMS)
     out[..., :n_shape] = active[..., :n_shape]
-    out[..., EXPRESSION.start:EXPRESSION.start + n_expr] = active[..., n_shape:n_shape + n_expr]
-    out[..., JAW.start:] = active[..., n_shape + n_expr:]
+    out[..., EXPRESSION.start : EXPRESSION.start + n_expr] = active[..., n_shape : n_shape + n_expr]
+    out[..., JAW.start :] = active[..., n_shape + n_expr :]
     return out
 
 
@@ -41,11 +41,11 @@ class HeadGeometry:
 
     active: torch.nn.Module
     full: torch.nn.Module
-    head_idx: Tensor      # (Vh,) long
-    face_idx: Tensor      # (Vf,) long
-    centre: Tensor        # (3,)
-    extent: Tensor        # () the template head subset's largest side
-    faces: np.ndarray     # (F, 3) triangles, for drawing
+    head_idx: Tensor  # (Vh,) long
+    face_idx: Tensor  # (Vf,) long
+    centre: Tensor  # (3,)
+    extent: Tensor  # () the template head subset's largest side
+    faces: np.ndarray  # (F, 3) triangles, for drawing
 
     def canonical(self, params: Tensor, full: bool = False) -> Tensor:
         """(N, 413) -> (N, V, 3) canonical vertices (+0.05 z)."""
@@ -57,12 +57,13 @@ class HeadGeometry:
 
 
 _CACHE: dict[tuple, HeadGeometry] = {}
-_FULL: dict[tuple, tuple] = {}   # (path, device) -> (HeadModel, full FlameLayer): shared by every component count
+_FULL: dict[tuple, tuple] = {}  # (path, device) -> (HeadModel, full FlameLayer): shared by every component count
 _LOCK = threading.Lock()
 
 
-def head_geometry(head_model: str | Path, n_shape: int = N_SHAPE, n_expr: int = N_EXPR,
-                  device: str | torch.device = "cpu") -> HeadGeometry:
+def head_geometry(
+    head_model: str | Path, n_shape: int = N_SHAPE, n_expr: int = N_EXPR, device: str | torch.device = "cpu"
+) -> HeadGeometry:
     """The decoding geometry of ``head_model`` (a path), cached per (path, counts, device)."""
     from ..geometry import FlameLayer
     from ..headmodel.format import load_head_model
@@ -80,7 +81,12 @@ def head_geometry(head_model: str | Path, n_shape: int = N_SHAPE, n_expr: int = 
             tmpl = full.v_template[head_idx]
             lo, hi = tmpl.min(0).values, tmpl.max(0).values
             _CACHE[key] = HeadGeometry(
-                active=active.requires_grad_(False), full=full.requires_grad_(False), head_idx=head_idx,
+                active=active.requires_grad_(False),
+                full=full.requires_grad_(False),
+                head_idx=head_idx,
                 face_idx=torch.as_tensor(model.subsets["face"], dtype=torch.long, device=device),
-                centre=(lo + hi) / 2, extent=(hi - lo).max(), faces=np.asarray(model.faces))
+                centre=(lo + hi) / 2,
+                extent=(hi - lo).max(),
+                faces=np.asarray(model.faces),
+            )
         return _CACHE[key]

@@ -35,9 +35,9 @@ from ultralytics.nn.modules.head import Detect  # noqa: E402
 
 from ..geometry.rotations import FRONTAL  # noqa: E402
 
-SCALE_PRIOR = 0.05       # the paper's scale = exp(x) / 0.05 * stride
+SCALE_PRIOR = 0.05  # the paper's scale = exp(x) / 0.05 * stride
 LOG_SCALE_RANGE = (-2.5, 2.0)  # log scale about the prior: a 0.16 m head between 0.26 and 24 strides wide
-OFFSET_BOUND = 16.0      # translation within 16 strides of the anchor (the box branch's reach, reg_max)
+OFFSET_BOUND = 16.0  # translation within 16 strides of the anchor (the box branch's reach, reg_max)
 
 
 def soft_bound(x: Tensor, bound: float) -> Tensor:
@@ -78,8 +78,17 @@ class FlameDetect(Detect):
         head = FlameDetect(nc=1, n_shape=32, n_expr=16, ch=(64, 128, 256))
     """
 
-    def __init__(self, nc: int = 1, n_shape: int = 128, n_expr: int = 64, flame_channels: int | None = None,
-                 reg_max: int = 16, legacy: bool = False, ch: tuple[int, ...] = (), flame_depth: int = 0):
+    def __init__(
+        self,
+        nc: int = 1,
+        n_shape: int = 128,
+        n_expr: int = 64,
+        flame_channels: int | None = None,
+        reg_max: int = 16,
+        legacy: bool = False,
+        ch: tuple[int, ...] = (),
+        flame_depth: int = 0,
+    ):
         self.legacy = legacy  # Detect builds its class branch from this (YOLOv8 style when True)
         super().__init__(nc=nc, reg_max=reg_max, end2end=False, ch=ch)
         self.n_shape, self.n_expr = int(n_shape), int(n_expr)
@@ -88,10 +97,12 @@ class FlameDetect(Detect):
         c = int(flame_channels or ch[0])
         self.branch_channels = cb = max(c // 4, 16)
         self.flame_stem = nn.ModuleList(
-            nn.Sequential(DWConv(x, x, 3), *(Conv(x, x, 3) for _ in range(int(flame_depth))), Conv(x, c, 1)) for x in ch)
+            nn.Sequential(DWConv(x, x, 3), *(Conv(x, x, 3) for _ in range(int(flame_depth))), Conv(x, c, 1)) for x in ch
+        )
         self.flame_hidden = nn.ModuleList(Conv(c, cb * len(self.sizes), 1) for _ in ch)  # the six branches' 1x1
-        self.flame = nn.ModuleDict({name: nn.ModuleList(nn.Conv2d(cb, n, 1) for _ in ch)
-                                    for name, n in self.sizes.items()})
+        self.flame = nn.ModuleDict(
+            {name: nn.ModuleList(nn.Conv2d(cb, n, 1) for _ in ch) for name, n in self.sizes.items()}
+        )
 
     def forward_head(self, x: list[Tensor], box_head=None, cls_head=None) -> dict[str, Tensor]:
         preds = super().forward_head(x, box_head, cls_head)
@@ -117,21 +128,26 @@ class FlameDetect(Detect):
         """
         k = self.n_shape + self.n_expr
         shape_expr = 3.0 * torch.tanh(raw[:, :k])
-        jaw_rot = raw[:, k:k + 9]
-        txy = (soft_bound(raw[:, k + 9:k + 11], OFFSET_BOUND) + anchors) * strides
-        tz = soft_bound(raw[:, k + 11:k + 12], OFFSET_BOUND) * strides
-        scale = torch.exp(soft_range(raw[:, k + 12:k + 13], *LOG_SCALE_RANGE)) / SCALE_PRIOR * strides
+        jaw_rot = raw[:, k : k + 9]
+        txy = (soft_bound(raw[:, k + 9 : k + 11], OFFSET_BOUND) + anchors) * strides
+        tz = soft_bound(raw[:, k + 11 : k + 12], OFFSET_BOUND) * strides
+        scale = torch.exp(soft_range(raw[:, k + 12 : k + 13], *LOG_SCALE_RANGE)) / SCALE_PRIOR * strides
         return torch.cat([shape_expr, jaw_rot, txy, tz, scale], 1)
 
     def encode_flame(self, active: Tensor, anchors: Tensor, strides: Tensor) -> Tensor:
         """The inverse of :meth:`decode_flame`: activated ``(B, P, A)`` -> raw ``(B, P, A)`` (for tests and
         target checks; values must lie inside the activations' bounds)."""
         k = self.n_shape + self.n_expr
-        return torch.cat([torch.atanh(active[:, :k] / 3.0), active[:, k:k + 9],
-                          soft_bound_inverse(active[:, k + 9:k + 11] / strides - anchors, OFFSET_BOUND),
-                          soft_bound_inverse(active[:, k + 11:k + 12] / strides, OFFSET_BOUND),
-                          soft_range_inverse(torch.log(active[:, k + 12:k + 13] * SCALE_PRIOR / strides),
-                                             *LOG_SCALE_RANGE)], 1)
+        return torch.cat(
+            [
+                torch.atanh(active[:, :k] / 3.0),
+                active[:, k : k + 9],
+                soft_bound_inverse(active[:, k + 9 : k + 11] / strides - anchors, OFFSET_BOUND),
+                soft_bound_inverse(active[:, k + 11 : k + 12] / strides, OFFSET_BOUND),
+                soft_range_inverse(torch.log(active[:, k + 12 : k + 13] * SCALE_PRIOR / strides), *LOG_SCALE_RANGE),
+            ],
+            1,
+        )
 
     def bias_init(self):
         """Detect's box/class priors; FLAME outputs start near zero with the rotation at the frontal pose."""

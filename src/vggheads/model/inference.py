@@ -30,23 +30,30 @@ class DetectedHead:
     angles in degrees in the paper's yaw/pitch/roll convention.
     """
 
-    box: np.ndarray            # (4,) x1, y1, x2, y2
+    box: np.ndarray  # (4,) x1, y1, x2, y2
     score: float
-    flame_params: np.ndarray   # (413,) paper order, image pixels
-    landmarks: np.ndarray      # (68, 3) x, y, depth
-    rotation: np.ndarray       # (3, 3)
+    flame_params: np.ndarray  # (413,) paper order, image pixels
+    landmarks: np.ndarray  # (68, 3) x, y, depth
+    rotation: np.ndarray  # (3, 3)
     yaw: float
     pitch: float
     roll: float
-    face_box: np.ndarray       # (4,) box of the face vertices
-    vertices: np.ndarray | None = field(default=None, repr=False)   # (V, 3)
+    face_box: np.ndarray  # (4,) box of the face vertices
+    vertices: np.ndarray | None = field(default=None, repr=False)  # (V, 3)
 
     def to_dict(self, vertices: bool = False) -> dict:
         """JSON-able: lists of floats; ``vertices`` only when asked (they are large)."""
-        out = {"box": _floats(self.box), "score": round(float(self.score), 6),
-               "flame_params": _floats(self.flame_params), "landmarks": _floats(self.landmarks),
-               "rotation": _floats(self.rotation), "yaw": round(self.yaw, 4), "pitch": round(self.pitch, 4),
-               "roll": round(self.roll, 4), "face_box": _floats(self.face_box)}
+        out = {
+            "box": _floats(self.box),
+            "score": round(float(self.score), 6),
+            "flame_params": _floats(self.flame_params),
+            "landmarks": _floats(self.landmarks),
+            "rotation": _floats(self.rotation),
+            "yaw": round(self.yaw, 4),
+            "pitch": round(self.pitch, 4),
+            "roll": round(self.roll, 4),
+            "face_box": _floats(self.face_box),
+        }
         if vertices and self.vertices is not None:
             out["vertices"] = _floats(self.vertices)
         return out
@@ -55,10 +62,17 @@ class DetectedHead:
         """The evaluation package's :class:`~vggheads.evaluation.types.HeadPrediction`."""
         from ..evaluation.types import HeadPrediction
 
-        return HeadPrediction(box=self.box, score=self.score, landmarks=self.landmarks[:, :2],
-                              landmarks_3d=self.landmarks, rotation=self.rotation,
-                              angles=(self.yaw, self.pitch, self.roll), flame_params=self.flame_params,
-                              vertices=self.vertices, face_box=self.face_box)
+        return HeadPrediction(
+            box=self.box,
+            score=self.score,
+            landmarks=self.landmarks[:, :2],
+            landmarks_3d=self.landmarks,
+            rotation=self.rotation,
+            angles=(self.yaw, self.pitch, self.roll),
+            flame_params=self.flame_params,
+            vertices=self.vertices,
+            face_box=self.face_box,
+        )
 
 
 def _floats(a) -> list:
@@ -80,9 +94,17 @@ class HeadDetector:
             print(head.box, head.score, head.yaw, head.pitch, head.roll)
     """
 
-    def __init__(self, weights: str | Path = "data/model", onnx: str | Path | bool | None = None,
-                 head_model: str | Path | None = None, conf: float = 0.5, iou: float = 0.5, max_det: int = 100,
-                 device: str = "cpu", vertices: bool = True):
+    def __init__(
+        self,
+        weights: str | Path = "data/model",
+        onnx: str | Path | bool | None = None,
+        head_model: str | Path | None = None,
+        conf: float = 0.5,
+        iou: float = 0.5,
+        max_det: int = 100,
+        device: str = "cpu",
+        vertices: bool = True,
+    ):
         from .checkpoint import load_model, read_config, resolve_weights
 
         self.conf, self.iou, self.max_det, self.device, self.keep_vertices = conf, iou, max_det, device, vertices
@@ -100,8 +122,11 @@ class HeadDetector:
             self.arch = self.model.arch
         self.head_model = Path(head_model or self.arch.head_model)
         if not self.head_model.exists():
-            raise MissingWeightsError("head model", self.head_model,
-                                      "pass head_model= (or --head-model) pointing at the head model used in training")
+            raise MissingWeightsError(
+                "head model",
+                self.head_model,
+                "pass head_model= (or --head-model) pointing at the head model used in training",
+            )
         self.geometry = head_geometry(self.head_model, self.arch.n_shape, self.arch.n_expr, device)
 
     @property
@@ -125,7 +150,7 @@ class HeadDetector:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
         canvas, A, b = letterbox(image, self.imgsz)
-        x = (canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+        x = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         return self.postprocess(self.raw(x)[0], A, b)
 
     def postprocess(self, out: np.ndarray, A: np.ndarray, b: np.ndarray) -> list[DetectedHead]:
@@ -134,7 +159,7 @@ class HeadDetector:
 
         from ..geometry import decode
 
-        out = torch.from_numpy(np.ascontiguousarray(out)).float().T        # (anchors, 5 + P)
+        out = torch.from_numpy(np.ascontiguousarray(out)).float().T  # (anchors, 5 + P)
         scores = out[:, 4]
         keep = scores >= self.conf
         out, scores = out[keep], scores[keep]
@@ -155,13 +180,20 @@ class HeadDetector:
         face = verts[:, geo.face_idx.cpu().numpy()]
         heads = []
         for k in range(len(kept)):
-            heads.append(DetectedHead(
-                box=boxes[k], score=float(scores[kept[k]]), flame_params=params[k],
-                landmarks=dec.landmarks_image[k].cpu().numpy().astype(np.float64),
-                rotation=dec.R[k].cpu().numpy().astype(np.float64), yaw=float(dec.yaw[k]),
-                pitch=float(dec.pitch[k]), roll=float(dec.roll[k]),
-                face_box=np.concatenate([face[k, :, :2].min(0), face[k, :, :2].max(0)]).astype(np.float64),
-                vertices=verts[k].astype(np.float64) if self.keep_vertices else None))
+            heads.append(
+                DetectedHead(
+                    box=boxes[k],
+                    score=float(scores[kept[k]]),
+                    flame_params=params[k],
+                    landmarks=dec.landmarks_image[k].cpu().numpy().astype(np.float64),
+                    rotation=dec.R[k].cpu().numpy().astype(np.float64),
+                    yaw=float(dec.yaw[k]),
+                    pitch=float(dec.pitch[k]),
+                    roll=float(dec.roll[k]),
+                    face_box=np.concatenate([face[k, :, :2].min(0), face[k, :, :2].max(0)]).astype(np.float64),
+                    vertices=verts[k].astype(np.float64) if self.keep_vertices else None,
+                )
+            )
         return heads
 
     def predictor(self):

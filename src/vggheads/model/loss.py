@@ -42,23 +42,25 @@ from ..geometry.rotations import rot6d_to_matrix  # noqa: E402
 from .flame import head_geometry, pad_params  # noqa: E402
 
 LOSS_NAMES = ("cls_loss", "iou_loss", "dfl_loss", "reproj_loss", "vertices3d_loss", "rotation_loss", "landmarks_loss")
-OKS_AREA_FACTOR = 0.53   # the paper code's box-area -> object-area factor in the OKS term
-VERTICES_BETA = 0.01     # SmoothL1 knee in unit-cube units: normalised errors are ~0.01-0.1, where beta=1 would be a weak L2
-ASSIGNER_BETA = 6.0      # IoU exponent of the task-aligned metric (paper code and ultralytics)
+OKS_AREA_FACTOR = 0.53  # the paper code's box-area -> object-area factor in the OKS term
+VERTICES_BETA = (
+    0.01  # SmoothL1 knee in unit-cube units: normalised errors are ~0.01-0.1, where beta=1 would be a weak L2
+)
+ASSIGNER_BETA = 6.0  # IoU exponent of the task-aligned metric (paper code and ultralytics)
 
 
 @dataclass
 class LossSettings:
     """Weights and settings of :class:`HeadLoss` (params.yaml ``train.loss``)."""
 
-    classification: str = "focal"   # focal | bce
+    classification: str = "focal"  # focal | bce
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     cls: float = 1.0
     iou: float = 2.0
     dfl: float = 0.01
     reproj: float = 5.0
-    reproj_kind: str = "oks"         # oks | nme
+    reproj_kind: str = "oks"  # oks | nme
     vertices3d: float = 50.0
     rotation: float = 1.0
     landmarks: float = 0.0
@@ -89,7 +91,7 @@ def _pad_per_image(values: Tensor, batch_idx: Tensor, batch_size: int) -> Tensor
 
 def geodesic(R1: Tensor, R2: Tensor) -> Tensor:
     """Angle in radians between rotations ``(N, 3, 3)``; clamped so the gradient stays finite at 0 and pi."""
-    cos = ((R1 * R2).sum((-2, -1)) - 1.0) / 2.0   # tr(R1 R2^T) = sum of the elementwise product
+    cos = ((R1 * R2).sum((-2, -1)) - 1.0) / 2.0  # tr(R1 R2^T) = sum of the elementwise product
     return torch.acos(cos.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
 
 
@@ -108,8 +110,13 @@ class HeadLoss(v8DetectionLoss):
         self.settings: LossSettings = getattr(model, "loss_settings", None) or LossSettings()
         super().__init__(model, tal_topk=self.settings.assigner_topk)
         m = model.model[-1]
-        self.assigner = TaskAlignedAssigner(topk=self.settings.assigner_topk, num_classes=self.nc,
-                                            alpha=self.settings.assigner_alpha, beta=ASSIGNER_BETA, stride=self.stride.tolist())
+        self.assigner = TaskAlignedAssigner(
+            topk=self.settings.assigner_topk,
+            num_classes=self.nc,
+            alpha=self.settings.assigner_alpha,
+            beta=ASSIGNER_BETA,
+            stride=self.stride.tolist(),
+        )
         self.loss_names = LOSS_NAMES
         self.head = m
         arch = model.arch
@@ -136,14 +143,15 @@ class HeadLoss(v8DetectionLoss):
         loss = torch.zeros(len(LOSS_NAMES), device=self.device)
         pred_distri = preds["boxes"].permute(0, 2, 1).contiguous()
         pred_scores = preds["scores"].permute(0, 2, 1).contiguous()
-        raw = preds["flame"].permute(0, 2, 1).contiguous()                      # (B, A, P)
+        raw = preds["flame"].permute(0, 2, 1).contiguous()  # (B, A, P)
         anchor_points, stride_tensor = make_anchors(preds["feats"], self.stride, 0.5)
         dtype, B = pred_scores.dtype, pred_scores.shape[0]
         imgsz = torch.tensor(preds["feats"][0].shape[2:], device=self.device, dtype=dtype) * self.stride[0]
 
         batch_idx = batch["batch_idx"].view(-1).to(self.device)
-        targets = torch.cat((batch_idx.view(-1, 1), batch["cls"].view(-1, 1).to(self.device),
-                             batch["bboxes"].to(self.device)), 1)
+        targets = torch.cat(
+            (batch_idx.view(-1, 1), batch["cls"].view(-1, 1).to(self.device), batch["bboxes"].to(self.device)), 1
+        )
         targets = self.preprocess(targets, B, scale_tensor=imgsz[[1, 0, 1, 0]])
         gt_labels, gt_bboxes = targets.split((1, 4), 2)
         mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
@@ -153,24 +161,47 @@ class HeadLoss(v8DetectionLoss):
 
         pred_bboxes = self.bbox_decode(anchor_points, pred_distri)
         _, target_bboxes, target_scores, fg_mask, target_gt_idx = self.assigner(
-            pred_scores.detach().sigmoid(), (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype),
-            anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt)
+            pred_scores.detach().sigmoid(),
+            (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype),
+            anchor_points * stride_tensor,
+            gt_labels,
+            gt_bboxes,
+            mask_gt,
+        )
         target_scores_sum = target_scores.sum().clamp_(min=1)
 
         loss[0] = self._classification(pred_scores, target_scores.to(dtype)).sum() / target_scores_sum
-        loss[1], loss[2] = self.bbox_loss(pred_distri, pred_bboxes, anchor_points, target_bboxes / stride_tensor,
-                                          target_scores, target_scores_sum, fg_mask, imgsz, stride_tensor)
+        loss[1], loss[2] = self.bbox_loss(
+            pred_distri,
+            pred_bboxes,
+            anchor_points,
+            target_bboxes / stride_tensor,
+            target_scores,
+            target_scores_sum,
+            fg_mask,
+            imgsz,
+            stride_tensor,
+        )
         if fg_mask.any():
             with torch.autocast(raw.device.type, enabled=False):
-                loss[3:] = self._flame_terms(raw.float(), fg_mask, target_gt_idx, gt_params, target_bboxes.float(),
-                                             target_scores.float(), anchor_points.float(), stride_tensor.float())
+                loss[3:] = self._flame_terms(
+                    raw.float(),
+                    fg_mask,
+                    target_gt_idx,
+                    gt_params,
+                    target_bboxes.float(),
+                    target_scores.float(),
+                    anchor_points.float(),
+                    stride_tensor.float(),
+                )
         else:  # keep the FLAME branches in the graph (DDP needs every parameter used)
             loss[3] = loss[3] + raw.sum() * 0.0
         loss = loss * loss.new_tensor([s.cls, s.iou, s.dfl, s.reproj, s.vertices3d, s.rotation, s.landmarks])
         return loss * B, dict(zip(LOSS_NAMES, loss.detach()))
 
-    def _flame_terms(self, raw, fg_mask, target_gt_idx, gt_params, target_bboxes, target_scores,
-                     anchor_points, stride_tensor) -> Tensor:
+    def _flame_terms(
+        self, raw, fg_mask, target_gt_idx, gt_params, target_bboxes, target_scores, anchor_points, stride_tensor
+    ) -> Tensor:
         geo = self._geometry()
         b_idx, a_idx = fg_mask.nonzero(as_tuple=True)
         weight = target_scores[b_idx, a_idx].sum(-1)
@@ -197,22 +228,24 @@ class HeadLoss(v8DetectionLoss):
 
         box = target_bboxes[b_idx, a_idx]
         area = ((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])).clamp_min(1.0)
-        d2 = (pred_img - gt_img).pow(2).sum(-1)                                          # (N, Vh)
+        d2 = (pred_img - gt_img).pow(2).sum(-1)  # (N, Vh)
         if self.settings.reproj_kind == "nme":
             reproj = (d2 + 1e-6).sqrt().mean(-1) / area.sqrt()
         else:
             e = d2 / (2 * self.settings.oks_sigma) ** 2 / (OKS_AREA_FACTOR * area[:, None]) / 2
             reproj = (1 - torch.exp(-e)).mean(-1)
-        vertices = F.smooth_l1_loss(geo.normalise(pred_canon), geo.normalise(gt_canon), reduction="none",
-                                    beta=VERTICES_BETA).mean((-2, -1))
+        vertices = F.smooth_l1_loss(
+            geo.normalise(pred_canon), geo.normalise(gt_canon), reduction="none", beta=VERTICES_BETA
+        ).mean((-2, -1))
         rotation = geodesic(pred_R, gt_R)
         lmk = ((pred_lmk - gt_lmk).pow(2).sum(-1) + 1e-6).sqrt().mean(-1) / area.sqrt()
-        return torch.stack([(reproj * weight).sum(), (vertices * weight).sum(), (rotation * weight).sum(),
-                            (lmk * weight).sum()])
+        return torch.stack(
+            [(reproj * weight).sum(), (vertices * weight).sum(), (rotation * weight).sum(), (lmk * weight).sum()]
+        )
 
 
 def _project(canonical: Tensor, params: Tensor, R: Tensor | None = None) -> Tensor:
     """Image xy of canonical vertices ``(N, V, 3)`` under ``params (N, 413)``: ``s R v + t`` -> ``(N, V, 2)``."""
     R = rot6d_to_matrix(params[:, ROT6D]) if R is None else R
     v = torch.einsum("nij,nvj->nvi", R[:, :2], canonical)
-    return params[:, SCALE, None] * v + params[:, None, TRANSLATION.start:TRANSLATION.start + 2]
+    return params[:, SCALE, None] * v + params[:, None, TRANSLATION.start : TRANSLATION.start + 2]

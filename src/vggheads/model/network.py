@@ -46,9 +46,16 @@ class HeadDetectionModel(DetectionModel):
         super().__init__(yaml, ch=ch, nc=len(cfg.names), verbose=False)
         old = self.model[-1]
         chs = tuple(seq[0].conv.in_channels for seq in old.cv2)
-        head = FlameDetect(nc=old.nc, n_shape=cfg.n_shape, n_expr=cfg.n_expr, flame_channels=cfg.flame_channels,
-                           flame_depth=cfg.flame_depth,
-                           reg_max=old.reg_max, legacy=old.legacy, ch=chs)
+        head = FlameDetect(
+            nc=old.nc,
+            n_shape=cfg.n_shape,
+            n_expr=cfg.n_expr,
+            flame_channels=cfg.flame_channels,
+            flame_depth=cfg.flame_depth,
+            reg_max=old.reg_max,
+            legacy=old.legacy,
+            ch=chs,
+        )
         head.i, head.f, head.type = old.i, old.f, f"{FlameDetect.__module__}.{FlameDetect.__name__}"
         head.np = sum(p.numel() for p in head.parameters())
         head.inplace = self.inplace
@@ -61,7 +68,7 @@ class HeadDetectionModel(DetectionModel):
                 m.momentum = BN_MOMENTUM
         self.names = dict(cfg.names)
         self.loss_settings = None  # set by the trainer (vggheads.model.loss.LossSettings)
-        self.args = None           # ultralytics' hyperparameters, set by the trainer (the loss reads its own settings)
+        self.args = None  # ultralytics' hyperparameters, set by the trainer (the loss reads its own settings)
         if verbose:
             self.info()
 
@@ -90,8 +97,11 @@ def load_detector_weights(model: HeadDetectionModel, path) -> int:
 
     path = Path(path)
     if not path.exists():
-        raise MissingWeightsError("detector weights to start the model from", path,
-                                  "train one with the train_head_detector rule, or set train.init to scratch")
+        raise MissingWeightsError(
+            "detector weights to start the model from",
+            path,
+            "train one with the train_head_detector rule, or set train.init to scratch",
+        )
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     source = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else ckpt
     if source is None or not hasattr(source, "state_dict"):
@@ -100,7 +110,9 @@ def load_detector_weights(model: HeadDetectionModel, path) -> int:
     ours = model.state_dict()
     same = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     if len(same) < len(theirs) // 2:
-        raise InputError(f"{path}: only {len(same)} of its {len(theirs)} tensors fit the model "
-                         f"({model.arch.ultralytics_yaml}); train.init needs a detector of the same architecture")
+        raise InputError(
+            f"{path}: only {len(same)} of its {len(theirs)} tensors fit the model "
+            f"({model.arch.ultralytics_yaml}); train.init needs a detector of the same architecture"
+        )
     model.load_state_dict(same, strict=False)
     return len(same)

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 
-def toy_dataset(root: str | Path, n_train: int, n_val: int, size: int = 128, max_persons: int = 3,
-                seed: int = 0) -> tuple[Path, Path, Path]:
+def toy_dataset(
+    root: str | Path, n_train: int, n_val: int, size: int = 128, max_persons: int = 3, seed: int = 0
+) -> tuple[Path, Path, Path]:
     """The project's head model and a procedural manifest under ``root``, built once and reused
     (``root/head_model.npz``, ``root/data_<n_train>_<n_val>_<size>_<seed>/``); returns
     (head model, images.parquet, heads.parquet)."""
@@ -30,8 +31,16 @@ def toy_dataset(root: str | Path, n_train: int, n_val: int, size: int = 128, max
     return head, images, heads
 
 
-def make_manifest(head_model: str | Path, out_dir: str | Path, n_train: int, n_val: int, size: int = 128,
-                  max_persons: int = 3, seed: int = 0, cfg: dict | None = None) -> tuple[Path, Path]:
+def make_manifest(
+    head_model: str | Path,
+    out_dir: str | Path,
+    n_train: int,
+    n_val: int,
+    size: int = 128,
+    max_persons: int = 3,
+    seed: int = 0,
+    cfg: dict | None = None,
+) -> tuple[Path, Path]:
     """Render ``n_train + n_val`` images of ``size`` x ``size`` with 1..max_persons people; returns
     the paths of ``images.parquet`` and ``heads.parquet`` in ``out_dir``. Images without a visible
     head are re-drawn with the next seed."""
@@ -58,13 +67,37 @@ def make_manifest(head_model: str | Path, out_dir: str | Path, n_train: int, n_v
         split = "train" if len(images) < n_train else "val"
         image_id = f"toy{seed:03d}_{len(images):05d}"
         Image.fromarray(result.image).save(out_dir / "images" / f"{image_id}.png")
-        images.append({"image_id": image_id, "shard": "00000", "split": split, "path": f"images/{image_id}.png",
-                       "width": size, "height": size, "n_heads": len(result.heads), "backend": "procedural",
-                       "prompt": "", "seed": int(attempt)})
+        images.append(
+            {
+                "image_id": image_id,
+                "shard": "00000",
+                "split": split,
+                "path": f"images/{image_id}.png",
+                "width": size,
+                "height": size,
+                "n_heads": len(result.heads),
+                "backend": "procedural",
+                "prompt": "",
+                "seed": int(attempt),
+            }
+        )
         for k, h in enumerate(result.heads):
-            heads.append({"image_id": image_id, "head": k, "split": split, "box": h.box, "extended_box": h.box,
-                          "score": 1.0, "flame_params": h.params, "landmarks": h.landmarks, "yaw": h.yaw,
-                          "pitch": h.pitch, "roll": h.roll, "labeller": "procedural"})
+            heads.append(
+                {
+                    "image_id": image_id,
+                    "head": k,
+                    "split": split,
+                    "box": h.box,
+                    "extended_box": h.box,
+                    "score": 1.0,
+                    "flame_params": h.params,
+                    "landmarks": h.landmarks,
+                    "yaw": h.yaw,
+                    "pitch": h.pitch,
+                    "roll": h.roll,
+                    "labeller": "procedural",
+                }
+            )
     write_table(from_rows("images", images), out_dir / "images.parquet", "images")
     write_table(from_rows("heads", heads), out_dir / "heads.parquet", "heads")
     return out_dir / "images.parquet", out_dir / "heads.parquet"

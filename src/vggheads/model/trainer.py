@@ -141,11 +141,22 @@ class HeadTrainer(DetectionTrainer):
         trainer.train()   # -> trainer.best, trainer.last, trainer.csv
     """
 
-    def __init__(self, arch: ModelConfig, images: str | Path, heads: str | Path, loss: LossSettings | None = None,
-                 overrides: dict | None = None, max_images: int | None = None, ema_decay: float = 0.9999,
-                 ema_tau: float = EMA_TAU,
-                 threads: int | None = None, init_weights: str | Path | None = None, bn_images: int = 0,
-                 crop: int | None = None, _callbacks=None):
+    def __init__(
+        self,
+        arch: ModelConfig,
+        images: str | Path,
+        heads: str | Path,
+        loss: LossSettings | None = None,
+        overrides: dict | None = None,
+        max_images: int | None = None,
+        ema_decay: float = 0.9999,
+        ema_tau: float = EMA_TAU,
+        threads: int | None = None,
+        init_weights: str | Path | None = None,
+        bn_images: int = 0,
+        crop: int | None = None,
+        _callbacks=None,
+    ):
         self.arch, self.images, self.heads = arch, str(images), str(heads)
         self.loss_settings = loss or LossSettings()
         self.max_images, self.ema_decay, self.ema_tau = max_images, float(ema_decay), float(ema_tau)
@@ -155,10 +166,24 @@ class HeadTrainer(DetectionTrainer):
         self.threads = int(threads or torch.get_num_threads())
         set_training_threads(self.threads)
         overrides = dict(overrides or {})
-        overrides.update({"task": "detect", "data": self.images, "single_cls": False, "fliplr": 0.0, "flipud": 0.0,
-                          "mosaic": 0.0, "mixup": 0.0, "cutmix": 0.0, "close_mosaic": 0, "multi_scale": 0.0,
-                          "rect": False, "box": self.loss_settings.iou, "cls": self.loss_settings.cls,
-                          "dfl": self.loss_settings.dfl})
+        overrides.update(
+            {
+                "task": "detect",
+                "data": self.images,
+                "single_cls": False,
+                "fliplr": 0.0,
+                "flipud": 0.0,
+                "mosaic": 0.0,
+                "mixup": 0.0,
+                "cutmix": 0.0,
+                "close_mosaic": 0,
+                "multi_scale": 0.0,
+                "rect": False,
+                "box": self.loss_settings.iou,
+                "cls": self.loss_settings.cls,
+                "dfl": self.loss_settings.dfl,
+            }
+        )
         overrides.setdefault("model", f"vggheads-{arch.ultralytics_yaml}")
         super().__init__(DEFAULT_CFG, overrides, _callbacks)
         set_training_threads(self.threads)
@@ -177,17 +202,31 @@ class HeadTrainer(DetectionTrainer):
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> HeadDataset:
         split = img_path  # get_dataset maps the data keys to manifest splits
-        return HeadDataset(self.images, self.heads, split, imgsz=self.args.imgsz, augment=mode == "train",
-                           hyp=self.args, max_images=self.max_images if mode == "train" else None, seed=self.args.seed,
-                           crop=self.crop if mode == "train" else None)
+        return HeadDataset(
+            self.images,
+            self.heads,
+            split,
+            imgsz=self.args.imgsz,
+            augment=mode == "train",
+            hyp=self.args,
+            max_images=self.max_images if mode == "train" else None,
+            seed=self.args.seed,
+            crop=self.crop if mode == "train" else None,
+        )
 
     def get_dataloader(self, dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train"):
         """Train: an epoch-seeded order (:class:`EpochSampler`); val: the manifest's order. In-process
         loading (workers add nothing on 2 cores and would make the order depend on timing)."""
         dataset = self.build_dataset(dataset_path, mode, batch_size)
         sampler = EpochSampler(len(dataset), self.args.seed) if mode == "train" else None
-        return EpochLoader(dataset, batch_size=min(batch_size, max(len(dataset), 1)), sampler=sampler,
-                           shuffle=False, num_workers=0, collate_fn=dataset.collate_fn)
+        return EpochLoader(
+            dataset,
+            batch_size=min(batch_size, max(len(dataset), 1)),
+            sampler=sampler,
+            shuffle=False,
+            num_workers=0,
+            collate_fn=dataset.collate_fn,
+        )
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True) -> HeadDetectionModel:
         model = HeadDetectionModel(cfg if isinstance(cfg, dict) else self.arch, verbose=False)
@@ -202,8 +241,7 @@ class HeadTrainer(DetectionTrainer):
     def validate(self):
         """Recalibrate the EMA model's BatchNorm statistics (see the module docstring), then validate."""
         if self.bn_images and self.ema is not None:
-            recalibrate_batchnorm(self.ema.ema, self.train_loader.dataset, self.bn_images, self.batch_size,
-                                  self.device)
+            recalibrate_batchnorm(self.ema.ema, self.train_loader.dataset, self.bn_images, self.batch_size, self.device)
         return super().validate()
 
     def save_model(self):
@@ -215,10 +253,16 @@ class HeadTrainer(DetectionTrainer):
 
         from ..io import atomic_path
 
-        state = {"epoch": self.epoch, "model": unwrap_model(self.model).state_dict(),
-                 "ema": self.ema.ema.state_dict(), "updates": self.ema.updates,
-                 "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}
+        state = {
+            "epoch": self.epoch,
+            "model": unwrap_model(self.model).state_dict(),
+            "ema": self.ema.ema.state_dict(),
+            "updates": self.ema.updates,
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        }
         with atomic_path(self.wdir / RESUME_FILE) as tmp:
             torch.save(state, tmp)
         return saved
@@ -233,8 +277,10 @@ class HeadTrainer(DetectionTrainer):
         path = Path(self.args.resume if isinstance(self.args.resume, (str, Path)) else self.last).with_name(RESUME_FILE)
         state = torch.load(path, map_location=self.device, weights_only=False) if path.exists() else None
         if state is None or state["epoch"] != ckpt.get("epoch"):
-            LOGGER.warning(f"{path} is missing or from another epoch: resuming from last.pt's float16 EMA weights, "
-                           "which does not reproduce an uninterrupted run exactly")
+            LOGGER.warning(
+                f"{path} is missing or from another epoch: resuming from last.pt's float16 EMA weights, "
+                "which does not reproduce an uninterrupted run exactly"
+            )
             return
         unwrap_model(self.model).load_state_dict(state["model"])
         self.ema.ema.load_state_dict(state["ema"])
@@ -269,9 +315,15 @@ class HeadTrainer(DetectionTrainer):
             return
         strip_optimizer(self.best, updates={"train_results": ckpt.get("train_results")})
         model, _ = load_checkpoint(self.best)
-        self.metrics = validate(model, self.test_loader.dataset, batch_size=max(self.batch_size, 1),
-                                conf=self.validator.args.conf, iou=self.args.iou, device=str(self.device),
-                                save_dir=self.save_dir)
+        self.metrics = validate(
+            model,
+            self.test_loader.dataset,
+            batch_size=max(self.batch_size, 1),
+            conf=self.validator.args.conf,
+            iou=self.args.iou,
+            device=str(self.device),
+            save_dir=self.save_dir,
+        )
         self.metrics.pop("fitness", None)
 
     def plot_training_labels(self):  # ultralytics' label plots assume its YOLO label files

@@ -26,6 +26,7 @@ from ..geometry import decode  # noqa: E402
 from .flame import head_geometry, pad_params  # noqa: E402
 from ..core.metrics import box_norm, failure_rate, match_hungarian, nme  # noqa: E402
 
+
 def summarise(nmes: list[float], nmes68: list[float], n_gt: int, nmes68_anchor: list[float]) -> dict[str, float]:
     """NME (head vertices, percent), FR (fraction of matched heads with NME > 5 %), NME over the 68
     landmarks (percent), the fraction of ground-truth heads matched, and the 68-landmark NME
@@ -46,8 +47,13 @@ def summarise(nmes: list[float], nmes68: list[float], n_gt: int, nmes68_anchor: 
     }
 
 
-HEAD_KEYS = {"nme": "metrics/NME", "fr": "metrics/FR", "nme68": "metrics/NME68", "matched": "metrics/matched",
-             "nme68_anchor": "metrics/NME68_anchor"}
+HEAD_KEYS = {
+    "nme": "metrics/NME",
+    "fr": "metrics/FR",
+    "nme68": "metrics/NME68",
+    "matched": "metrics/matched",
+    "nme68_anchor": "metrics/NME68_anchor",
+}
 NMS_TIME_LIMIT = 60.0  # seconds per image: ultralytics' 0.05 s default truncates NMS on a busy CPU
 
 
@@ -90,8 +96,20 @@ class HeadValidator(DetectionValidator):
         self.metrics = HeadMetrics()
 
     def get_desc(self) -> str:
-        return ("%22s" + "%11s" * 11) % ("Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)",
-                                          "NME", "FR", "NME68", "matched", "NME68@anc")
+        return ("%22s" + "%11s" * 11) % (
+            "Class",
+            "Images",
+            "Instances",
+            "Box(P",
+            "R",
+            "mAP50",
+            "mAP50-95)",
+            "NME",
+            "FR",
+            "NME68",
+            "matched",
+            "NME68@anc",
+        )
 
     def init_metrics(self, model) -> None:
         super().init_metrics(model)
@@ -102,15 +120,23 @@ class HeadValidator(DetectionValidator):
         self.nmes, self.nmes68, self.nmes68_anchor, self.n_gt = [], [], [], 0
 
     def postprocess(self, preds) -> list[dict[str, torch.Tensor]]:
-        self._raw = preds[0] if isinstance(preds, (tuple, list)) else preds   # (B, 5 + P, A), for the anchor NME
-        outputs = nms.non_max_suppression(preds, self.args.conf, self.args.iou, nc=self.nc, multi_label=False,
-                                          agnostic=True, max_det=self.args.max_det, max_time_img=NMS_TIME_LIMIT)
+        self._raw = preds[0] if isinstance(preds, (tuple, list)) else preds  # (B, 5 + P, A), for the anchor NME
+        outputs = nms.non_max_suppression(
+            preds,
+            self.args.conf,
+            self.args.iou,
+            nc=self.nc,
+            multi_label=False,
+            agnostic=True,
+            max_det=self.args.max_det,
+            max_time_img=NMS_TIME_LIMIT,
+        )
         return [{"bboxes": x[:, :4], "conf": x[:, 4], "cls": x[:, 5], "extra": x[:, 6:]} for x in outputs]
 
     def update_metrics(self, preds, batch) -> None:
         super().update_metrics(preds, batch)
         imgsz = torch.tensor(batch["img"].shape[2:], device=batch["img"].device)[[1, 0, 1, 0]]
-        centres = (self.head_layer.anchors * self.head_layer.strides).T          # (A, 2) anchor centres, pixels
+        centres = (self.head_layer.anchors * self.head_layer.strides).T  # (A, 2) anchor centres, pixels
         pred_rows, gt_rows, gt_lmk, gt_box, anchor_rows, anchor_lmk, anchor_box = [], [], [], [], [], [], []
         for si, pred in enumerate(preds):
             idx = (batch["batch_idx"] == si).nonzero(as_tuple=True)[0]
@@ -136,8 +162,13 @@ class HeadValidator(DetectionValidator):
         if anchor_rows:
             at = decode(pad_params(torch.stack(anchor_rows).float().to(dev), self.n_shape, self.n_expr), geo.active)
             for k in range(len(anchor_rows)):
-                self.nmes68_anchor.append(nme(at.landmarks_image[k].cpu().numpy(), anchor_lmk[k].cpu().numpy(),
-                                              box_norm(anchor_box[k].cpu().numpy())))
+                self.nmes68_anchor.append(
+                    nme(
+                        at.landmarks_image[k].cpu().numpy(),
+                        anchor_lmk[k].cpu().numpy(),
+                        box_norm(anchor_box[k].cpu().numpy()),
+                    )
+                )
         if not pred_rows:
             return
         pred = decode(pad_params(torch.stack(pred_rows).float().to(dev), self.n_shape, self.n_expr), geo.active)
@@ -153,8 +184,14 @@ class HeadValidator(DetectionValidator):
         return super().get_stats()
 
 
-FRIENDLY = {"metrics/precision(B)": "precision", "metrics/recall(B)": "recall", "metrics/mAP50(B)": "ap50",
-            "metrics/mAP50-95(B)": "ap50_95", **{v: k for k, v in HEAD_KEYS.items()}, "fitness": "fitness"}
+FRIENDLY = {
+    "metrics/precision(B)": "precision",
+    "metrics/recall(B)": "recall",
+    "metrics/mAP50(B)": "ap50",
+    "metrics/mAP50-95(B)": "ap50_95",
+    **{v: k for k, v in HEAD_KEYS.items()},
+    "fitness": "fitness",
+}
 
 
 def _anchor_in_box(centres: torch.Tensor, scores: torch.Tensor, box: torch.Tensor) -> int:
@@ -165,21 +202,33 @@ def _anchor_in_box(centres: torch.Tensor, scores: torch.Tensor, box: torch.Tenso
     return int(torch.where(inside, scores, scores.new_tensor(-1.0)).argmax())
 
 
-def validate(model, dataset, batch_size: int = 8, conf: float = 0.001, iou: float = 0.5, device: str = "cpu",
-             save_dir=None) -> dict[str, float]:
+def validate(
+    model, dataset, batch_size: int = 8, conf: float = 0.001, iou: float = 0.5, device: str = "cpu", save_dir=None
+) -> dict[str, float]:
     """Validate ``model`` on ``dataset`` outside training; ultralytics' metric keys (``metrics/mAP50(B)``,
     ``metrics/NME``, ..., ``fitness``)."""
     import tempfile
     from pathlib import Path
 
     save_dir = Path(save_dir or tempfile.mkdtemp(prefix="vggheads-val-"))
-    v = HeadValidator(save_dir=save_dir, args={"conf": conf, "iou": iou, "imgsz": dataset.imgsz, "plots": False,
-                                               "batch": batch_size, "device": device, "verbose": False})
+    v = HeadValidator(
+        save_dir=save_dir,
+        args={
+            "conf": conf,
+            "iou": iou,
+            "imgsz": dataset.imgsz,
+            "plots": False,
+            "batch": batch_size,
+            "device": device,
+            "verbose": False,
+        },
+    )
     v.device = torch.device(device)
     v.training = False
     v.data = {"names": model.names, "nc": len(model.names), "channels": 3, "val": ""}
-    v.dataloader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                               collate_fn=dataset.collate_fn)
+    v.dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate_fn
+    )
     model = model.to(device).eval()
     v.init_metrics(model)
     with torch.inference_mode():

@@ -16,16 +16,20 @@ import numpy as np
 # Body-frame joint positions for a person of height 1 standing upright, facing +z, left = +x, y up, feet at 0.
 _REST = {
     "neck": (0.0, 0.82, 0.0),
-    "left_shoulder": (0.125, 0.81, 0.0), "right_shoulder": (-0.125, 0.81, 0.0),
-    "left_hip": (0.09, 0.52, 0.0), "right_hip": (-0.09, 0.52, 0.0),
+    "left_shoulder": (0.125, 0.81, 0.0),
+    "right_shoulder": (-0.125, 0.81, 0.0),
+    "left_hip": (0.09, 0.52, 0.0),
+    "right_hip": (-0.09, 0.52, 0.0),
 }
 UPPER_ARM, FOREARM, THIGH, SHIN = 0.17, 0.15, 0.245, 0.245
 HEAD_CENTRE = 0.905  # height of the head centre
 # Face points in the head frame (person height 1): eyes, nose, ears (a 0.13-tall head).
 _FACE = {
     "nose": (0.0, -0.005, 0.06),
-    "left_eye": (0.019, 0.012, 0.045), "right_eye": (-0.019, 0.012, 0.045),
-    "left_ear": (0.046, 0.0, -0.005), "right_ear": (-0.046, 0.0, -0.005),
+    "left_eye": (0.019, 0.012, 0.045),
+    "right_eye": (-0.019, 0.012, 0.045),
+    "left_ear": (0.046, 0.0, -0.005),
+    "right_ear": (-0.046, 0.0, -0.005),
 }
 
 
@@ -47,8 +51,8 @@ def _rot_z(a):
 @dataclass
 class Person:
     keypoints: np.ndarray  # (17, 3) x, y, confidence in canvas pixels
-    box: np.ndarray        # (4,) x1, y1, x2, y2 of the confident keypoints, padded
-    head_yaw: float        # degrees, what the sampler used (informative only)
+    box: np.ndarray  # (4,) x1, y1, x2, y2 of the confident keypoints, padded
+    head_yaw: float  # degrees, what the sampler used (informative only)
     head_pitch: float
     head_roll: float
     height_px: float
@@ -152,9 +156,15 @@ def sample_scene(n_persons: int, width: int, height: int, rng: np.random.Generat
         if len(good) < 3 or kp[0, 2] == 0:
             continue  # nobody to draw, or the head is out of the frame
         pad = 0.04 * h_px
-        box = np.array([max(0, good[:, 0].min() - pad), max(0, good[:, 1].min() - 2.2 * pad),
-                        min(width - 1, good[:, 0].max() + pad), min(height - 1, good[:, 1].max() + pad)],
-                       dtype=np.float32)
+        box = np.array(
+            [
+                max(0, good[:, 0].min() - pad),
+                max(0, good[:, 1].min() - 2.2 * pad),
+                min(width - 1, good[:, 0].max() + pad),
+                min(height - 1, good[:, 1].max() + pad),
+            ],
+            dtype=np.float32,
+        )
         persons.append(Person(kp, box, yaw, pitch, roll, h_px))
     # Back to front: smaller (farther) people first.
     persons.sort(key=lambda p: p.height_px)

@@ -26,9 +26,11 @@ def load_model(weights: str):
     path = Path(weights)
     if not path.is_file():
         raise MissingWeightsError(
-            "YOLO-pose weights (poses.ultralytics.weights)", path,
+            "YOLO-pose weights (poses.ultralytics.weights)",
+            path,
             "Download a pose model on a machine with internet (e.g. https://github.com/ultralytics/assets/releases "
-            "yolo11x-pose.pt) and put it there, or set poses.ultralytics.weights to its path; nothing is downloaded at run time.")
+            "yolo11x-pose.pt) and put it there, or set poses.ultralytics.weights to its path; nothing is downloaded at run time.",
+        )
     from ..offline import import_ultralytics
 
     import_ultralytics()
@@ -109,15 +111,17 @@ def _device() -> str:
     return "0" if torch.cuda.is_available() else "cpu"
 
 
-def detect(model, image: np.ndarray, conf: float, imgsz: int, max_det: int = 300
-           ) -> tuple[np.ndarray, np.ndarray, int, int]:
+def detect(
+    model, image: np.ndarray, conf: float, imgsz: int, max_det: int = 300
+) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Run YOLO-pose; return keypoints (N,17,3) and boxes (N,4) on the canvas, and the canvas (width, height).
 
     Persons are the detections scoring at least ``conf`` (at most ``max_det``, best first)."""
     h, w = image.shape[:2]
     scale = imgsz / min(h, w)
-    result = model.predict(image[..., ::-1], conf=conf, imgsz=imgsz, max_det=max_det, verbose=False,
-                           device=_device())[0]
+    result = model.predict(image[..., ::-1], conf=conf, imgsz=imgsz, max_det=max_det, verbose=False, device=_device())[
+        0
+    ]
     if result.keypoints is None or len(result.boxes) == 0:
         return np.zeros((0, 17, 3), np.float32), np.zeros((0, 4), np.float32), round(w * scale), round(h * scale)
     kpts = result.keypoints.data.cpu().numpy().astype(np.float32)

@@ -15,8 +15,12 @@ The released files are CC BY-NC 4.0 (model and dataset) and never downloaded by 
 
 from __future__ import annotations
 
-MODEL_ORIGIN = ("the Hugging Face repository okupyn/vgg_heads (https://huggingface.co/okupyn/vgg_heads): "
-                "vgg_heads_l.trcd (TorchScript, GPU), vgg_heads_l_cpu.trcd (TorchScript, CPU) or vgg_heads_l.onnx")
-DATASET_ORIGIN = ("the unpacked VGGHeads.tar (about 187 GB; academictorrents 1ac36f16386061685ed303dea6f0d6179d2e2121 "
-                  "or thor.robots.ox.ac.uk, checked against its MD5SUMS)")
+MODEL_ORIGIN = (
+    "the Hugging Face repository okupyn/vgg_heads (https://huggingface.co/okupyn/vgg_heads): "
+    "vgg_heads_l.trcd (TorchScript, GPU), vgg_heads_l_cpu.trcd (TorchScript, CPU) or vgg_heads_l.onnx"
+)
+DATASET_ORIGIN = (
+    "the unpacked VGGHeads.tar (about 187 GB; academictorrents 1ac36f16386061685ed303dea6f0d6179d2e2121 "
+    "or thor.robots.ox.ac.uk, checked against its MD5SUMS)"
+)
 LICENCE = "CC BY-NC 4.0 (non-commercial use only)"

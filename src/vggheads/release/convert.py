@@ -24,10 +24,10 @@ from ..core.param_layout import N_PARAMS, SCALE_INDEX
 from ..labelling.dad3dnet import dad_to_image, image_to_release
 
 DAD_SIZE = 256
-CANONICAL_Z_OFFSET = 0.05     # as geometry.layer: +0.05 on z after LBS
-JAW_JOINT = 2                 # FLAME joints: root, neck, jaw, left eye, right eye
+CANONICAL_Z_OFFSET = 0.05  # as geometry.layer: +0.05 on z after LBS
+JAW_JOINT = 2  # FLAME joints: root, neck, jaw, left eye, right eye
 JAW_FEATURES = slice(9 * (JAW_JOINT - 1), 9 * JAW_JOINT)
-BATCH = 512                   # heads per product: bounds the decoding's memory whatever the chunk
+BATCH = 512  # heads per product: bounds the decoding's memory whatever the chunk
 
 
 def release_to_image(params: np.ndarray, extended_xywh: np.ndarray) -> np.ndarray:
@@ -91,7 +91,7 @@ class SubsetDecoder:
         V = m.n_vertices
         head = np.asarray(m.subsets["head"], dtype=np.int64)
         face = np.asarray(m.subsets["face"], dtype=np.int64)
-        lmk = np.asarray(m.faces)[np.asarray(m.lmk_faces)]                           # (68, 3) vertex ids
+        lmk = np.asarray(m.faces)[np.asarray(m.lmk_faces)]  # (68, 3) vertex ids
         jaw_w = np.asarray(m.weights, dtype=np.float32)[:, JAW_JOINT]
         # vertex order: face, then the rest of the head, then the rest, so that each box reduces over a
         # slice when one subset holds the other (FLAME's and the project's face lie inside the head);
@@ -110,18 +110,22 @@ class SubsetDecoder:
         pos[idx] = np.arange(len(idx))
         self.n, self.batch = len(idx), int(batch)
         offset = np.array([0.0, 0.0, CANONICAL_Z_OFFSET], dtype=np.float32)
-        template = (m.v_template[idx] + offset)[:, :, None]                            # (n, 3, 1)
+        template = (m.v_template[idx] + offset)[:, :, None]  # (n, 3, 1)
         # one matrix for the linear part, rows [shape 300, expression 100, jaw correctives 9, template]
-        self.dirs = np.ascontiguousarray(np.concatenate([m.shapedirs[idx], m.posedirs[idx][:, :, JAW_FEATURES], template],
-                                                        axis=2).reshape(self.n * 3, -1).T, dtype=np.float32)
+        self.dirs = np.ascontiguousarray(
+            np.concatenate([m.shapedirs[idx], m.posedirs[idx][:, :, JAW_FEATURES], template], axis=2)
+            .reshape(self.n * 3, -1)
+            .T,
+            dtype=np.float32,
+        )
         jreg = np.asarray(m.J_regressor, dtype=np.float32)[JAW_JOINT]
-        self.jaw_joint = (jreg @ m.v_template + offset).astype(np.float32)                           # (3,)
-        self.jaw_joint_dirs = np.einsum("v,vck->kc", jreg, m.shapedirs).astype(np.float32)           # (400, 3)
+        self.jaw_joint = (jreg @ m.v_template + offset).astype(np.float32)  # (3,)
+        self.jaw_joint_dirs = np.einsum("v,vck->kc", jreg, m.shapedirs).astype(np.float32)  # (400, 3)
         self.jaw_weights = [jaw_w[idx[a:b]][:, None] for a, b in self.jaw_runs]
         face_pos, head_pos = pos[face], pos[head]
         self.face_sel = slice(0, len(face)) if np.array_equal(np.sort(face_pos), np.arange(len(face))) else face_pos
         self.head_sel = slice(0, len(head)) if np.array_equal(np.sort(head_pos), np.arange(len(head))) else head_pos
-        self.lmk_pos = pos[lmk].reshape(-1)                                              # (204,)
+        self.lmk_pos = pos[lmk].reshape(-1)  # (204,)
         self.lmk_bary = np.asarray(m.lmk_bary, dtype=np.float32)
 
     def canonical(self, params: np.ndarray) -> np.ndarray:
@@ -130,7 +134,7 @@ class SubsetDecoder:
         rmi = rodrigues(params[:, 400:403]) - np.eye(3, dtype=np.float32)
         coeffs = np.concatenate([params[:, :400], rmi.reshape(B, 9), np.ones((B, 1), np.float32)], 1)
         verts = np.matmul(coeffs, self.dirs).reshape(B, self.n, 3)
-        if self.jaw_runs:   # jaw skinning: v + w (R - I)(v - j) on the vertices it moves (views, in place)
+        if self.jaw_runs:  # jaw skinning: v + w (R - I)(v - j) on the vertices it moves (views, in place)
             joint = (self.jaw_joint + params[:, :400] @ self.jaw_joint_dirs)[:, None]
             rmi_t = np.swapaxes(rmi, 1, 2)
             for (a, b), w in zip(self.jaw_runs, self.jaw_weights):
@@ -142,30 +146,41 @@ class SubsetDecoder:
         """(B, 413) -> (image x, y of the subset vertices (B, 2, n), R (B, 3, 3)); depth is never needed here."""
         verts = self.canonical(params)
         R = rot6d_matrix(params[:, 403:409])
-        sR = R[:, :2] * params[:, SCALE_INDEX].reshape(-1, 1, 1)                                 # (B, 2, 3)
+        sR = R[:, :2] * params[:, SCALE_INDEX].reshape(-1, 1, 1)  # (B, 2, 3)
         xy = np.matmul(sR, np.swapaxes(verts, 1, 2)) + params[:, 409:411, None]
         return xy, R
 
     def __call__(self, params: np.ndarray) -> dict[str, np.ndarray]:
         p = np.ascontiguousarray(params, dtype=np.float32).reshape(-1, N_PARAMS)
-        parts = [self._decode(p[s:s + self.batch]) for s in range(0, len(p), self.batch)]
+        parts = [self._decode(p[s : s + self.batch]) for s in range(0, len(p), self.batch)]
         if not parts:
             z = np.zeros((0,), np.float32)
-            return {"landmarks": np.zeros((0, 68, 3), np.float32), "head_box": np.zeros((0, 4), np.float32),
-                    "face_box": np.zeros((0, 4), np.float32), "yaw": z, "pitch": z, "roll": z}
+            return {
+                "landmarks": np.zeros((0, 68, 3), np.float32),
+                "head_box": np.zeros((0, 4), np.float32),
+                "face_box": np.zeros((0, 4), np.float32),
+                "yaw": z,
+                "pitch": z,
+                "roll": z,
+            }
         return {k: np.concatenate([d[k] for d in parts]) for k in parts[0]}
 
     def _decode(self, p: np.ndarray) -> dict[str, np.ndarray]:
         xy, R = self.image_xy(p)
         B = len(p)
-        corners = xy[:, :, self.lmk_pos].reshape(B, 2, 68, 3)                           # (B, xy, landmark, corner)
-        lms = np.einsum("bclk,lk->blc", corners, self.lmk_bary)                           # (B, 68, 2)
-        e1, e2 = corners[..., 1] - corners[..., 0], corners[..., 2] - corners[..., 0]   # (B, 2, 68)
+        corners = xy[:, :, self.lmk_pos].reshape(B, 2, 68, 3)  # (B, xy, landmark, corner)
+        lms = np.einsum("bclk,lk->blc", corners, self.lmk_bary)  # (B, 68, 2)
+        e1, e2 = corners[..., 1] - corners[..., 0], corners[..., 2] - corners[..., 0]  # (B, 2, 68)
         normal_z = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
         landmarks = np.concatenate([lms, (normal_z < 0).astype(np.float32)[..., None]], -1)
         head, face = xy[:, :, self.head_sel], xy[:, :, self.face_sel]
         yaw, pitch, roll = matrix_angles(R)
         f32 = lambda a: np.asarray(a, dtype=np.float32)
-        return {"landmarks": f32(landmarks), "head_box": f32(np.concatenate([head.min(2), head.max(2)], 1)),
-                "face_box": f32(np.concatenate([face.min(2), face.max(2)], 1)), "yaw": f32(yaw), "pitch": f32(pitch),
-                "roll": f32(roll)}
+        return {
+            "landmarks": f32(landmarks),
+            "head_box": f32(np.concatenate([head.min(2), head.max(2)], 1)),
+            "face_box": f32(np.concatenate([face.min(2), face.max(2)], 1)),
+            "yaw": f32(yaw),
+            "pitch": f32(pitch),
+            "roll": f32(roll),
+        }

@@ -46,17 +46,25 @@ log = logging.getLogger(__name__)
 
 LABELLER = "release"
 BACKEND = "release"
-EXAMPLES = 20              # file names kept per drop reason in the stats
+EXAMPLES = 20  # file names kept per drop reason in the stats
 IMAGE_MODES = ("reference", "link", "copy")
 
 # the head and face boxes of the decoded vertices, one row per head of heads.parquet
-SCHEMAS.setdefault("head_boxes", pa.schema([
-    ("image_id", pa.string()),
-    ("head", pa.int32()),
-    ("split", pa.string()),
-    ("head_box", pa.list_(pa.float32(), 4)),     # extent of the head model's 'head' vertices (no ears, eyeballs, neck)
-    ("face_box", pa.list_(pa.float32(), 4)),     # extent of its 'face' vertices (head_detector's face box)
-]))
+SCHEMAS.setdefault(
+    "head_boxes",
+    pa.schema(
+        [
+            ("image_id", pa.string()),
+            ("head", pa.int32()),
+            ("split", pa.string()),
+            (
+                "head_box",
+                pa.list_(pa.float32(), 4),
+            ),  # extent of the head model's 'head' vertices (no ears, eyeballs, neck)
+            ("face_box", pa.list_(pa.float32(), 4)),  # extent of its 'face' vertices (head_detector's face box)
+        ]
+    ),
+)
 
 _NPY_HEADER = re.compile(rb"'descr':\s*'([^']+)',\s*'fortran_order':\s*(True|False),\s*'shape':\s*\(([^)]*)\)")
 
@@ -83,25 +91,25 @@ def _read_stored_npz(raw: bytes) -> dict[str, np.ndarray] | None:
     n_entries, _, cd_off = struct.unpack("<HII", raw[-12:-2])
     out, p, view = {}, cd_off, memoryview(raw)
     for _ in range(n_entries):
-        if raw[p:p + 4] != b"PK\x01\x02":
+        if raw[p : p + 4] != b"PK\x01\x02":
             return None
-        (method,) = struct.unpack("<H", raw[p + 10:p + 12])
-        csize, usize, nlen, elen, clen = struct.unpack("<IIHHH", raw[p + 20:p + 34])
-        (off,) = struct.unpack("<I", raw[p + 42:p + 46])
-        name = raw[p + 46:p + 46 + nlen].decode("utf-8", "replace")
+        (method,) = struct.unpack("<H", raw[p + 10 : p + 12])
+        csize, usize, nlen, elen, clen = struct.unpack("<IIHHH", raw[p + 20 : p + 34])
+        (off,) = struct.unpack("<I", raw[p + 42 : p + 46])
+        name = raw[p + 46 : p + 46 + nlen].decode("utf-8", "replace")
         p += 46 + nlen + elen + clen
-        if method != 0 or 0xFFFFFFFF in (csize, usize, off) or raw[off:off + 4] != b"PK\x03\x04":
+        if method != 0 or 0xFFFFFFFF in (csize, usize, off) or raw[off : off + 4] != b"PK\x03\x04":
             return None
-        ln, le = struct.unpack("<HH", raw[off + 26:off + 30])
+        ln, le = struct.unpack("<HH", raw[off + 26 : off + 30])
         start = off + 30 + ln + le
-        buf = view[start:start + usize]
+        buf = view[start : start + usize]
         if len(buf) < 10 or bytes(buf[:6]) != b"\x93NUMPY":
             return None
         if buf[6] == 1:
             (hl,), h0 = struct.unpack("<H", buf[8:10]), 10
         else:
             (hl,), h0 = struct.unpack("<I", buf[8:12]), 12
-        m = _NPY_HEADER.search(bytes(buf[h0:h0 + hl]))
+        m = _NPY_HEADER.search(bytes(buf[h0 : h0 + hl]))
         if m is None:
             return None
         dtype = np.dtype(m.group(1).decode())
@@ -112,7 +120,9 @@ def _read_stored_npz(raw: bytes) -> dict[str, np.ndarray] | None:
         if h0 + hl + count * dtype.itemsize > len(buf):
             raise ValueError(f"array '{name}' is truncated")
         arr = np.frombuffer(buf, dtype=dtype, offset=h0 + hl, count=count)
-        out[name[:-4] if name.endswith(".npy") else name] = arr.reshape(shape, order="F" if m.group(2) == b"True" else "C")
+        out[name[:-4] if name.endswith(".npy") else name] = arr.reshape(
+            shape, order="F" if m.group(2) == b"True" else "C"
+        )
     return out
 
 
@@ -152,16 +162,16 @@ def _jpeg_size(fh, head: bytes) -> tuple[int, int] | None:
         if head[i] != 0xFF:
             return None
         marker = head[i + 1]
-        if marker == 0xFF:                      # fill byte
+        if marker == 0xFF:  # fill byte
             i += 1
             continue
         if marker in _SOF:
-            h, w = struct.unpack(">HH", head[i + 5:i + 9])
+            h, w = struct.unpack(">HH", head[i + 5 : i + 9])
             return (w, h) if w and h else None
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        (length,) = struct.unpack(">H", head[i + 2:i + 4])
+        (length,) = struct.unpack(">H", head[i + 2 : i + 4])
         i += 2 + length
 
 
@@ -199,9 +209,17 @@ def _check_annotation(arrays: dict) -> tuple[str, str] | tuple[np.ndarray, np.nd
         return "wrong_shape", f"{shapes}: not numeric"
 
 
-def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: str | Path,
-                 manifest_dir: str | Path, split_name: str, images: str = "reference", chunk: int = 2048,
-                 row_group_size: int = 16384) -> dict:
+def import_split(
+    root: str | Path,
+    split: str,
+    head_model: str | Path,
+    out_dir: str | Path,
+    manifest_dir: str | Path,
+    split_name: str,
+    images: str = "reference",
+    chunk: int = 2048,
+    row_group_size: int = 16384,
+) -> dict:
     """Import ``split_<split>`` of the release at ``root`` into ``out_dir`` (see the module doc);
     returns the stats (also written to ``out_dir/stats.json``)."""
     import time
@@ -223,24 +241,36 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
     model = load_head_model(hm_path)
     decoder = SubsetDecoder(model)
     drops, head_drops = _Drops(), _Drops()
-    stats = {"split": split, "split_name": split_name, "root": str(root),
-             "listed": {"images": len(files.images), "annotations": len(files.annotations),
-                        "files_txt": len(files.removed), "files_txt_present": files.files_txt},
-             "images": 0, "heads": 0, "image_mode": images,
-             "head_model": {"path": str(hm_path), "flame": hm_path.suffix == ".pkl" and model.n_vertices == 5023}}
+    stats = {
+        "split": split,
+        "split_name": split_name,
+        "root": str(root),
+        "listed": {
+            "images": len(files.images),
+            "annotations": len(files.annotations),
+            "files_txt": len(files.removed),
+            "files_txt_present": files.files_txt,
+        },
+        "images": 0,
+        "heads": 0,
+        "image_mode": images,
+        "head_model": {"path": str(hm_path), "flame": hm_path.suffix == ".pkl" and model.n_vertices == 5023},
+    }
     ids = files.ids()
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     # image paths relative to the manifest folder: one relpath per split, not per image
     rel_images = os.path.relpath(img_dir.resolve(), manifest_dir.resolve())
     rel_copies = os.path.relpath((out_dir / "images").resolve(), manifest_dir.resolve())
-    with atomic_dir(out_dir / "images") as copies, \
-            TableWriter(out_dir / "images.parquet", "images", row_group_size) as wi, \
-            TableWriter(out_dir / "heads.parquet", "heads", row_group_size) as wh, \
-            TableWriter(out_dir / "head_boxes.parquet", "head_boxes", row_group_size) as wb:
+    with (
+        atomic_dir(out_dir / "images") as copies,
+        TableWriter(out_dir / "images.parquet", "images", row_group_size) as wi,
+        TableWriter(out_dir / "heads.parquet", "heads", row_group_size) as wh,
+        TableWriter(out_dir / "head_boxes.parquet", "head_boxes", row_group_size) as wb,
+    ):
         for at in tqdm(range(0, len(ids), chunk), desc=f"import split_{split}", unit="chunk"):
             img_rows, head_meta, params_img = [], [], []
-            for image_id in ids[at:at + chunk]:
+            for image_id in ids[at : at + chunk]:
                 img_name, ann_name = files.images.get(image_id), files.annotations.get(image_id)
                 if image_id in files.removed:
                     drops.add("removed_in_files_txt", img_name or ann_name or image_id)
@@ -267,8 +297,14 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
                 if size is None:
                     drops.add("unreadable_image", f"images/{img_name}")
                     continue
-                ok = (np.isfinite(bbox).all(1) & np.isfinite(ext).all(1) & (bbox[:, 2] > 0) & (bbox[:, 3] > 0)
-                      & (ext[:, 2] > 0) & (ext[:, 3] > 0))
+                ok = (
+                    np.isfinite(bbox).all(1)
+                    & np.isfinite(ext).all(1)
+                    & (bbox[:, 2] > 0)
+                    & (bbox[:, 3] > 0)
+                    & (ext[:, 2] > 0)
+                    & (ext[:, 3] > 0)
+                )
                 finite = np.isfinite(params).all(1)
                 for k in np.flatnonzero(~ok):
                     head_drops.add("bad_box", f"annotations/{ann_name}#{k}")
@@ -293,8 +329,14 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
                 img_rows.append((image_id, path, size[0], size[1], len(keep)))
                 b, e = bbox[keep], ext[keep]
                 params_img.append(release_to_image(params[keep], e))
-                head_meta.append((image_id, keep, np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1),
-                                  np.concatenate([e[:, :2], e[:, :2] + e[:, 2:]], 1)))
+                head_meta.append(
+                    (
+                        image_id,
+                        keep,
+                        np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1),
+                        np.concatenate([e[:, :2], e[:, :2] + e[:, 2:]], 1),
+                    )
+                )
             if not img_rows:
                 continue
             wi.write(_images_table(img_rows, split, split_name))
@@ -308,15 +350,25 @@ def import_split(root: str | Path, split: str, head_model: str | Path, out_dir: 
         stats["dropped_heads"] = dict(sorted(head_drops.counts.items()))
         stats["dropped_examples"] = {k: v for k, v in sorted({**drops.examples, **head_drops.examples}.items())}
         if wi.rows == 0:
-            raise InputError(f"{files.directory}: unusable split: none of its {len(ids)} ids could be imported "
-                             f"(drops: {stats['dropped']}; e.g. "
-                             + "; ".join(v[0] for v in stats["dropped_examples"].values() if v)[:600] + ")")
-    seconds = time.perf_counter() - start   # the log only: artefacts hold no wall-clock figures
+            raise InputError(
+                f"{files.directory}: unusable split: none of its {len(ids)} ids could be imported "
+                f"(drops: {stats['dropped']}; e.g. "
+                + "; ".join(v[0] for v in stats["dropped_examples"].values() if v)[:600]
+                + ")"
+            )
+    seconds = time.perf_counter() - start  # the log only: artefacts hold no wall-clock figures
     write_json(out_dir / "stats.json", stats)
-    log.info("split_%s (%s): %d images, %d heads imported; %d removed by files.txt; dropped %s; %.1f s (%.0f images/s)",
-             split, split_name, stats["images"], stats["heads"], stats["removed_in_files_txt"],
-             {k: v for k, v in stats["dropped"].items() if k != "removed_in_files_txt"} or "none", seconds,
-             len(ids) / seconds if seconds > 0 else 0.0)
+    log.info(
+        "split_%s (%s): %d images, %d heads imported; %d removed by files.txt; dropped %s; %.1f s (%.0f images/s)",
+        split,
+        split_name,
+        stats["images"],
+        stats["heads"],
+        stats["removed_in_files_txt"],
+        {k: v for k, v in stats["dropped"].items() if k != "removed_in_files_txt"} or "none",
+        seconds,
+        len(ids) / seconds if seconds > 0 else 0.0,
+    )
     return stats
 
 
@@ -328,13 +380,20 @@ def _table(columns: dict) -> pa.Table:
 def _images_table(rows: list, split: str, split_name: str) -> pa.Table:
     ids, paths, widths, heights, counts = zip(*rows)
     n = len(rows)
-    return _table({
-        "image_id": pa.array(ids, pa.string()), "shard": pa.array([split] * n, pa.string()),
-        "split": pa.array([split_name] * n, pa.string()), "path": pa.array(paths, pa.string()),
-        "width": pa.array(widths, pa.int32()), "height": pa.array(heights, pa.int32()),
-        "n_heads": pa.array(counts, pa.int32()), "backend": pa.array([BACKEND] * n, pa.string()),
-        "prompt": pa.array([""] * n, pa.string()), "seed": pa.array(np.zeros(n, np.int64), pa.int64()),
-    })
+    return _table(
+        {
+            "image_id": pa.array(ids, pa.string()),
+            "shard": pa.array([split] * n, pa.string()),
+            "split": pa.array([split_name] * n, pa.string()),
+            "path": pa.array(paths, pa.string()),
+            "width": pa.array(widths, pa.int32()),
+            "height": pa.array(heights, pa.int32()),
+            "n_heads": pa.array(counts, pa.int32()),
+            "backend": pa.array([BACKEND] * n, pa.string()),
+            "prompt": pa.array([""] * n, pa.string()),
+            "seed": pa.array(np.zeros(n, np.int64), pa.int64()),
+        }
+    )
 
 
 def _list_array(values: np.ndarray, n: int) -> pa.FixedSizeListArray:
@@ -348,20 +407,34 @@ def _heads_table(meta: list, params: np.ndarray, dec: dict, split_name: str) -> 
     boxes = np.concatenate([b for _, _, b, _ in meta])
     ext = np.concatenate([e for _, _, _, e in meta])
     n = len(ids)
-    return _table({
-        "image_id": pa.array(ids, pa.string()), "head": pa.array(heads, pa.int32()),
-        "split": pa.array([split_name] * n, pa.string()), "box": _list_array(boxes, 4),
-        "extended_box": _list_array(ext, 4), "score": pa.array(np.full(n, np.nan, np.float32), pa.float32()),
-        "flame_params": _list_array(params, 413), "landmarks": _list_array(dec["landmarks"], 204),
-        "yaw": pa.array(dec["yaw"], pa.float32()), "pitch": pa.array(dec["pitch"], pa.float32()),
-        "roll": pa.array(dec["roll"], pa.float32()), "labeller": pa.array([LABELLER] * n, pa.string()),
-    })
+    return _table(
+        {
+            "image_id": pa.array(ids, pa.string()),
+            "head": pa.array(heads, pa.int32()),
+            "split": pa.array([split_name] * n, pa.string()),
+            "box": _list_array(boxes, 4),
+            "extended_box": _list_array(ext, 4),
+            "score": pa.array(np.full(n, np.nan, np.float32), pa.float32()),
+            "flame_params": _list_array(params, 413),
+            "landmarks": _list_array(dec["landmarks"], 204),
+            "yaw": pa.array(dec["yaw"], pa.float32()),
+            "pitch": pa.array(dec["pitch"], pa.float32()),
+            "roll": pa.array(dec["roll"], pa.float32()),
+            "labeller": pa.array([LABELLER] * n, pa.string()),
+        }
+    )
 
 
 def _boxes_table(meta: list, dec: dict, split_name: str) -> pa.Table:
     ids = [image_id for image_id, keep, _, _ in meta for _ in keep]
     heads = np.concatenate([keep for _, keep, _, _ in meta]).astype(np.int32)
     n = len(ids)
-    return _table({"image_id": pa.array(ids, pa.string()), "head": pa.array(heads, pa.int32()),
-                     "split": pa.array([split_name] * n, pa.string()), "head_box": _list_array(dec["head_box"], 4),
-                     "face_box": _list_array(dec["face_box"], 4)})
+    return _table(
+        {
+            "image_id": pa.array(ids, pa.string()),
+            "head": pa.array(heads, pa.int32()),
+            "split": pa.array([split_name] * n, pa.string()),
+            "head_box": _list_array(dec["head_box"], 4),
+            "face_box": _list_array(dec["face_box"], 4),
+        }
+    )

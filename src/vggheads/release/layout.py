@@ -29,8 +29,10 @@ def split_root(root: str | Path) -> Path:
     if not root.is_dir():
         from . import DATASET_ORIGIN, LICENCE
 
-        raise InputError(f"release root '{root}' not found: it is {DATASET_ORIGIN}, licence {LICENCE}; "
-                         "set dataset.release.root to it (nothing is downloaded)")
+        raise InputError(
+            f"release root '{root}' not found: it is {DATASET_ORIGIN}, licence {LICENCE}; "
+            "set dataset.release.root to it (nothing is downloaded)"
+        )
     return root / "large" if (root / "large").is_dir() else root
 
 
@@ -52,9 +54,9 @@ class SplitFiles:
     """What one split folder holds, by image id (the file stem)."""
 
     directory: Path
-    images: dict[str, str] = field(default_factory=dict)        # id -> file name in images/
-    annotations: dict[str, str] = field(default_factory=dict)   # id -> file name in annotations/
-    removed: set[str] = field(default_factory=set)              # ids listed in files.txt
+    images: dict[str, str] = field(default_factory=dict)  # id -> file name in images/
+    annotations: dict[str, str] = field(default_factory=dict)  # id -> file name in annotations/
+    removed: set[str] = field(default_factory=set)  # ids listed in files.txt
     files_txt: bool = False
 
     def ids(self) -> list[str]:
@@ -79,8 +81,9 @@ def scan_split(root: str | Path, split: str) -> SplitFiles:
     images_dir, ann_dir = d / "images", d / "annotations"
     missing = [p.name for p in (images_dir, ann_dir) if not p.is_dir()]
     if missing:
-        raise InputError(f"{d}: unusable split: no {' and no '.join(missing)} folder "
-                         "(expected images/*.jpg and annotations/*.npz)")
+        raise InputError(
+            f"{d}: unusable split: no {' and no '.join(missing)} folder (expected images/*.jpg and annotations/*.npz)"
+        )
     files = SplitFiles(directory=d)
     for e in os.scandir(images_dir):
         stem, ext = os.path.splitext(e.name)

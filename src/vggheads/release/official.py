@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 640
 PAD_VALUE = 127
-TOP_K = 1000          # candidates kept before NMS (head_detector.utils.nms)
-KEEP_TOP_K = 100      # heads kept after NMS
+TOP_K = 1000  # candidates kept before NMS (head_detector.utils.nms)
+KEEP_TOP_K = 100  # heads kept after NMS
 MODES = ("package", "evaluation")
 TORCHSCRIPT_SUFFIXES = (".trcd", ".pt", ".ts", ".torchscript", ".jit")
 
@@ -79,13 +79,16 @@ def _is_project_onnx(path: Path) -> bool:
 
 def missing_model_error(path: str | Path, key: str = "--weights") -> MissingWeightsError:
     return MissingWeightsError(
-        "the released VGGHeads model", path,
+        "the released VGGHeads model",
+        path,
         f"It comes from {MODEL_ORIGIN}; licence {LICENCE}. Download it yourself and point {key} at it; "
-        "nothing is downloaded at run time.")
+        "nothing is downloaded at run time.",
+    )
 
 
-def letterbox_official(image: np.ndarray, size: int = IMAGE_SIZE, mode: str = "package"
-                       ) -> tuple[np.ndarray, float, tuple[int, int]]:
+def letterbox_official(
+    image: np.ndarray, size: int = IMAGE_SIZE, mode: str = "package"
+) -> tuple[np.ndarray, float, tuple[int, int]]:
     """The released pipeline's letterbox: ``(canvas (size, size, 3) uint8, scale, (pad_left, pad_top))``.
 
     A point ``p`` of the image lies at ``p * scale + pad`` on the canvas (``scale = size / max(h, w)``;
@@ -111,7 +114,7 @@ def letterbox_official(image: np.ndarray, size: int = IMAGE_SIZE, mode: str = "p
     pad_w, pad_h = size - new_w, size - new_h
     left, top = (pad_w // 2, pad_h // 2) if mode == "package" else (0, 0)
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
-    canvas[top:top + new_h, left:left + new_w] = resized[..., :3]
+    canvas[top : top + new_h, left : left + new_w] = resized[..., :3]
     return canvas, scale, (left, top)
 
 
@@ -147,16 +150,25 @@ def split_outputs(outputs, source: str = "model") -> tuple[np.ndarray, np.ndarra
     params = next((a for a in arrays if a.ndim == 3 and a.shape[-1] == N_PARAMS), None)
     scores = next((a for a in arrays if (a.ndim == 3 and a.shape[-1] == 1) or a.ndim == 2), None)
     if boxes is None or params is None or scores is None:
-        raise InputError(f"{source}: outputs of shapes {shapes}; expected boxes [B,A,4], scores [B,A,1] and "
-                         f"params [B,A,{N_PARAMS}] (a parameter vector of another length is not the released model's)")
+        raise InputError(
+            f"{source}: outputs of shapes {shapes}; expected boxes [B,A,4], scores [B,A,1] and "
+            f"params [B,A,{N_PARAMS}] (a parameter vector of another length is not the released model's)"
+        )
     scores = scores.reshape(scores.shape[0], scores.shape[1])
     if not (boxes.shape[:2] == scores.shape == params.shape[:2]):
         raise InputError(f"{source}: outputs disagree on batch/anchors: {shapes}")
     return boxes, scores, params
 
 
-def official_nms(boxes: np.ndarray, scores: np.ndarray, params: np.ndarray, conf: float = 0.5, iou: float = 0.5,
-                 top_k: int = TOP_K, keep_top_k: int = KEEP_TOP_K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def official_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    params: np.ndarray,
+    conf: float = 0.5,
+    iou: float = 0.5,
+    top_k: int = TOP_K,
+    keep_top_k: int = KEEP_TOP_K,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's ``(A, 4)``, ``(A,)``, ``(A, 413)`` -> the kept heads, best score first (the package's ``nms``)."""
     import torch
     import torchvision
@@ -188,10 +200,21 @@ class OfficialDetector:
             print(head.box, head.score, head.yaw, head.pitch, head.roll)
     """
 
-    def __init__(self, weights: str | Path, head_model: str | Path, conf: float = 0.5, iou: float = 0.5,
-                 top_k: int = TOP_K, keep_top_k: int = KEEP_TOP_K, image_size: int | None = None,
-                 mode: str = "package", device: str = "cpu", vertices: bool = True, key: str = "--weights",
-                 channels: str = "rgb"):
+    def __init__(
+        self,
+        weights: str | Path,
+        head_model: str | Path,
+        conf: float = 0.5,
+        iou: float = 0.5,
+        top_k: int = TOP_K,
+        keep_top_k: int = KEEP_TOP_K,
+        image_size: int | None = None,
+        mode: str = "package",
+        device: str = "cpu",
+        vertices: bool = True,
+        key: str = "--weights",
+        channels: str = "rgb",
+    ):
         import torch
 
         from ..geometry import FlameLayer
@@ -241,9 +264,11 @@ class OfficialDetector:
         model = load_head_model(self.head_model_path)
         self.is_flame = self.head_model_path.suffix == ".pkl" and model.n_vertices == 5023
         if not self.is_flame:
-            log.warning("%s is not FLAME: the released model's parameters are decoded through another mesh, so its "
-                        "vertices, landmarks and face boxes are not comparable to the paper's (set headmodel.flame)",
-                        self.head_model_path)
+            log.warning(
+                "%s is not FLAME: the released model's parameters are decoded through another mesh, so its "
+                "vertices, landmarks and face boxes are not comparable to the paper's (set headmodel.flame)",
+                self.head_model_path,
+            )
         self.layer = FlameLayer(model).to(self.device).requires_grad_(False)
         self.face_idx = np.asarray(model.subsets["face"], dtype=np.int64)
         self.faces = np.asarray(model.faces)
@@ -264,9 +289,11 @@ class OfficialDetector:
                 with torch.inference_mode():
                     out = self.module(torch.from_numpy(batch).to(self.device))
         except Exception as exc:  # a file of another contract fails inside the runtime
-            raise InputError(f"{self.weights}: the model does not take a (B, 3, {self.image_size}, {self.image_size}) "
-                             f"float image batch as the released model does ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
+            raise InputError(
+                f"{self.weights}: the model does not take a (B, 3, {self.image_size}, {self.image_size}) "
+                f"float image batch as the released model does ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''})"
+            ) from None
         return split_outputs(out, str(self.weights))
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -288,8 +315,9 @@ class OfficialDetector:
         boxes, scores, params = self.raw(x)
         return self.postprocess(boxes[0], scores[0], params[0], scale, pad)
 
-    def postprocess(self, boxes: np.ndarray, scores: np.ndarray, params: np.ndarray, scale: float,
-                    pad: tuple[int, int]) -> list:
+    def postprocess(
+        self, boxes: np.ndarray, scores: np.ndarray, params: np.ndarray, scale: float, pad: tuple[int, int]
+    ) -> list:
         """One image's outputs (canvas pixels) -> DetectedHead list in image pixels."""
         import torch
 
@@ -316,11 +344,20 @@ class OfficialDetector:
         face = verts[:, self.face_idx, :2]
         heads = []
         for k in range(len(scores)):
-            heads.append(DetectedHead(
-                box=boxes[k], score=float(scores[k]), flame_params=p[k], landmarks=lms[k], rotation=R[k],
-                yaw=float(dec.yaw[k]), pitch=float(dec.pitch[k]), roll=float(dec.roll[k]),
-                face_box=np.concatenate([face[k].min(0), face[k].max(0)]),
-                vertices=verts[k] if self.keep_vertices else None))
+            heads.append(
+                DetectedHead(
+                    box=boxes[k],
+                    score=float(scores[k]),
+                    flame_params=p[k],
+                    landmarks=lms[k],
+                    rotation=R[k],
+                    yaw=float(dec.yaw[k]),
+                    pitch=float(dec.pitch[k]),
+                    roll=float(dec.roll[k]),
+                    face_box=np.concatenate([face[k].min(0), face[k].max(0)]),
+                    vertices=verts[k] if self.keep_vertices else None,
+                )
+            )
         return heads
 
     def predictor(self):

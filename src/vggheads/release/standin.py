@@ -23,7 +23,9 @@ from torch.nn import functional as F
 
 from ..core.param_layout import N_EXPR, N_SHAPE
 
-SIZE_KEY = "vggheads_image_size"   # extra file of a TorchScript stand-in: its input size (the released file has none: 640)
+SIZE_KEY = (
+    "vggheads_image_size"  # extra file of a TorchScript stand-in: its input size (the released file has none: 640)
+)
 
 
 class OfficialContract(nn.Module):
@@ -35,22 +37,24 @@ class OfficialContract(nn.Module):
         if fuse and hasattr(m, "fuse"):
             m = m.fuse(verbose=False)
         head = m.model[-1]
-        head.export, head.format = True, "onnx"   # the plain inference tensor, as the ONNX export does
+        head.export, head.format = True, "onnx"  # the plain inference tensor, as the ONNX export does
         self.model = m
         self.n_shape, self.n_expr = int(model.arch.n_shape), int(model.arch.n_expr)
         self.nc = len(model.arch.names)
 
     def forward(self, x: torch.Tensor):
         out = self.model(x)
-        y = out[0] if isinstance(out, (tuple, list)) else out          # (B, 4 + nc + P, A)
-        y = y.transpose(1, 2)                                           # (B, A, 4 + nc + P)
+        y = out[0] if isinstance(out, (tuple, list)) else out  # (B, 4 + nc + P, A)
+        y = y.transpose(1, 2)  # (B, A, 4 + nc + P)
         xy, wh = y[..., 0:2], y[..., 2:4]
         boxes = torch.cat([xy - wh / 2, xy + wh / 2], -1)
         scores = y[..., 4:5]
-        p = y[..., 4 + self.nc:]
+        p = y[..., 4 + self.nc :]
         ns, ne = self.n_shape, self.n_expr
-        params = torch.cat([F.pad(p[..., :ns], (0, N_SHAPE - ns)), F.pad(p[..., ns:ns + ne], (0, N_EXPR - ne)),
-                            p[..., ns + ne:]], -1)
+        params = torch.cat(
+            [F.pad(p[..., :ns], (0, N_SHAPE - ns)), F.pad(p[..., ns : ns + ne], (0, N_EXPR - ne)), p[..., ns + ne :]],
+            -1,
+        )
         return boxes, scores, params
 
 
@@ -69,10 +73,23 @@ def build_standin(model, out: str | Path, imgsz: int | None = None, dynamic_batc
     x = torch.zeros(1, 3, imgsz, imgsz)
     with atomic_path(out) as tmp, torch.no_grad():
         if out.suffix.lower() == ".onnx":
-            torch.onnx.export(wrapper, (x,), str(tmp), dynamo=False, opset_version=17, input_names=["images"],
-                              output_names=["boxes", "scores", "params"],
-                              dynamic_axes={"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"},
-                                            "params": {0: "batch"}} if dynamic_batch else None)
+            torch.onnx.export(
+                wrapper,
+                (x,),
+                str(tmp),
+                dynamo=False,
+                opset_version=17,
+                input_names=["images"],
+                output_names=["boxes", "scores", "params"],
+                dynamic_axes={
+                    "images": {0: "batch"},
+                    "boxes": {0: "batch"},
+                    "scores": {0: "batch"},
+                    "params": {0: "batch"},
+                }
+                if dynamic_batch
+                else None,
+            )
         else:
             traced = torch.jit.trace(wrapper, (x,), check_trace=False)
             # the traced graph has the anchors of this size baked in: say so for the loader

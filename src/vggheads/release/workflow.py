@@ -15,8 +15,10 @@ def release_splits(config: dict) -> tuple[str, list[str]]:
 
     cfg = config["dataset"]["release"]
     if not cfg["root"]:
-        raise WorkflowError("dataset.source is 'release' but dataset.release.root is not set: point it at the unpacked "
-                            "VGGHeads release (the folder holding large/split_000NN/); see docs/release.md")
+        raise WorkflowError(
+            "dataset.source is 'release' but dataset.release.root is not set: point it at the unpacked "
+            "VGGHeads release (the folder holding large/split_000NN/); see docs/release.md"
+        )
     try:
         base = split_root(cfg["root"])
         found = list_splits(cfg["root"])
@@ -25,8 +27,10 @@ def release_splits(config: dict) -> tuple[str, list[str]]:
     wanted = [f"{int(s):05d}" for s in cfg["splits"]] if cfg["splits"] else found
     missing = [s for s in wanted if s not in found]
     if missing:
-        raise WorkflowError(f"dataset.release.splits: split_{', split_'.join(missing)} not found under {base} "
-                            f"(found: {len(found)} splits, {found[0]}..{found[-1]})")
+        raise WorkflowError(
+            f"dataset.release.splits: split_{', split_'.join(missing)} not found under {base} "
+            f"(found: {len(found)} splits, {found[0]}..{found[-1]})"
+        )
     return str(Path(base).resolve()), wanted
 
 

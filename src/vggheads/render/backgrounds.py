@@ -93,8 +93,14 @@ def _shapes(rng, height, width) -> np.ndarray:
     return img
 
 
-def background(rng: np.random.Generator, height: int, width: int, kinds: tuple[str, ...] = KINDS,
-               blur: float = 0.0, noise: float = 0.02) -> np.ndarray:
+def background(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    kinds: tuple[str, ...] = KINDS,
+    blur: float = 0.0,
+    noise: float = 0.02,
+) -> np.ndarray:
     """A random background of one of ``kinds``, optionally blurred (sigma as a fraction of the width)."""
     import cv2
 

@@ -25,8 +25,9 @@ def _frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, np.cross(axis, e1)
 
 
-def _loft(centres: np.ndarray, axes1: np.ndarray, axes2: np.ndarray, r1: np.ndarray, r2: np.ndarray,
-          n_around: int) -> tuple[np.ndarray, np.ndarray]:
+def _loft(
+    centres: np.ndarray, axes1: np.ndarray, axes2: np.ndarray, r1: np.ndarray, r2: np.ndarray, n_around: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A closed tube through rings: ring k is ``centres[k] + r1[k] cos(a) axes1[k] + r2[k] sin(a) axes2[k]``.
 
     Rings of zero radius at either end collapse to one pole vertex. Returns vertices (V, 3), faces (F, 3).
@@ -57,7 +58,9 @@ def _loft(centres: np.ndarray, axes1: np.ndarray, axes2: np.ndarray, r1: np.ndar
     return np.asarray(verts, dtype=np.float64), np.asarray(faces, dtype=np.int64)
 
 
-def capsule(a, b, ra: float, rb: float | None = None, n_around: int = 14, n_cap: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def capsule(
+    a, b, ra: float, rb: float | None = None, n_around: int = 14, n_cap: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """A tapered capsule from point ``a`` (radius ``ra``) to ``b`` (radius ``rb``); 3D points in pixels."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     rb = ra if rb is None else rb
@@ -66,11 +69,11 @@ def capsule(a, b, ra: float, rb: float | None = None, n_around: int = 14, n_cap:
     axis = d / length if length > 1e-9 else np.array([0.0, 1.0, 0.0])
     e1, e2 = _frame(axis)
     centres, r = [], []
-    for k in range(n_cap, -1, -1):            # cap around a, from the pole to the equator
+    for k in range(n_cap, -1, -1):  # cap around a, from the pole to the equator
         phi = np.pi / 2 * k / n_cap
         centres.append(a - axis * ra * np.sin(phi))
         r.append(ra * np.cos(phi))
-    for k in range(0, n_cap + 1):              # cap around b, from the equator to the pole
+    for k in range(0, n_cap + 1):  # cap around b, from the equator to the pole
         phi = np.pi / 2 * k / n_cap
         centres.append(b + axis * rb * np.sin(phi))
         r.append(rb * np.cos(phi))
@@ -79,8 +82,16 @@ def capsule(a, b, ra: float, rb: float | None = None, n_around: int = 14, n_cap:
     return _loft(np.asarray(centres), np.tile(e1, (n, 1)), np.tile(e2, (n, 1)), r, r, n_around)
 
 
-def torso(neck, pelvis, shoulder_axis, half_width_top: float, half_width_bottom: float, half_depth: float,
-          n_rings: int = 14, n_around: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def torso(
+    neck,
+    pelvis,
+    shoulder_axis,
+    half_width_top: float,
+    half_width_bottom: float,
+    half_depth: float,
+    n_rings: int = 14,
+    n_around: int = 20,
+) -> tuple[np.ndarray, np.ndarray]:
     """A torso from the ``neck`` (shoulder midpoint) to the ``pelvis`` (hip midpoint).
 
     Elliptic cross-sections: half width from ``half_width_top`` (shoulders) through a narrower waist
@@ -102,7 +113,7 @@ def torso(neck, pelvis, shoulder_axis, half_width_top: float, half_width_bottom:
     s = -0.1 + 1.18 * t
     width = np.interp(t, [0.0, 0.1, 0.55, 1.0], [0.75, 1.0, 0.86, 1.0])
     width *= np.interp(t, [0.0, 1.0], [half_width_top, half_width_bottom])
-    round_top = np.clip(t / 0.08, 0, 1) ** 0.35           # shoulders close over the top, a flat-ish collar
+    round_top = np.clip(t / 0.08, 0, 1) ** 0.35  # shoulders close over the top, a flat-ish collar
     round_bottom = np.sqrt(np.clip((1 - t) / 0.06, 0, 1))
     closing = round_top * round_bottom
     centres = neck[None] + (s * length)[:, None] * down[None]
@@ -134,8 +145,15 @@ def merge(parts: list[BodyPart]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.concatenate(verts), np.concatenate(faces), np.concatenate(cols)
 
 
-def body_parts(joints: dict[int, np.ndarray], scale: float, z0: float, clothes: dict, facing_camera: bool,
-               neck_top: np.ndarray | None, rng: np.random.Generator) -> list[BodyPart]:
+def body_parts(
+    joints: dict[int, np.ndarray],
+    scale: float,
+    z0: float,
+    clothes: dict,
+    facing_camera: bool,
+    neck_top: np.ndarray | None,
+    rng: np.random.Generator,
+) -> list[BodyPart]:
     """The parts of one body.
 
     joints: COCO index -> (x, y) image position of the joints that are known (missing limbs are
@@ -172,8 +190,11 @@ def body_parts(joints: dict[int, np.ndarray], scale: float, z0: float, clothes: 
             nt = np.asarray(neck_top, float) + np.array([0.0, -0.04 * s, 0.0])
             v, f = capsule(nb, nt, 0.05 * s, 0.044 * s)
             parts.append(BodyPart(v, f, clothes["skin"], specular=0.1))
-        arm_col = {"long": (clothes["top"], clothes["top"]), "short": (clothes["top"], clothes["skin"]),
-                   "none": (clothes["skin"], clothes["skin"])}[clothes["sleeves"]]
+        arm_col = {
+            "long": (clothes["top"], clothes["top"]),
+            "short": (clothes["top"], clothes["skin"]),
+            "none": (clothes["skin"], clothes["skin"]),
+        }[clothes["sleeves"]]
         for sh, el, wr in ((L_SHOULDER, L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW, R_WRIST)):
             if el not in have:
                 continue

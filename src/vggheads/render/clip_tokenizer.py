@@ -34,8 +34,9 @@ def bpe_vocab_path() -> Path:
     except ModuleNotFoundError:
         path = Path("open_clip/bpe_simple_vocab_16e6.txt.gz")
     if not path.exists():
-        raise MissingWeightsError("CLIP BPE vocabulary", path,
-                                  "Install the open_clip_torch wheel pinned in pyproject.toml (`make env`).")
+        raise MissingWeightsError(
+            "CLIP BPE vocabulary", path, "Install the open_clip_torch wheel pinned in pyproject.toml (`make env`)."
+        )
     return path
 
 
@@ -56,7 +57,7 @@ def bytes_to_unicode() -> dict[int, str]:
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """CLIP's token -> id table (49,408 entries) and its merges, in rank order."""
     lines = gzip.open(bpe_vocab_path()).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1:N_MERGES + 1]]  # line 0 is a version header
+    merges = [tuple(line.split()) for line in lines[1 : N_MERGES + 1]]  # line 0 is a version header
     symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + [BOS, EOS]
     vocab = {tok: i for i, tok in enumerate(tokens)}

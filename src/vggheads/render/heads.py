@@ -17,16 +17,36 @@ import numpy as np
 from .raster import vertex_normals
 
 # sRGB skin tones from light to dark (a Fitzpatrick-like ramp); a head picks a point between two
-SKIN_TONES = np.array([[250, 222, 200], [240, 200, 170], [226, 178, 144], [205, 150, 112], [176, 120, 86],
-                       [140, 92, 62], [104, 68, 46], [76, 50, 36]], dtype=np.float64) / 255.0
+SKIN_TONES = (
+    np.array(
+        [
+            [250, 222, 200],
+            [240, 200, 170],
+            [226, 178, 144],
+            [205, 150, 112],
+            [176, 120, 86],
+            [140, 92, 62],
+            [104, 68, 46],
+            [76, 50, 36],
+        ],
+        dtype=np.float64,
+    )
+    / 255.0
+)
 HAIR_COLORS = {
-    "black": (0.05, 0.04, 0.035), "dark_brown": (0.16, 0.10, 0.06), "brown": (0.33, 0.21, 0.12),
-    "light_brown": (0.52, 0.37, 0.22), "blond": (0.80, 0.66, 0.42), "red": (0.55, 0.22, 0.10),
-    "grey": (0.58, 0.57, 0.55), "white": (0.88, 0.87, 0.84),
+    "black": (0.05, 0.04, 0.035),
+    "dark_brown": (0.16, 0.10, 0.06),
+    "brown": (0.33, 0.21, 0.12),
+    "light_brown": (0.52, 0.37, 0.22),
+    "blond": (0.80, 0.66, 0.42),
+    "red": (0.55, 0.22, 0.10),
+    "grey": (0.58, 0.57, 0.55),
+    "white": (0.88, 0.87, 0.84),
 }
 HAIR_P = np.array([0.3, 0.2, 0.17, 0.1, 0.08, 0.04, 0.06, 0.03])
-IRIS_COLORS = np.array([[0.25, 0.14, 0.07], [0.12, 0.07, 0.04], [0.30, 0.45, 0.62], [0.35, 0.45, 0.28],
-                        [0.45, 0.35, 0.2]])
+IRIS_COLORS = np.array(
+    [[0.25, 0.14, 0.07], [0.12, 0.07, 0.04], [0.30, 0.45, 0.62], [0.35, 0.45, 0.28], [0.45, 0.35, 0.2]]
+)
 
 
 def _seg_dist(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -51,16 +71,16 @@ def _inside_polygon(xy: np.ndarray, poly: np.ndarray) -> np.ndarray:
 class HeadAssets:
     """Per-model constants: face split, colour masks, scalp shell topology, landmark normals."""
 
-    faces: np.ndarray            # (F, 3) all faces
-    head_faces: np.ndarray       # (Fh,) indices of faces that belong to the head (not the neck)
-    neck_faces: np.ndarray       # (Fn,) indices of neck faces (drawn as the body)
-    neck_bottom: np.ndarray      # vertex ids around the bottom of the neck (where the body's neck attaches)
-    skin_weight: dict            # mask name -> (V,) float in [0, 1]: lips, brows, sclera, iris, pupil, scalp, ears
-    scalp_faces: np.ndarray      # (Fs, 3) faces of the scalp (vertex ids of the full mesh)
-    scalp_taper: np.ndarray      # (V,) in [0, 1]: 0 at the hairline, 1 inside the scalp
-    ear_left: np.ndarray         # vertex ids of the subject's left ear (may be empty)
+    faces: np.ndarray  # (F, 3) all faces
+    head_faces: np.ndarray  # (Fh,) indices of faces that belong to the head (not the neck)
+    neck_faces: np.ndarray  # (Fn,) indices of neck faces (drawn as the body)
+    neck_bottom: np.ndarray  # vertex ids around the bottom of the neck (where the body's neck attaches)
+    skin_weight: dict  # mask name -> (V,) float in [0, 1]: lips, brows, sclera, iris, pupil, scalp, ears
+    scalp_faces: np.ndarray  # (Fs, 3) faces of the scalp (vertex ids of the full mesh)
+    scalp_taper: np.ndarray  # (V,) in [0, 1]: 0 at the hairline, 1 inside the scalp
+    ear_left: np.ndarray  # vertex ids of the subject's left ear (may be empty)
     ear_right: np.ndarray
-    template: np.ndarray         # (V, 3) template vertices: the PNCC values
+    template: np.ndarray  # (V, 3) template vertices: the PNCC values
 
 
 def _region(model, *names) -> np.ndarray | None:
@@ -119,7 +139,7 @@ def build_assets(model) -> HeadAssets:
         w["sclera"][inside] = 1.0
         w["iris"][inside & (r < 0.3 * width)] = 1.0
         w["pupil"][inside & (r < 0.13 * width)] = 1.0
-    for key in ("iris", "pupil"):      # the model's own eye regions win over the landmark discs
+    for key in ("iris", "pupil"):  # the model's own eye regions win over the landmark discs
         idx = _region(model, key)
         if idx is not None:
             w[key] = np.zeros(V)
@@ -165,22 +185,31 @@ def build_assets(model) -> HeadAssets:
 
         dist, _ = cKDTree(v[~scalp_mask]).query(v[scalp_mask])
         taper[scalp_mask] = np.clip(dist / 0.025, 0.0, 1.0)
-    return HeadAssets(faces=faces, head_faces=head_faces, neck_faces=neck_faces, neck_bottom=neck_bottom,
-                      skin_weight=w, scalp_faces=scalp_faces, scalp_taper=taper, ear_left=ear_left,
-                      ear_right=ear_right, template=v.astype(np.float32))
+    return HeadAssets(
+        faces=faces,
+        head_faces=head_faces,
+        neck_faces=neck_faces,
+        neck_bottom=neck_bottom,
+        skin_weight=w,
+        scalp_faces=scalp_faces,
+        scalp_taper=taper,
+        ear_left=ear_left,
+        ear_right=ear_right,
+        template=v.astype(np.float32),
+    )
 
 
 @dataclass
 class Look:
     """The random appearance of one head."""
 
-    skin: np.ndarray       # (3,) sRGB albedo
-    hair: np.ndarray       # (3,)
-    iris: np.ndarray       # (3,)
-    lips: np.ndarray       # (3,)
+    skin: np.ndarray  # (3,) sRGB albedo
+    hair: np.ndarray  # (3,)
+    iris: np.ndarray  # (3,)
+    lips: np.ndarray  # (3,)
     bald: bool
     hair_thickness: float  # metres
-    hair_long: float       # metres the hair reaches below the ears at the back (0 = short)
+    hair_long: float  # metres the hair reaches below the ears at the back (0 = short)
     noise_freq: np.ndarray  # (K, 3) spatial frequencies of the skin's colour variation
     noise_phase: np.ndarray
     specular: float
@@ -201,10 +230,18 @@ def sample_look(rng: np.random.Generator, hair_p: float = 0.85) -> Look:
     lips = np.clip(skin * np.array([0.86, 0.6, 0.6]) + rng.normal(0, 0.02, 3), 0, 1)
     bald = rng.random() > hair_p
     long_hair = rng.random() < 0.35
-    return Look(skin=skin, hair=hair, iris=IRIS_COLORS[rng.integers(len(IRIS_COLORS))], lips=lips, bald=bool(bald),
-                hair_thickness=float(rng.uniform(0.006, 0.022)), hair_long=float(rng.uniform(0.05, 0.2) if long_hair else 0.0),
-                noise_freq=rng.normal(0, 1, (4, 3)) * (2 * np.pi / 0.08), noise_phase=rng.uniform(0, 2 * np.pi, 4),
-                specular=float(rng.uniform(0.05, 0.3)))
+    return Look(
+        skin=skin,
+        hair=hair,
+        iris=IRIS_COLORS[rng.integers(len(IRIS_COLORS))],
+        lips=lips,
+        bald=bool(bald),
+        hair_thickness=float(rng.uniform(0.006, 0.022)),
+        hair_long=float(rng.uniform(0.05, 0.2) if long_hair else 0.0),
+        noise_freq=rng.normal(0, 1, (4, 3)) * (2 * np.pi / 0.08),
+        noise_phase=rng.uniform(0, 2 * np.pi, 4),
+        specular=float(rng.uniform(0.05, 0.3)),
+    )
 
 
 def vertex_colors(assets: HeadAssets, look: Look) -> np.ndarray:
@@ -214,7 +251,10 @@ def vertex_colors(assets: HeadAssets, look: Look) -> np.ndarray:
     variation = np.sin(v @ look.noise_freq.T + look.noise_phase).mean(1)
     col = look.skin[None] * (1.0 + 0.06 * variation)[:, None]
     # a warmer tint on lips/ears/cheeks
-    col = col * (1 - 0.25 * w["ears"])[:, None] + (look.skin * np.array([1.0, 0.8, 0.75]))[None] * (0.25 * w["ears"])[:, None]
+    col = (
+        col * (1 - 0.25 * w["ears"])[:, None]
+        + (look.skin * np.array([1.0, 0.8, 0.75]))[None] * (0.25 * w["ears"])[:, None]
+    )
 
     def mix(c, weight):
         nonlocal col
@@ -231,8 +271,9 @@ def vertex_colors(assets: HeadAssets, look: Look) -> np.ndarray:
     return np.clip(col, 0, 1).astype(np.float32)
 
 
-def hair_shell(assets: HeadAssets, look: Look, vertices: np.ndarray, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def hair_shell(
+    assets: HeadAssets, look: Look, vertices: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """The hair volume of one head in the model frame: the scalp faces with their vertices pushed out
     along the normals (thick inside, zero at the hairline), plus, for long hair, the back pulled
     down. Returns (vertices (V, 3), faces (F, 3) into them, colours (V, 3), template coordinates
@@ -253,7 +294,7 @@ def hair_shell(assets: HeadAssets, look: Look, vertices: np.ndarray, rng: np.ran
         top = p[:, 1].max()
         back = np.clip(-(p[:, 2] - p[:, 2].mean()) / 0.06, 0, 1)
         low = np.clip((top - p[:, 1]) / 0.12, 0, 1)
-        shell[:, 1] -= look.hair_long * back * low ** 2 * taper
+        shell[:, 1] -= look.hair_long * back * low**2 * taper
         shell[:, 2] -= 0.01 * back * low * taper
     streak = 1.0 + 0.12 * np.sin(p @ (look.noise_freq[2] * 3.0) + look.noise_phase[2])
     col = np.clip(look.hair[None] * streak[:, None], 0, 1)

@@ -60,24 +60,33 @@ def head_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 class HeadAnchors:
     """3D points of one head (model frame) matching the COCO face keypoints, with outward directions."""
 
-    points: np.ndarray    # (5, 3) nose, left eye, right eye, left ear, right ear
-    normals: np.ndarray   # (5, 3) unit directions the keypoints face
+    points: np.ndarray  # (5, 3) nose, left eye, right eye, left ear, right ear
+    normals: np.ndarray  # (5, 3) unit directions the keypoints face
 
 
 @dataclass
 class Placement:
-    R: np.ndarray          # (3, 3) model -> image rotation
-    scale: float           # pixels per model unit (metre)
+    R: np.ndarray  # (3, 3) model -> image rotation
+    scale: float  # pixels per model unit (metre)
     translation: np.ndarray  # (2,) pixels
     cost: float
-    n_points: int          # keypoints used
-    angles: tuple          # (yaw, pitch, roll) of the fit, degrees (fit convention)
+    n_points: int  # keypoints used
+    angles: tuple  # (yaw, pitch, roll) of the fit, degrees (fit convention)
 
 
-def fit_head(keypoints: np.ndarray, anchors: HeadAnchors, min_confidence: float = 0.3,
-             scale_prior: float | None = None, sigma_scale: float = 0.35, sigma_pitch_deg: float = 25.0,
-             sigma_roll_deg: float = 20.0, missing_weight: float = 1.0, seen_weight: float = 10.0, point_sigma: float = 0.01,
-             yaw_starts_deg=(-90, 0, 90, 180)) -> Placement | None:
+def fit_head(
+    keypoints: np.ndarray,
+    anchors: HeadAnchors,
+    min_confidence: float = 0.3,
+    scale_prior: float | None = None,
+    sigma_scale: float = 0.35,
+    sigma_pitch_deg: float = 25.0,
+    sigma_roll_deg: float = 20.0,
+    missing_weight: float = 1.0,
+    seen_weight: float = 10.0,
+    point_sigma: float = 0.01,
+    yaw_starts_deg=(-90, 0, 90, 180),
+) -> Placement | None:
     """Fit one head to COCO keypoints ``(17, 3)`` (x, y, confidence); None when fewer than 2 face
     keypoints are confident and no ``scale_prior`` helps."""
     from scipy.optimize import least_squares
@@ -125,26 +134,34 @@ def fit_head(keypoints: np.ndarray, anchors: HeadAnchors, min_confidence: float 
         # translation start: match the centroids at the start scale
         t0 = P.mean(0) - s0 * (X @ R0.T)[:, :2].mean(0)
         x0 = np.array([np.radians(yaw0), 0.0, 0.0, np.log(s0), t0[0], t0[1]])
-        sol = least_squares(residuals, x0, method="lm" if len(residuals(x0)) >= 6 else "trf", max_nfev=200,
-                            ftol=1e-6, xtol=1e-6)
+        sol = least_squares(
+            residuals, x0, method="lm" if len(residuals(x0)) >= 6 else "trf", max_nfev=200, ftol=1e-6, xtol=1e-6
+        )
         cost = float(sol.cost)
         if best is None or cost < best[0] - 1e-9:
             best = (cost, sol.x)
     cost, (yaw, pitch, roll, logs, tx, ty) = best
     yaw = (yaw + np.pi) % (2 * np.pi) - np.pi
-    return Placement(R=head_rotation(yaw, pitch, roll), scale=float(np.exp(logs)), translation=np.array([tx, ty]),
-                     cost=cost, n_points=n, angles=tuple(float(np.degrees(a)) for a in (yaw, pitch, roll)))
+    return Placement(
+        R=head_rotation(yaw, pitch, roll),
+        scale=float(np.exp(logs)),
+        translation=np.array([tx, ty]),
+        cost=cost,
+        n_points=n,
+        angles=tuple(float(np.degrees(a)) for a in (yaw, pitch, roll)),
+    )
 
 
-def anchors_from_mesh(vertices: np.ndarray, landmarks: np.ndarray, ear_left: np.ndarray | None = None,
-                      ear_right: np.ndarray | None = None) -> HeadAnchors:
+def anchors_from_mesh(
+    vertices: np.ndarray, landmarks: np.ndarray, ear_left: np.ndarray | None = None, ear_right: np.ndarray | None = None
+) -> HeadAnchors:
     """Anchors from a head in the model frame: ``vertices (V, 3)``, its 68 ``landmarks (68, 3)``,
     and optional vertex index sets of the left/right ear (else the ears are estimated as the mesh's
     extreme points to each side at the height between the eyes and the nose tip)."""
     v = np.asarray(vertices, dtype=np.float64)
     lm = np.asarray(landmarks, dtype=np.float64)
     nose = lm[30]
-    left_eye = lm[42:48].mean(0)   # iBUG 42-47: the subject's left eye
+    left_eye = lm[42:48].mean(0)  # iBUG 42-47: the subject's left eye
     right_eye = lm[36:42].mean(0)
     ears = []
     for side, idx in ((1.0, ear_left), (-1.0, ear_right)):
@@ -158,13 +175,15 @@ def anchors_from_mesh(vertices: np.ndarray, landmarks: np.ndarray, ear_left: np.
         far = cand[np.argsort(-side * cand[:, 0])[: max(5, len(cand) // 50)]]
         ears.append(far.mean(0))
     points = np.stack([nose, left_eye, right_eye, ears[0], ears[1]])
-    normals = np.stack([
-        [0.0, 0.0, 1.0],
-        _unit(np.array([0.35, 0.0, 1.0])),
-        _unit(np.array([-0.35, 0.0, 1.0])),
-        _unit(np.array([1.0, 0.0, -0.1])),
-        _unit(np.array([-1.0, 0.0, -0.1])),
-    ])
+    normals = np.stack(
+        [
+            [0.0, 0.0, 1.0],
+            _unit(np.array([0.35, 0.0, 1.0])),
+            _unit(np.array([-0.35, 0.0, 1.0])),
+            _unit(np.array([1.0, 0.0, -0.1])),
+            _unit(np.array([-1.0, 0.0, -0.1])),
+        ]
+    )
     return HeadAnchors(points=points, normals=normals)
 
 

@@ -35,22 +35,31 @@ log = logging.getLogger(__name__)
 
 BODY_INSTANCE = 1000  # instance ids: head k -> 1 + k, body (and neck) k -> BODY_INSTANCE + 1 + k
 DEFAULTS = {
-    "n_shape": 100, "n_expr": 50, "shape_std": 0.8, "expr_std": 0.6, "jaw_open_max_deg": 20.0,
-    "supersample": 2, "hair_p": 0.85, "backgrounds": ["gradient", "noise", "room", "shapes"],
-    "background_blur": 0.01, "noise_std": 0.0, "min_visible_pixels": 1, "landmark_depth_tolerance": 0.003,
+    "n_shape": 100,
+    "n_expr": 50,
+    "shape_std": 0.8,
+    "expr_std": 0.6,
+    "jaw_open_max_deg": 20.0,
+    "supersample": 2,
+    "hair_p": 0.85,
+    "backgrounds": ["gradient", "noise", "room", "shapes"],
+    "background_blur": 0.01,
+    "noise_std": 0.0,
+    "min_visible_pixels": 1,
+    "landmark_depth_tolerance": 0.003,
     "image_format": "png",
 }
 
 
 @dataclass
 class SceneResult:
-    image: np.ndarray                       # (H, W, 3) uint8
+    image: np.ndarray  # (H, W, 3) uint8
     heads: list[HeadTruth]
     counts: dict
-    frame: object = None                    # the supersampled raster.Frame (for tests and debugging)
+    frame: object = None  # the supersampled raster.Frame (for tests and debugging)
     supersample: int = 1
-    vertices: list = field(default_factory=list)   # per kept head: (V, 3) image vertices (canvas pixels)
-    meshes: list = field(default_factory=list)     # the raster.Mesh list that was drawn (supersampled pixels)
+    vertices: list = field(default_factory=list)  # per kept head: (V, 3) image vertices (canvas pixels)
+    meshes: list = field(default_factory=list)  # the raster.Mesh list that was drawn (supersampled pixels)
     mesh_kinds: list = field(default_factory=list)  # per mesh: "head", "neck", "hair" or "body" (scene conditions)
 
 
@@ -80,8 +89,8 @@ class ProceduralRenderer:
         c = self.cfg
         shape = np.zeros((n, N_SHAPE))
         expr = np.zeros((n, N_EXPR))
-        shape[:, :c["n_shape"]] = rng.normal(0, c["shape_std"], (n, c["n_shape"]))
-        expr[:, :c["n_expr"]] = rng.normal(0, c["expr_std"], (n, c["n_expr"]))
+        shape[:, : c["n_shape"]] = rng.normal(0, c["shape_std"], (n, c["n_shape"]))
+        expr[:, : c["n_expr"]] = rng.normal(0, c["expr_std"], (n, c["n_expr"]))
         jaw = np.zeros((n, 3))
         open_ = rng.random(n) < 0.5
         jaw[:, 0] = np.where(open_, np.radians(rng.uniform(0, c["jaw_open_max_deg"], n)), 0.0)
@@ -103,8 +112,9 @@ class ProceduralRenderer:
         return anchors_from_mesh(verts, lm, self.assets.ear_left, self.assets.ear_right)
 
     # ------------------------------------------------------------------ one sample
-    def render(self, persons: list[tuple[int, np.ndarray]], width: int, height: int, seed: int,
-               full_frame: bool = False) -> SceneResult:
+    def render(
+        self, persons: list[tuple[int, np.ndarray]], width: int, height: int, seed: int, full_frame: bool = False
+    ) -> SceneResult:
         """Render one image. persons: (person id, COCO-17 keypoints (17, 3)) pairs in canvas pixels.
 
         full_frame: also read back the PNCC, triangle-id and facing buffers (tests, debugging).
@@ -153,9 +163,14 @@ class ProceduralRenderer:
             tz[j] = rank * 1.5 * s_max
         params = []
         for j, (i, R, s, t2) in enumerate(placed):
-            parts = FlameParams(shape=shape[i], expression=expr[i], jaw=jaw[i],
-                                rot6d=matrix_to_rot6d(torch.as_tensor(R)).numpy(),
-                                translation=np.array([t2[0], t2[1], tz[j]]), scale=np.array([s]))
+            parts = FlameParams(
+                shape=shape[i],
+                expression=expr[i],
+                jaw=jaw[i],
+                rot6d=matrix_to_rot6d(torch.as_tensor(R)).numpy(),
+                translation=np.array([t2[0], t2[1], tz[j]]),
+                scale=np.array([s]),
+            )
             params.append(join_params(parts))
         params = np.asarray(params, dtype=np.float32).reshape(len(placed), N_PARAMS)
         dec = decode(torch.from_numpy(params), self.layer) if len(placed) else None
@@ -173,12 +188,28 @@ class ProceduralRenderer:
             colors = vertex_colors(self.assets, look)
             head_id, body_id = 1 + j, BODY_INSTANCE + 1 + j
             faces = self.assets.faces
-            meshes.append(Mesh(v_img * k, faces[self.assets.head_faces], colors, instance=head_id,
-                               pncc=self.assets.template, specular=look.specular))
+            meshes.append(
+                Mesh(
+                    v_img * k,
+                    faces[self.assets.head_faces],
+                    colors,
+                    instance=head_id,
+                    pncc=self.assets.template,
+                    specular=look.specular,
+                )
+            )
             kinds.append("head")
             if len(self.assets.neck_faces):
-                meshes.append(Mesh(v_img * k, faces[self.assets.neck_faces], colors, instance=body_id,
-                                   pncc=self.assets.template, specular=look.specular))
+                meshes.append(
+                    Mesh(
+                        v_img * k,
+                        faces[self.assets.neck_faces],
+                        colors,
+                        instance=body_id,
+                        pncc=self.assets.template,
+                        specular=look.specular,
+                    )
+                )
                 kinds.append("neck")
             # hair: built in the model frame on the decoded canonical vertices, then projected like them
             canon_j = dec.vertices_canonical[j].numpy().astype(np.float64)
@@ -204,8 +235,9 @@ class ProceduralRenderer:
         lights = _sample_lights(rng)
         bg = background(rng, height, width, tuple(cfg["backgrounds"]), cfg["background_blur"], noise=0.0)
         bg_k = np.repeat(np.repeat(bg, k, axis=0), k, axis=1) if k > 1 else bg
-        frame = self.raster.render(meshes, width * k, height * k, lights=lights, background=bg_k,
-                                   outputs=ALL_OUTPUTS if full_frame else ())
+        frame = self.raster.render(
+            meshes, width * k, height * k, lights=lights, background=bg_k, outputs=ALL_OUTPUTS if full_frame else ()
+        )
         if k > 1:
             import cv2
 
@@ -232,18 +264,36 @@ class ProceduralRenderer:
             lm_img = dec.landmarks_image[j].numpy().astype(np.float64)
             vis = self._landmark_visibility(frame, lm_img, vertices_img[j], head_id, float(params[j, SCALE_INDEX]), k)
             alone = self._alone_pixels(meshes, head_id, k)
-            heads.append(HeadTruth(
-                person=int(persons[i][0]), params=params[j], box=box.astype(np.float32),
-                landmarks=np.concatenate([lm_img[:, :2], vis[:, None]], axis=1).astype(np.float32),
-                yaw=float(dec.yaw[j]), pitch=float(dec.pitch[j]), roll=float(dec.roll[j]),
-                visible_fraction=float(npix / max(alone, npix)), visible_pixels=npix, instance=head_id))
+            heads.append(
+                HeadTruth(
+                    person=int(persons[i][0]),
+                    params=params[j],
+                    box=box.astype(np.float32),
+                    landmarks=np.concatenate([lm_img[:, :2], vis[:, None]], axis=1).astype(np.float32),
+                    yaw=float(dec.yaw[j]),
+                    pitch=float(dec.pitch[j]),
+                    roll=float(dec.roll[j]),
+                    visible_fraction=float(npix / max(alone, npix)),
+                    visible_pixels=npix,
+                    instance=head_id,
+                )
+            )
             kept_vertices.append(vertices_img[j])
         counts["heads"] = len(heads)
-        return SceneResult(image=image, heads=heads, counts=counts, frame=frame, supersample=k,
-                           vertices=kept_vertices, meshes=meshes, mesh_kinds=kinds)
+        return SceneResult(
+            image=image,
+            heads=heads,
+            counts=counts,
+            frame=frame,
+            supersample=k,
+            vertices=kept_vertices,
+            meshes=meshes,
+            mesh_kinds=kinds,
+        )
 
-    def _landmark_visibility(self, frame, lm_img: np.ndarray, v_img: np.ndarray, head_id: int, scale: float,
-                             k: int) -> np.ndarray:
+    def _landmark_visibility(
+        self, frame, lm_img: np.ndarray, v_img: np.ndarray, head_id: int, scale: float, k: int
+    ) -> np.ndarray:
         """(68,) 1.0 where a landmark is seen.
 
         A landmark is seen when its triangle faces the camera, its (supersampled) pixel shows this
@@ -258,7 +308,7 @@ class ProceduralRenderer:
         x, y = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
         inside = (x >= 0) & (x < W) & (y >= 0) & (y < H)
         xc, yc = np.clip(x, 0, W - 1), np.clip(y, 0, H - 1)
-        tri = v_img[self._lmk_vertices] * k                              # (68, 3 corners, 3)
+        tri = v_img[self._lmk_vertices] * k  # (68, 3 corners, 3)
         a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
         normal_z = np.cross(b - a, c - a)[:, 2]
         front = normal_z < 0
@@ -288,14 +338,16 @@ class ProceduralRenderer:
         size = hi - lo
         # round the window up so the framebuffer cache stays small
         wh = (np.ceil(size / 64) * 64).astype(int)
-        shifted = [Mesh(m.vertices - np.array([lo[0], lo[1], 0.0]), m.faces, m.colors, instance=m.instance)
-                   for m in own]
+        shifted = [
+            Mesh(m.vertices - np.array([lo[0], lo[1], 0.0]), m.faces, m.colors, instance=m.instance) for m in own
+        ]
         f = self.raster.render(shifted, int(wh[0]), int(wh[1]), outputs=())
         return int((f.instance == head_id).sum())
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
 
 def _outside(v_img: np.ndarray, width: int, height: int) -> bool:
     x, y = v_img[:, 0], v_img[:, 1]
@@ -344,7 +396,7 @@ def _fallback_placement(kp, anchors, prior, min_conf, width, height, rng, head_r
     R = head_rotation(yaw, np.radians(rng.normal(0, 8)), np.radians(rng.normal(0, 6)))
     s = prior
     ears = (anchors.points[3] + anchors.points[4]) / 2
-    centre = neck - np.array([0.0, 0.27 * s])           # ear level ~27 cm above the shoulder line
+    centre = neck - np.array([0.0, 0.27 * s])  # ear level ~27 cm above the shoulder line
     t = centre - s * (R @ ears)[:2]
     return Placement(R=R, scale=float(s), translation=t, cost=float("nan"), n_points=0, angles=(0.0, 0.0, 0.0))
 
@@ -359,8 +411,15 @@ def _sample_lights(rng: np.random.Generator):
     key_col = rng.uniform(0.55, 0.85) * np.array([1 + warm, 1.0, 1 - warm])
     amb = rng.uniform(0.25, 0.45)
     fill = -key * np.array([1, 0, 1]) + np.array([0, 0, -0.5])
-    return Lights(ambient=(amb, amb, amb * rng.uniform(0.95, 1.05)), key_dir=tuple(key), key_color=tuple(key_col),
-                  fill_dir=tuple(fill), fill_color=tuple([rng.uniform(0.0, 0.25)] * 3), gamma=1.0, backface=0.25)
+    return Lights(
+        ambient=(amb, amb, amb * rng.uniform(0.95, 1.05)),
+        key_dir=tuple(key),
+        key_color=tuple(key_col),
+        fill_dir=tuple(fill),
+        fill_color=tuple([rng.uniform(0.0, 0.25)] * 3),
+        gamma=1.0,
+        backface=0.25,
+    )
 
 
 def _clothes(rng: np.random.Generator, look) -> dict:
@@ -370,13 +429,18 @@ def _clothes(rng: np.random.Generator, look) -> dict:
         return tuple(colorsys.hsv_to_rgb(rng.random(), rng.uniform(*sat), rng.uniform(*val)))
 
     bottoms = [(0.12, 0.15, 0.3), (0.1, 0.1, 0.1), (0.35, 0.3, 0.25), (0.2, 0.25, 0.4)]
-    return {"top": col(), "bottom": bottoms[rng.integers(len(bottoms))] if rng.random() < 0.6 else col(),
-            "skin": tuple(look.skin), "shoes": col((0, 0.3), (0.05, 0.4)),
-            "sleeves": ["long", "short", "none"][rng.choice(3, p=[0.45, 0.4, 0.15])]}
+    return {
+        "top": col(),
+        "bottom": bottoms[rng.integers(len(bottoms))] if rng.random() < 0.6 else col(),
+        "skin": tuple(look.skin),
+        "shoes": col((0, 0.3), (0.05, 0.4)),
+        "sleeves": ["long", "short", "none"][rng.choice(3, p=[0.45, 0.4, 0.15])],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # the backend entry point
+
 
 def render_shard(ctx):
     """Render every caption row of the shard; see the module docstring."""
@@ -394,14 +458,20 @@ def render_shard(ctx):
     min_conf = float(poses_cfg.get("min_confidence", 0.3))
     model = load_head_model(ctx.head_model)
     renderer = ProceduralRenderer(model, cfg, min_confidence=min_conf)
-    log.info("procedural: head model '%s' (%d vertices), rasteriser %s, supersample %d",
-             model.name, model.n_vertices, renderer.raster.renderer, cfg["supersample"])
+    log.info(
+        "procedural: head model '%s' (%d vertices), rasteriser %s, supersample %d",
+        model.name,
+        model.n_vertices,
+        renderer.raster.renderer,
+        cfg["supersample"],
+    )
 
     persons_by_sample: dict[str, list] = {}
     size_by_sample: dict[str, tuple[int, int]] = {}
     for row in ctx.poses.to_pylist():
         persons_by_sample.setdefault(row["sample_id"], []).append(
-            (int(row["person"]), np.asarray(row["keypoints"], dtype=np.float64).reshape(17, 3)))
+            (int(row["person"]), np.asarray(row["keypoints"], dtype=np.float64).reshape(17, 3))
+        )
         size_by_sample[row["sample_id"]] = (int(row["width"]), int(row["height"]))
     default_size = (int(poses_cfg.get("width", 512)), int(poses_cfg.get("height", 512)))
 
@@ -427,11 +497,20 @@ def render_shard(ctx):
         seconds += time.perf_counter() - start
         for key, val in result.counts.items():
             totals[key] = totals.get(key, 0) + val
-        images.append({"sample_id": sid, "image": name, "width": width, "height": height, "backend": "procedural",
-                       "seed": int(cap["seed"]), "prompt": cap.get("prompt") or "",
-                       "negative_prompt": cap.get("negative_prompt") or "",
-                       "base_model": f"procedural:{model.name or ctx.head_model.name}",
-                       "condition_model": "coco17-keypoints"})
+        images.append(
+            {
+                "sample_id": sid,
+                "image": name,
+                "width": width,
+                "height": height,
+                "backend": "procedural",
+                "seed": int(cap["seed"]),
+                "prompt": cap.get("prompt") or "",
+                "negative_prompt": cap.get("negative_prompt") or "",
+                "base_model": f"procedural:{model.name or ctx.head_model.name}",
+                "condition_model": "coco17-keypoints",
+            }
+        )
         heads += head_rows(sid, result.heads)
     stats = {f"procedural_{k}": int(v) for k, v in totals.items()}
     stats["gl_renderer"] = renderer.raster.renderer

@@ -69,7 +69,8 @@ def gl_context():
             raise RasterError(
                 f"cannot create a headless OpenGL context through EGL ({type(exc).__name__}: {exc}). "
                 f"The procedural renderer needs EGL and Mesa's llvmpipe (or a GPU driver's EGL). On "
-                f"Debian/Ubuntu install them with: apt-get install {EGL_PACKAGES}") from None
+                f"Debian/Ubuntu install them with: apt-get install {EGL_PACKAGES}"
+            ) from None
         log.info("OpenGL: GL_RENDERER=%s, GL_VERSION=%s", ctx.info.get("GL_RENDERER"), ctx.info.get("GL_VERSION"))
         _CTX = ctx
     return _CTX
@@ -112,8 +113,8 @@ class Lights:
     key_color: tuple = (0.75, 0.75, 0.75)
     fill_dir: tuple = (-0.6, 0.2, -0.6)
     fill_color: tuple = (0.0, 0.0, 0.0)
-    gamma: float = 1.0          # output = shaded ** (1 / gamma); 1 = linear
-    backface: float = 1.0       # colour factor of surfaces seen from behind (e.g. inside an open mouth)
+    gamma: float = 1.0  # output = shaded ** (1 / gamma); 1 = linear
+    backface: float = 1.0  # colour factor of surfaces seen from behind (e.g. inside an open mouth)
 
 
 ALL_OUTPUTS = ("pncc", "face", "facing")
@@ -121,13 +122,13 @@ ALL_OUTPUTS = ("pncc", "face", "facing")
 
 @dataclass
 class Frame:
-    color: np.ndarray       # (H, W, 3) uint8, background where instance == 0
-    pncc: np.ndarray | None     # (H, W, 3) float32 (None unless "pncc" was asked for)
-    depth: np.ndarray           # (H, W) float32, inf where nothing was drawn
-    instance: np.ndarray        # (H, W) int32, 0 = background
-    face: np.ndarray | None     # (H, W) int32, triangle index within its mesh, -1 = background
-    facing: np.ndarray | None   # (H, W) float32, z of the unit normal (< 0: faces the camera)
-    inside: np.ndarray | None   # (H, W) bool, the triangle is seen from behind (its winding is clockwise on screen)
+    color: np.ndarray  # (H, W, 3) uint8, background where instance == 0
+    pncc: np.ndarray | None  # (H, W, 3) float32 (None unless "pncc" was asked for)
+    depth: np.ndarray  # (H, W) float32, inf where nothing was drawn
+    instance: np.ndarray  # (H, W) int32, 0 = background
+    face: np.ndarray | None  # (H, W) int32, triangle index within its mesh, -1 = background
+    facing: np.ndarray | None  # (H, W) float32, z of the unit normal (< 0: faces the camera)
+    inside: np.ndarray | None  # (H, W) bool, the triangle is seen from behind (its winding is clockwise on screen)
     extra: dict = field(default_factory=dict)
 
 
@@ -246,8 +247,15 @@ class Rasterizer:
             self._fbos[key] = (fbo, color, ids, pncc, side, depth)
         return self._fbos[key]
 
-    def render(self, meshes: list[Mesh], width: int, height: int, lights: Lights | None = None,
-               background: np.ndarray | None = None, outputs: tuple[str, ...] = ALL_OUTPUTS) -> Frame:
+    def render(
+        self,
+        meshes: list[Mesh],
+        width: int,
+        height: int,
+        lights: Lights | None = None,
+        background: np.ndarray | None = None,
+        outputs: tuple[str, ...] = ALL_OUTPUTS,
+    ) -> Frame:
         """Rasterise ``meshes`` into a ``height x width`` frame.
 
         background: optional (H, W, 3) uint8 image shown where no mesh is drawn.
@@ -298,9 +306,12 @@ class Rasterizer:
             p["u_backface"].value = float(lights.backface)
             vbo = ctx.buffer(data.tobytes())
             ibo = ctx.buffer(idx.tobytes())
-            vao = ctx.vertex_array(p, [(vbo, "3f 3f 3f 3f 1f 1f",
-                                        "in_pos", "in_nrm", "in_col", "in_pncc", "in_inst", "in_spec")],
-                                   index_buffer=ibo, index_element_size=4)
+            vao = ctx.vertex_array(
+                p,
+                [(vbo, "3f 3f 3f 3f 1f 1f", "in_pos", "in_nrm", "in_col", "in_pncc", "in_inst", "in_spec")],
+                index_buffer=ibo,
+                index_element_size=4,
+            )
             import moderngl
 
             ctx.enable(moderngl.DEPTH_TEST)
@@ -350,14 +361,46 @@ def get_rasterizer() -> Rasterizer:
 # ---------------------------------------------------------------------------------------------
 # small meshes used by the procedural scenes, the tests and the benchmark
 
+
 def icosphere(subdivisions: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Unit icosphere: vertices (V, 3) float64 on the unit sphere, faces (F, 3) int64 (outward CCW)."""
-    t = (1.0 + 5 ** 0.5) / 2.0
-    v = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
-         (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
-    f = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
-         (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11),
-         (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+    t = (1.0 + 5**0.5) / 2.0
+    v = [
+        (-1, t, 0),
+        (1, t, 0),
+        (-1, -t, 0),
+        (1, -t, 0),
+        (0, -1, t),
+        (0, 1, t),
+        (0, -1, -t),
+        (0, 1, -t),
+        (t, 0, -1),
+        (t, 0, 1),
+        (-t, 0, -1),
+        (-t, 0, 1),
+    ]
+    f = [
+        (0, 11, 5),
+        (0, 5, 1),
+        (0, 1, 7),
+        (0, 7, 10),
+        (0, 10, 11),
+        (1, 5, 9),
+        (5, 11, 4),
+        (11, 10, 2),
+        (10, 7, 6),
+        (7, 1, 8),
+        (3, 9, 4),
+        (3, 4, 2),
+        (3, 2, 6),
+        (3, 6, 8),
+        (3, 8, 9),
+        (4, 9, 5),
+        (2, 4, 11),
+        (6, 2, 10),
+        (8, 6, 7),
+        (9, 8, 1),
+    ]
     verts = [np.array(p, dtype=np.float64) / np.linalg.norm(p) for p in v]
     faces = list(f)
     for _ in range(subdivisions):

@@ -35,10 +35,10 @@ DEPTH_FLOOR = 0.2  # the farthest foreground pixel's value; background is 0
 
 @dataclass
 class SceneConditions:
-    heads: list                                   # truth_rows.HeadTruth per kept head (render pixels)
-    maps: dict[str, np.ndarray]                   # name -> (H, W, 3) uint8 condition image
-    counts: dict = field(default_factory=dict)    # the procedural scene's counts (persons, heads, drops)
-    image: np.ndarray | None = None               # the procedural colour render of the same scene
+    heads: list  # truth_rows.HeadTruth per kept head (render pixels)
+    maps: dict[str, np.ndarray]  # name -> (H, W, 3) uint8 condition image
+    counts: dict = field(default_factory=dict)  # the procedural scene's counts (persons, heads, drops)
+    image: np.ndarray | None = None  # the procedural colour render of the same scene
 
 
 def pncc_colors(template: np.ndarray, vertex_ids: np.ndarray) -> np.ndarray:
@@ -66,7 +66,7 @@ def depth_map(depth: np.ndarray) -> np.ndarray:
     if fg.any():
         z = depth[fg]
         order = np.unique(z)
-        rank = np.searchsorted(order, z) / max(len(order) - 1, 1)     # 0 = nearest, 1 = farthest
+        rank = np.searchsorted(order, z) / max(len(order) - 1, 1)  # 0 = nearest, 1 = farthest
         out[fg] = 1.0 - (1.0 - DEPTH_FLOOR) * rank
     value = np.rint(out * 255.0).astype(np.uint8)
     return np.repeat(value[..., None], 3, axis=2)
@@ -77,7 +77,7 @@ def min_pool(a: np.ndarray, k: int) -> np.ndarray:
     if k == 1:
         return a
     H, W = a.shape[0] // k, a.shape[1] // k
-    return a[:H * k, :W * k].reshape(H, k, W, k).min(axis=(1, 3))
+    return a[: H * k, : W * k].reshape(H, k, W, k).min(axis=(1, 3))
 
 
 def scale_persons(persons: list, canvas: tuple[int, int], size: tuple[int, int]) -> list:
@@ -106,8 +106,9 @@ class SceneConditioner:
     def gl_renderer(self) -> str:
         return self.renderer.raster.renderer
 
-    def __call__(self, persons: list, canvas: tuple[int, int], size: tuple[int, int], seed: int,
-                 maps: tuple[str, ...] = MAPS) -> SceneConditions:
+    def __call__(
+        self, persons: list, canvas: tuple[int, int], size: tuple[int, int], seed: int, maps: tuple[str, ...] = MAPS
+    ) -> SceneConditions:
         """persons: (person id, (17, 3) keypoints in canvas pixels); size: (width, height) of the render."""
         unknown = set(maps) - set(MAPS)
         if unknown:

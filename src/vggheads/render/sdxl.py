@@ -70,10 +70,10 @@ class Sample:
     width: int
     height: int
     key: str = ""
-    canvas: tuple[int, int] = (0, 0)                 # the pose canvas (width, height)
-    persons: list = field(default_factory=list)      # (person, (17, 3) COCO keypoints in canvas pixels)
-    scene_key: str = ""                              # head-mesh modes: what decides the scene (and its truth)
-    scene: object = None                             # head-mesh modes: its SceneConditions while it renders
+    canvas: tuple[int, int] = (0, 0)  # the pose canvas (width, height)
+    persons: list = field(default_factory=list)  # (person, (17, 3) COCO keypoints in canvas pixels)
+    scene_key: str = ""  # head-mesh modes: what decides the scene (and its truth)
+    scene: object = None  # head-mesh modes: its SceneConditions while it renders
 
 
 def _file_digest(path: Path) -> str:
@@ -84,17 +84,32 @@ def image_key(settings: SdxlSettings, device, dtype, sample: Sample) -> str:
     """What decides a sample's pixels; a record with another key is stale and the sample is redone."""
     blob = {
         "version": RECORD_VERSION,
-        "models": [settings.base_model, settings.conditioning, settings.condition_model, settings.vae,
-                   settings.variant],
+        "models": [
+            settings.base_model,
+            settings.conditioning,
+            settings.condition_model,
+            settings.vae,
+            settings.variant,
+        ],
         "sampling": [settings.scheduler, settings.steps, settings.guidance_scale, settings.conditioning_scale],
         "hardware": [device.type, str(dtype)],
         "format": settings.image_format,
-        "sample": [sample.prompt, sample.negative_prompt, sample.seed, sample.width, sample.height,
-                   _file_digest(sample.condition)],
+        "sample": [
+            sample.prompt,
+            sample.negative_prompt,
+            sample.seed,
+            sample.width,
+            sample.height,
+            _file_digest(sample.condition),
+        ],
     }
     if settings.head_mesh:
-        blob["head_mesh"] = [settings.adapter, [list(c) for c in settings.controlnets], [list(c) for c in settings.scales],
-                             sample.scene_key]
+        blob["head_mesh"] = [
+            settings.adapter,
+            [list(c) for c in settings.controlnets],
+            [list(c) for c in settings.scales],
+            sample.scene_key,
+        ]
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -103,12 +118,20 @@ def scene_keys(samples: list[Sample], params: dict, head_model: Path, maps: tupl
     canvas, render.procedural, poses.min_confidence, the head-model file, the maps)."""
     from .procedural import DEFAULTS
 
-    base = json.dumps({"procedural": {**DEFAULTS, **(params["render"].get("procedural") or {})},
-                       "min_confidence": float((params.get("poses") or {}).get("min_confidence", 0.3)),
-                       "head_model": _file_digest(Path(head_model)), "maps": list(maps)}, sort_keys=True)
+    base = json.dumps(
+        {
+            "procedural": {**DEFAULTS, **(params["render"].get("procedural") or {})},
+            "min_confidence": float((params.get("poses") or {}).get("min_confidence", 0.3)),
+            "head_model": _file_digest(Path(head_model)),
+            "maps": list(maps),
+        },
+        sort_keys=True,
+    )
     for s in samples:
         h = hashlib.sha256(base.encode())
-        h.update(json.dumps([s.canvas, [[p, [round(float(v), 4) for v in kp.ravel()]] for p, kp in s.persons]]).encode())
+        h.update(
+            json.dumps([s.canvas, [[p, [round(float(v), 4) for v in kp.ravel()]] for p, kp in s.persons]]).encode()
+        )
         s.scene_key = h.hexdigest()[:20]
 
 
@@ -120,7 +143,8 @@ def collect_samples(ctx: RenderContext, multiple: int, max_side: int | None, cou
     for row in ctx.poses.select(["sample_id", "person", "width", "height", "keypoints", "condition_image"]).to_pylist():
         canvas.setdefault(row["sample_id"], row)
         persons.setdefault(row["sample_id"], []).append(
-            (int(row["person"]), np.asarray(row["keypoints"], dtype=np.float64).reshape(17, 3)))
+            (int(row["person"]), np.asarray(row["keypoints"], dtype=np.float64).reshape(17, 3))
+        )
     samples = []
     for cap in ctx.captions.select(["sample_id", "prompt", "negative_prompt", "seed"]).to_pylist():
         pose = canvas.get(cap["sample_id"])
@@ -133,9 +157,19 @@ def collect_samples(ctx: RenderContext, multiple: int, max_side: int | None, cou
             log.warning("%s: condition image %s not found; sample dropped", cap["sample_id"], condition)
             continue
         w, h = render_size(pose["width"], pose["height"], multiple, max_side)
-        samples.append(Sample(cap["sample_id"], cap["prompt"], cap["negative_prompt"] or "", int(cap["seed"]),
-                              condition, w, h, canvas=(int(pose["width"]), int(pose["height"])),
-                              persons=sorted(persons[cap["sample_id"]], key=lambda p: p[0])))
+        samples.append(
+            Sample(
+                cap["sample_id"],
+                cap["prompt"],
+                cap["negative_prompt"] or "",
+                int(cap["seed"]),
+                condition,
+                w,
+                h,
+                canvas=(int(pose["width"]), int(pose["height"])),
+                persons=sorted(persons[cap["sample_id"]], key=lambda p: p[0]),
+            )
+        )
     return samples
 
 
@@ -164,7 +198,7 @@ def _batches(samples: list[Sample], batch_size: int) -> list[list[Sample]]:
     by_size: dict[tuple[int, int], list[Sample]] = {}
     for s in samples:
         by_size.setdefault((s.width, s.height), []).append(s)
-    return [group[i:i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
+    return [group[i : i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
 
 
 def _save_image(image, path: Path, image_format: str) -> None:
@@ -193,8 +227,9 @@ def condition_images(settings: SdxlSettings, batch: list[Sample]) -> dict[str, l
     width, height = batch[0].width, batch[0].height
     out = {}
     if settings.adapter or not settings.maps or any(c == "pose" for c, _ in settings.controlnets):
-        out["pose"] = [Image.open(s.condition).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-                       for s in batch]
+        out["pose"] = [
+            Image.open(s.condition).convert("RGB").resize((width, height), Image.Resampling.LANCZOS) for s in batch
+        ]
     for m in settings.maps:
         out[m] = [Image.fromarray(s.scene.maps[m]) for s in batch]
     return out
@@ -214,16 +249,26 @@ def generate(pipe, settings: SdxlSettings, batch: list[Sample], steps: int | Non
         if len(conds) == 1:
             kwargs = {"image": images[conds[0]], "controlnet_conditioning_scale": settings.scale(conds[0])}
         else:  # MultiControlNetModel: one (B, 3, H, W) batch in [0, 1] and one scale per ControlNet
-            kwargs = {"image": [as_batch(images[c]) for c in conds],   # (it takes no nested lists of images)
-                      "controlnet_conditioning_scale": [settings.scale(c) for c in conds]}
+            kwargs = {
+                "image": [as_batch(images[c]) for c in conds],  # (it takes no nested lists of images)
+                "controlnet_conditioning_scale": [settings.scale(c) for c in conds],
+            }
         if injector is not None:
             injector.set(images["pose"], settings.scale("pose"), pipe.device, pipe.unet.dtype)
     generators = [torch.Generator("cpu").manual_seed(s.seed) for s in batch]
     try:
         with torch.inference_mode():
-            out = pipe(prompt=[s.prompt for s in batch], negative_prompt=[s.negative_prompt for s in batch],
-                       height=height, width=width, num_inference_steps=steps or settings.steps,
-                       guidance_scale=settings.guidance_scale, generator=generators, output_type="pil", **kwargs)
+            out = pipe(
+                prompt=[s.prompt for s in batch],
+                negative_prompt=[s.negative_prompt for s in batch],
+                height=height,
+                width=width,
+                num_inference_steps=steps or settings.steps,
+                guidance_scale=settings.guidance_scale,
+                generator=generators,
+                output_type="pil",
+                **kwargs,
+            )
     finally:
         if injector is not None:
             injector.clear()
@@ -247,10 +292,19 @@ def render_shard(ctx: RenderContext) -> RenderResult:
         log.info("safety checker: off (render.sdxl.safety_checker is null): images are not NSFW-filtered")
     else:
         log.info("safety checker: %s; flagged images are dropped", settings.safety_checker)
-    log.info("%s: %s + %s (%s) on %s in %s, %d steps, guidance %.1f, conditioning %.2f, batch %d",
-             backend, settings.base_model, settings.condition_model, settings.conditioning, device,
-             str(dtype).removeprefix("torch."), settings.steps, settings.guidance_scale,
-             settings.conditioning_scale, settings.batch_size)
+    log.info(
+        "%s: %s + %s (%s) on %s in %s, %d steps, guidance %.1f, conditioning %.2f, batch %d",
+        backend,
+        settings.base_model,
+        settings.condition_model,
+        settings.conditioning,
+        device,
+        str(dtype).removeprefix("torch."),
+        settings.steps,
+        settings.guidance_scale,
+        settings.conditioning_scale,
+        settings.batch_size,
+    )
 
     counts: Counter = Counter()
     ext = settings.image_format
@@ -266,12 +320,18 @@ def render_shard(ctx: RenderContext) -> RenderResult:
         from .scene_conditions import SceneConditioner
 
         scene_keys(samples, ctx.params, ctx.head_model, settings.maps)
-        scener = SceneConditioner(load_head_model(ctx.head_model),
-                                  {**DEFAULTS, **(ctx.params["render"].get("procedural") or {})},
-                                  float((ctx.params.get("poses") or {}).get("min_confidence", 0.3)))
-        log.info("head-mesh: scenes from %s (rasteriser %s), condition maps %s%s", ctx.head_model,
-                 scener.gl_renderer, "+".join(settings.maps),
-                 {"pose+head-mesh": " + the skeleton", "head-mesh": ""}[settings.conditioning])
+        scener = SceneConditioner(
+            load_head_model(ctx.head_model),
+            {**DEFAULTS, **(ctx.params["render"].get("procedural") or {})},
+            float((ctx.params.get("poses") or {}).get("min_confidence", 0.3)),
+        )
+        log.info(
+            "head-mesh: scenes from %s (rasteriser %s), condition maps %s%s",
+            ctx.head_model,
+            scener.gl_renderer,
+            "+".join(settings.maps),
+            {"pose+head-mesh": " + the skeleton", "head-mesh": ""}[settings.conditioning],
+        )
     records: dict[str, dict] = {}
     todo, recheck = [], []
     for s in samples:
@@ -308,8 +368,12 @@ def render_shard(ctx: RenderContext) -> RenderResult:
             for s, image, nsfw in zip(batch, images, flags):
                 if not nsfw:
                     _save_image(image, ctx.work_dir / f"{s.sample_id}.{ext}", ext)
-                record = {"key": s.key, "nsfw": nsfw, "checked_by": settings.safety_checker,
-                          "row": _row(settings, s, ext)}
+                record = {
+                    "key": s.key,
+                    "nsfw": nsfw,
+                    "checked_by": settings.safety_checker,
+                    "row": _row(settings, s, ext),
+                }
                 if s.scene is not None:
                     record["scene"] = {k: int(v) for k, v in s.scene.counts.items()}
                     if not nsfw:  # the truth goes with the image: written before the record that commits both
@@ -335,22 +399,39 @@ def render_shard(ctx: RenderContext) -> RenderResult:
             heads += _load_heads(ctx.work_dir / record["heads"])
             scene_counts.update(record.get("scene") or {})
     stats = {
-        "captions": ctx.captions.num_rows, "samples": len(samples), "rendered": counts["rendered"],
-        "reused": counts["reused"], "dropped_no_pose": counts["dropped_no_pose"],
-        "dropped_missing_condition": counts["dropped_missing_condition"], "dropped_nsfw": counts["dropped_nsfw"],
-        "safety_checker": settings.safety_checker or "off", "device": str(device),
-        "dtype": str(dtype).removeprefix("torch."), "steps": settings.steps, "batch_size": settings.batch_size,
-        "load_seconds": round(load_s, 3), "render_seconds": round(render_s, 3),
+        "captions": ctx.captions.num_rows,
+        "samples": len(samples),
+        "rendered": counts["rendered"],
+        "reused": counts["reused"],
+        "dropped_no_pose": counts["dropped_no_pose"],
+        "dropped_missing_condition": counts["dropped_missing_condition"],
+        "dropped_nsfw": counts["dropped_nsfw"],
+        "safety_checker": settings.safety_checker or "off",
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "steps": settings.steps,
+        "batch_size": settings.batch_size,
+        "load_seconds": round(load_s, 3),
+        "render_seconds": round(render_s, 3),
         "seconds_per_image": round(render_s / counts["rendered"], 4) if counts["rendered"] else None,
         "conditioning": settings.conditioning,
     }
     if scener is not None:
         stats["maps"] = list(settings.maps)
         stats["gl_renderer"] = scener.gl_renderer
-        stats.update({f"scene_{k}": int(scene_counts.get(k, 0))
-                      for k in ("persons", "heads", "no_head_keypoints", "occluded", "outside")})
-    log.info("%d images (%d rendered now, %d reused, %d NSFW dropped)", len(rows), counts["rendered"],
-             counts["reused"], counts["dropped_nsfw"])
+        stats.update(
+            {
+                f"scene_{k}": int(scene_counts.get(k, 0))
+                for k in ("persons", "heads", "no_head_keypoints", "occluded", "outside")
+            }
+        )
+    log.info(
+        "%d images (%d rendered now, %d reused, %d NSFW dropped)",
+        len(rows),
+        counts["rendered"],
+        counts["reused"],
+        counts["dropped_nsfw"],
+    )
     return RenderResult(images=rows, heads=heads, stats=stats)
 
 
@@ -379,14 +460,25 @@ def _load_heads(path: Path) -> list[dict]:
     with np.load(path) as z:
         sid = str(z["sample_id"])
         cols = {f: z[f] for f in HEAD_FIELDS}
-    return [{"sample_id": sid, **{f: (cols[f][i] if cols[f].ndim > 1 else cols[f][i].item()) for f in HEAD_FIELDS}}
-            for i in range(len(cols["head"]))]
+    return [
+        {"sample_id": sid, **{f: (cols[f][i] if cols[f].ndim > 1 else cols[f][i].item()) for f in HEAD_FIELDS}}
+        for i in range(len(cols["head"]))
+    ]
 
 
 def _row(settings: SdxlSettings, s: Sample, ext: str) -> dict:
-    return {"sample_id": s.sample_id, "image": f"{s.sample_id}.{ext}", "width": s.width, "height": s.height,
-            "backend": settings.backend, "seed": s.seed, "prompt": s.prompt, "negative_prompt": s.negative_prompt,
-            "base_model": settings.base_model, "condition_model": settings.condition_model}
+    return {
+        "sample_id": s.sample_id,
+        "image": f"{s.sample_id}.{ext}",
+        "width": s.width,
+        "height": s.height,
+        "backend": settings.backend,
+        "seed": s.seed,
+        "prompt": s.prompt,
+        "negative_prompt": s.negative_prompt,
+        "base_model": settings.base_model,
+        "condition_model": settings.condition_model,
+    }
 
 
 def _write_record(work_dir: Path, sample_id: str, record: dict) -> None:

@@ -32,8 +32,8 @@ class SdxlSettings:
 
     backend: str
     base_model: str
-    conditioning: str            # adapter | controlnet | head-mesh | pose+head-mesh
-    condition_model: str         # the adapter and/or ControlNets used, "+"-joined
+    conditioning: str  # adapter | controlnet | head-mesh | pose+head-mesh
+    condition_model: str  # the adapter and/or ControlNets used, "+"-joined
     vae: str | None
     variant: str | None
     safety_checker: str | None
@@ -49,10 +49,10 @@ class SdxlSettings:
     compile: bool
     vae_tiling: bool
     image_format: str
-    adapter: str | None = None                          # the openpose T2I-Adapter, when the pose goes through one
-    controlnets: tuple[tuple[str, str], ...] = ()       # (condition, model) per ControlNet: pose, pncc, depth
-    scales: tuple[tuple[str, float], ...] = ()          # (condition, conditioning scale)
-    maps: tuple[str, ...] = ()                          # the scene's condition images (head-mesh modes)
+    adapter: str | None = None  # the openpose T2I-Adapter, when the pose goes through one
+    controlnets: tuple[tuple[str, str], ...] = ()  # (condition, model) per ControlNet: pose, pncc, depth
+    scales: tuple[tuple[str, float], ...] = ()  # (condition, conditioning scale)
+    maps: tuple[str, ...] = ()  # the scene's condition images (head-mesh modes)
 
     @property
     def head_mesh(self) -> bool:
@@ -65,44 +65,75 @@ class SdxlSettings:
     def from_params(cls, params: dict, backend: str) -> "SdxlSettings":
         cfg = (params.get("render") or {}).get("sdxl")
         if not cfg:
-            raise ConfigError(f"render.backend is '{backend}' but params have no render.sdxl section "
-                              f"(copy it from the repository's params.yaml)")
+            raise ConfigError(
+                f"render.backend is '{backend}' but params have no render.sdxl section "
+                f"(copy it from the repository's params.yaml)"
+            )
         cfg = dict(cfg)
         if backend == "tiny-sdxl":
             from .tiny_sdxl import tiny_paths
 
             tiny = cfg["tiny"]
             paths = tiny_paths(tiny["model_dir"])
-            cfg.update(base_model=str(paths["base"]), adapter=str(paths["adapter"]),
-                       controlnet=str(paths["controlnet"]), vae=None, variant=None,
-                       steps=tiny["steps"], max_side=tiny["max_side"])
-            cfg["head_mesh"] = dict(cfg.get("head_mesh") or {}, pncc_controlnet=str(paths["pncc_controlnet"]),
-                                    depth_controlnet=str(paths["depth_controlnet"]))
+            cfg.update(
+                base_model=str(paths["base"]),
+                adapter=str(paths["adapter"]),
+                controlnet=str(paths["controlnet"]),
+                vae=None,
+                variant=None,
+                steps=tiny["steps"],
+                max_side=tiny["max_side"],
+            )
+            cfg["head_mesh"] = dict(
+                cfg.get("head_mesh") or {},
+                pncc_controlnet=str(paths["pncc_controlnet"]),
+                depth_controlnet=str(paths["depth_controlnet"]),
+            )
         cond = cfg["conditioning"]
         scale = float(cfg["conditioning_scale"])
         if cond in HEAD_MESH_MODES:
             hm = cfg.get("head_mesh")
             if not hm:
-                raise ConfigError(f"render.sdxl.conditioning is '{cond}' but params have no render.sdxl.head_mesh "
-                                  f"section (copy it from the repository's params.yaml)")
+                raise ConfigError(
+                    f"render.sdxl.conditioning is '{cond}' but params have no render.sdxl.head_mesh "
+                    f"section (copy it from the repository's params.yaml)"
+                )
             maps = tuple(hm["maps"])
             pose = hm["pose"] if cond == "pose+head-mesh" else None
             scales = {"pose": scale, **{m: float(hm[f"{m}_scale"]) for m in maps}}
         else:
             maps, pose, scales = (), cond, {"pose": scale}
         adapter = cfg["adapter"] if pose == "adapter" else None
-        controlnets = tuple(([("pose", cfg["controlnet"])] if pose == "controlnet" else [])
-                            + [(m, cfg["head_mesh"][f"{m}_controlnet"]) for m in maps])
+        controlnets = tuple(
+            ([("pose", cfg["controlnet"])] if pose == "controlnet" else [])
+            + [(m, cfg["head_mesh"][f"{m}_controlnet"]) for m in maps]
+        )
         condition_model = "+".join(([adapter] if adapter else []) + [ref for _, ref in controlnets])
-        return cls(backend=backend, base_model=cfg["base_model"], conditioning=cond,
-                   condition_model=condition_model, adapter=adapter, controlnets=controlnets,
-                   scales=tuple((c, scales[c]) for c in (["pose"] if pose else []) + list(maps)), maps=maps,
-                   vae=cfg["vae"], variant=cfg["variant"], safety_checker=cfg["safety_checker"],
-                   scheduler=cfg["scheduler"], steps=cfg["steps"], guidance_scale=float(cfg["guidance_scale"]),
-                   conditioning_scale=float(cfg["conditioning_scale"]), max_side=cfg["max_side"],
-                   batch_size=cfg["batch_size"], device=cfg["device"], dtype=cfg["dtype"],
-                   channels_last=cfg["channels_last"], compile=cfg["compile"], vae_tiling=cfg["vae_tiling"],
-                   image_format=cfg["image_format"])
+        return cls(
+            backend=backend,
+            base_model=cfg["base_model"],
+            conditioning=cond,
+            condition_model=condition_model,
+            adapter=adapter,
+            controlnets=controlnets,
+            scales=tuple((c, scales[c]) for c in (["pose"] if pose else []) + list(maps)),
+            maps=maps,
+            vae=cfg["vae"],
+            variant=cfg["variant"],
+            safety_checker=cfg["safety_checker"],
+            scheduler=cfg["scheduler"],
+            steps=cfg["steps"],
+            guidance_scale=float(cfg["guidance_scale"]),
+            conditioning_scale=float(cfg["conditioning_scale"]),
+            max_side=cfg["max_side"],
+            batch_size=cfg["batch_size"],
+            device=cfg["device"],
+            dtype=cfg["dtype"],
+            channels_last=cfg["channels_last"],
+            compile=cfg["compile"],
+            vae_tiling=cfg["vae_tiling"],
+            image_format=cfg["image_format"],
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,13 +142,17 @@ class SdxlSettings:
 
 def _how_to_fetch(ref: str, key: str, backend: str) -> str:
     if backend == "tiny-sdxl" and key != "render.sdxl.safety_checker":
-        return ("Build the tiny model with `vggheads build-tiny-sdxl --out DIR` (the pipeline's rule "
-                "build_tiny_sdxl does it) and point render.sdxl.tiny.model_dir at DIR.")
+        return (
+            "Build the tiny model with `vggheads build-tiny-sdxl --out DIR` (the pipeline's rule "
+            "build_tiny_sdxl does it) and point render.sdxl.tiny.model_dir at DIR."
+        )
     repo = ref if _REPO_ID.match(ref) else "<model id>"
-    return (f"Nothing is downloaded at run time: on a machine with internet run `hf download {repo}` "
-            f"(huggingface_hub < 1.0: `huggingface-cli download {repo}`), which fills the Hugging Face cache "
-            f"(~/.cache/huggingface/hub, or $HF_HOME/hub); copy that cache here or point HF_HOME at it; "
-            f"or set {key} to a local diffusers directory.")
+    return (
+        f"Nothing is downloaded at run time: on a machine with internet run `hf download {repo}` "
+        f"(huggingface_hub < 1.0: `huggingface-cli download {repo}`), which fills the Hugging Face cache "
+        f"(~/.cache/huggingface/hub, or $HF_HOME/hub); copy that cache here or point HF_HOME at it; "
+        f"or set {key} to a local diffusers directory."
+    )
 
 
 def _model_key(backend: str, key: str) -> str:
@@ -137,8 +172,11 @@ def resolve_model(ref: str, what: str, key: str, backend: str = "sdxl") -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise MissingWeightsError(f"{what} ({key})", path, "Expected a diffusers/transformers model directory, "
-                                  "found a file. " + _how_to_fetch(ref, key, backend))
+        raise MissingWeightsError(
+            f"{what} ({key})",
+            path,
+            "Expected a diffusers/transformers model directory, found a file. " + _how_to_fetch(ref, key, backend),
+        )
     if _REPO_ID.match(ref):
         from huggingface_hub import constants, snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
@@ -147,8 +185,11 @@ def resolve_model(ref: str, what: str, key: str, backend: str = "sdxl") -> Path:
             return Path(snapshot_download(ref, local_files_only=True))
         except LocalEntryNotFoundError:
             cached = Path(constants.HF_HUB_CACHE) / f"models--{ref.replace('/', '--')}"
-            raise MissingWeightsError(f"{what} '{ref}' ({key}: not a local directory, and not in the "
-                                      f"Hugging Face cache)", cached, _how_to_fetch(ref, key, backend)) from None
+            raise MissingWeightsError(
+                f"{what} '{ref}' ({key}: not a local directory, and not in the Hugging Face cache)",
+                cached,
+                _how_to_fetch(ref, key, backend),
+            ) from None
     raise MissingWeightsError(f"{what} ({key})", path, _how_to_fetch(ref, key, backend))
 
 
@@ -158,8 +199,10 @@ def resolve_device(name: str) -> "torch.device":  # noqa: F821
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"render.sdxl.device is '{name}' but torch sees no CUDA device "
-                          f"(use device: auto or cpu, or run on a GPU node)")
+        raise ConfigError(
+            f"render.sdxl.device is '{name}' but torch sees no CUDA device "
+            f"(use device: auto or cpu, or run on a GPU node)"
+        )
     return torch.device(name)
 
 
@@ -177,8 +220,9 @@ def _from_pretrained(cls, path: Path, what: str, key: str, backend: str, **kwarg
         return cls.from_pretrained(path, local_files_only=True, **kwargs)
     except OSError as exc:  # incomplete snapshot or directory: a file the config names is missing
         detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
-        raise MissingWeightsError(f"a file of the {what} ({key})", path,
-                                  f"{detail}. " + _how_to_fetch(str(path), key, backend)) from None
+        raise MissingWeightsError(
+            f"a file of the {what} ({key})", path, f"{detail}. " + _how_to_fetch(str(path), key, backend)
+        ) from None
 
 
 def load_pipeline(settings: SdxlSettings, device=None, dtype=None):
@@ -190,8 +234,14 @@ def load_pipeline(settings: SdxlSettings, device=None, dtype=None):
     from ..offline import configure
 
     configure()  # before diffusers/transformers read their offline switches
-    from diffusers import (AutoencoderKL, ControlNetModel, DPMSolverMultistepScheduler,
-                           StableDiffusionXLAdapterPipeline, StableDiffusionXLControlNetPipeline, T2IAdapter)
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DPMSolverMultistepScheduler,
+        StableDiffusionXLAdapterPipeline,
+        StableDiffusionXLControlNetPipeline,
+        T2IAdapter,
+    )
 
     device = device if device is not None else resolve_device(settings.device)
     dtype = dtype if dtype is not None else resolve_dtype(settings.dtype, device)
@@ -218,8 +268,9 @@ def load_pipeline(settings: SdxlSettings, device=None, dtype=None):
         extra["vae"] = _from_pretrained(AutoencoderKL, vae_dir, "VAE", "render.sdxl.vae", b, dtype=dtype)
     if settings.variant:
         extra["variant"] = settings.variant
-    pipe = _from_pretrained(pipeline_cls, base_dir, "SDXL base model", "render.sdxl.base_model", b,
-                            dtype=dtype, **extra)
+    pipe = _from_pretrained(
+        pipeline_cls, base_dir, "SDXL base model", "render.sdxl.base_model", b, dtype=dtype, **extra
+    )
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, **SCHEDULERS[settings.scheduler])
     pipe.to(device)
     if adapter is not None and settings.controlnets:  # pose+head-mesh with the pose through the adapter
@@ -227,8 +278,9 @@ def load_pipeline(settings: SdxlSettings, device=None, dtype=None):
     pipe.set_progress_bar_config(disable=True)  # one bar over the shard's samples instead
     if len(settings.controlnets) > 1:
         _quiet_multicontrolnet_warning()
-    optimize_pipeline(pipe, channels_last=settings.channels_last, compile=settings.compile,
-                      vae_tiling=settings.vae_tiling)
+    optimize_pipeline(
+        pipe, channels_last=settings.channels_last, compile=settings.compile, vae_tiling=settings.vae_tiling
+    )
     return pipe
 
 
@@ -343,8 +395,11 @@ class SafetyChecker:
         key = "render.sdxl.safety_checker"
         path = resolve_model(ref, "safety checker", key, backend)
         self.processor = _from_pretrained(CLIPImageProcessor, path, "safety checker preprocessor", key, backend)
-        self.model = _from_pretrained(StableDiffusionSafetyChecker, path, "safety checker", key, backend,
-                                      dtype=dtype).to(device).eval()
+        self.model = (
+            _from_pretrained(StableDiffusionSafetyChecker, path, "safety checker", key, backend, dtype=dtype)
+            .to(device)
+            .eval()
+        )
         self.device, self.dtype = device, dtype
 
     def __call__(self, images: list) -> list[bool]:
@@ -359,6 +414,18 @@ class SafetyChecker:
         return [bool(f) for f in flags]
 
 
-__all__ = ["SdxlSettings", "load_pipeline", "optimize_pipeline", "resolve_model", "resolve_device",
-           "resolve_dtype", "size_multiple", "SafetyChecker", "AdapterInjector", "HEAD_MESH_MODES",
-           "CONTROLNET_KEYS", "SCHEDULERS", "as_batch"]
+__all__ = [
+    "SdxlSettings",
+    "load_pipeline",
+    "optimize_pipeline",
+    "resolve_model",
+    "resolve_device",
+    "resolve_dtype",
+    "size_multiple",
+    "SafetyChecker",
+    "AdapterInjector",
+    "HEAD_MESH_MODES",
+    "CONTROLNET_KEYS",
+    "SCHEDULERS",
+    "as_batch",
+]

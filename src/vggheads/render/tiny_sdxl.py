@@ -23,8 +23,14 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PARTS = {"base": "base", "adapter": "t2i-adapter", "controlnet": "controlnet", "pncc_controlnet": "controlnet-pncc",
-         "depth_controlnet": "controlnet-depth", "safety_checker": "safety-checker"}
+PARTS = {
+    "base": "base",
+    "adapter": "t2i-adapter",
+    "controlnet": "controlnet",
+    "pncc_controlnet": "controlnet-pncc",
+    "depth_controlnet": "controlnet-depth",
+    "safety_checker": "safety-checker",
+}
 LIVE_STD = 0.05
 
 
@@ -54,8 +60,9 @@ def build_tiny_sdxl(out: str | Path, seed: int = 0) -> Path:
     from ..io import atomic_dir, write_json
     from .sdxl_arch import build_components, count_parameters
 
-    components = build_components("tiny", seed=seed, conditioning=("adapter", "controlnet", "pncc", "depth"),
-                                  live_controlnets=LIVE_STD)
+    components = build_components(
+        "tiny", seed=seed, conditioning=("adapter", "controlnet", "pncc", "depth"), live_controlnets=LIVE_STD
+    )
     counts = count_parameters(components)
     adapter = components.pop("adapter")
     controlnet = components.pop("controlnet")
@@ -72,11 +79,17 @@ def build_tiny_sdxl(out: str | Path, seed: int = 0) -> Path:
         depth.save_pretrained(paths["depth_controlnet"])
         checker.save_pretrained(paths["safety_checker"])
         processor.save_pretrained(paths["safety_checker"])
-        write_json(tmp / "build.json", {
-            "what": "tiny random-weight SDXL for tests and CPU runs (vggheads build-tiny-sdxl)",
-            "seed": seed, "parameters": counts, "parameters_total": sum(counts.values()),
-            "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-            "torch": torch.__version__,
-        })
+        write_json(
+            tmp / "build.json",
+            {
+                "what": "tiny random-weight SDXL for tests and CPU runs (vggheads build-tiny-sdxl)",
+                "seed": seed,
+                "parameters": counts,
+                "parameters_total": sum(counts.values()),
+                "diffusers": diffusers.__version__,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+            },
+        )
     log.info("tiny SDXL (%.2f M parameters) written to %s", sum(counts.values()) / 1e6, out)
     return out

@@ -32,8 +32,16 @@ def _group(table) -> dict[str, list[dict]]:
     return out
 
 
-def draw_heads(image: np.ndarray, rows: list[dict], layer=None, faces=None, what=WHAT, factor: int = 2,
-               poses: list[dict] | None = None, min_confidence: float = 0.3) -> np.ndarray:
+def draw_heads(
+    image: np.ndarray,
+    rows: list[dict],
+    layer=None,
+    faces=None,
+    what=WHAT,
+    factor: int = 2,
+    poses: list[dict] | None = None,
+    min_confidence: float = 0.3,
+) -> np.ndarray:
     """Return an upscaled copy of ``image`` with the heads of ``rows`` (schema render_heads) drawn.
 
     layer: a :class:`vggheads.geometry.FlameLayer` to decode the parameters (mesh and axes); without
@@ -57,21 +65,47 @@ def draw_heads(image: np.ndarray, rows: list[dict], layer=None, faces=None, what
         R = decoded.R[i].numpy() if decoded is not None else None
         scale = float(row["flame_params"][SCALE_INDEX])
         label = f"{row['head']}: yaw {row['yaw']:.0f} vis {row['visible_fraction']:.2f}"
-        viz.draw_head(img, int(row["head"]), box=row["box"], landmarks=row["landmarks"], vertices=vertices,
-                      faces=faces, R=R, scale=scale, label=label, what=tuple(what), factor=factor)
+        viz.draw_head(
+            img,
+            int(row["head"]),
+            box=row["box"],
+            landmarks=row["landmarks"],
+            vertices=vertices,
+            faces=faces,
+            R=R,
+            scale=scale,
+            label=label,
+            what=tuple(what),
+            factor=factor,
+        )
     for person in poses or []:
         kp = np.asarray(person["keypoints"], dtype=np.float64).reshape(17, 3)
         for x, y, c in kp:
             if not (np.isfinite(x) and np.isfinite(y)):
                 continue
             col = (0, 255, 255) if c >= min_confidence else (255, 0, 0)
-            cv2.drawMarker(img, (int(round(x * factor)), int(round(y * factor))), col, cv2.MARKER_TILTED_CROSS,
-                           4 + 2 * factor, 1, cv2.LINE_AA)
+            cv2.drawMarker(
+                img,
+                (int(round(x * factor)), int(round(y * factor))),
+                col,
+                cv2.MARKER_TILTED_CROSS,
+                4 + 2 * factor,
+                1,
+                cv2.LINE_AA,
+            )
     return img
 
 
-def draw(inputs: Path, out: Path, heads_path: Path | None = None, head_model: Path | None = None,
-         what=WHAT, factor: int = 2, limit: int | None = None, poses_path: Path | None = None) -> list[Path]:
+def draw(
+    inputs: Path,
+    out: Path,
+    heads_path: Path | None = None,
+    head_model: Path | None = None,
+    what=WHAT,
+    factor: int = 2,
+    limit: int | None = None,
+    poses_path: Path | None = None,
+) -> list[Path]:
     """Draw overlays for an image file or a directory of images; returns the files written."""
     from PIL import Image
 

@@ -21,10 +21,20 @@ def build(out: Path, seed: int) -> dict:
     start = time.perf_counter()
     model = build_head_model(seed)
     save_head_model(model, out)
-    stats = {"vertices": model.n_vertices, "faces": len(model.faces), "seed": seed,
-             "seconds": round(time.perf_counter() - start, 2)}
-    log.info("wrote %s: %d vertices, %d triangles (seed %d) in %.1f s", out, stats["vertices"], stats["faces"],
-             seed, stats["seconds"])
+    stats = {
+        "vertices": model.n_vertices,
+        "faces": len(model.faces),
+        "seed": seed,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    log.info(
+        "wrote %s: %d vertices, %d triangles (seed %d) in %.1f s",
+        out,
+        stats["vertices"],
+        stats["faces"],
+        seed,
+        stats["seconds"],
+    )
     return stats
 
 
@@ -39,9 +49,18 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("build-head-model", help="build the procedural head model (FLAME format, .npz)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "build-head-model",
+        help="build the procedural head model (FLAME format, .npz)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", type=Path, required=True, help="output .npz")
-    p.add_argument("--seed", type=int, default=None, help="seed of the random components (default: headmodel.seed of --params, else 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random components (default: headmodel.seed of --params, else 0)",
+    )
     p.add_argument("--params", type=Path, default=None, help="params file to read headmodel.seed from")
     p.set_defaults(func=_cli)

@@ -42,8 +42,13 @@ def gather_label_quality(stats_paths: list[Path]) -> dict:
 
 
 # filter reason -> the setting that switches its rule off
-FILTER_SETTINGS = {"no_heads": "filter.no_heads", "flip_count": "filter.flip", "face_without_head": "filter.face",
-                   "split_count": "filter.split", "agreement": "filter.agreement"}
+FILTER_SETTINGS = {
+    "no_heads": "filter.no_heads",
+    "flip_count": "filter.flip",
+    "face_without_head": "filter.face",
+    "split_count": "filter.split",
+    "agreement": "filter.agreement",
+}
 
 
 def explain_no_images(card: dict, params: dict, truth_heads: int | None = None) -> str:
@@ -54,28 +59,46 @@ def explain_no_images(card: dict, params: dict, truth_heads: int | None = None) 
     dropped = sum(reasons.values())
     if not rendered or truth_heads == 0:
         poses = params["poses"]
-        hint = (f"poses.ultralytics.conf (now {poses['ultralytics']['conf']}), poses.ultralytics.images and "
-                f"poses.ultralytics.weights" if poses["backend"] == "ultralytics" else "captions and dataset settings")
+        hint = (
+            f"poses.ultralytics.conf (now {poses['ultralytics']['conf']}), poses.ultralytics.images and "
+            f"poses.ultralytics.weights"
+            if poses["backend"] == "ultralytics"
+            else "captions and dataset settings"
+        )
         made = "no image" if not rendered else "images without a head"
-        return (f"Cause: render made {made}, because extract_poses found no person (data/poses/*.stats.json and "
-                f"data/captions/*.stats.json say why). Change: {hint}.")
+        return (
+            f"Cause: render made {made}, because extract_poses found no person (data/poses/*.stats.json and "
+            f"data/captions/*.stats.json say why). Change: {hint}."
+        )
     if reasons.get("no_heads", 0) == dropped == rendered:
         if backend == "tiny-sdxl":
-            change = ("render.backend: tiny-sdxl draws noise with its random weights, which holds no heads: use "
-                      "render.backend: procedural (or sdxl with real weights) for a run that reaches train")
+            change = (
+                "render.backend: tiny-sdxl draws noise with its random weights, which holds no heads: use "
+                "render.backend: procedural (or sdxl with real weights) for a run that reaches train"
+            )
         else:
             d = params["detector"]
-            change = (f"a lower detector.score_threshold (now {d['score_threshold']}) or a better detector "
-                      f"(detector.epochs {d['epochs']}, detector.imgsz {d['imgsz']}; metrics/detector.json)")
-        return (f"Cause: detect_heads found no head in any of the {rendered} rendered images, and the filter "
-                f"dropped them all as no_heads (data/detections/*.stats.json). Change: {change}.")
+            change = (
+                f"a lower detector.score_threshold (now {d['score_threshold']}) or a better detector "
+                f"(detector.epochs {d['epochs']}, detector.imgsz {d['imgsz']}; metrics/detector.json)"
+            )
+        return (
+            f"Cause: detect_heads found no head in any of the {rendered} rendered images, and the filter "
+            f"dropped them all as no_heads (data/detections/*.stats.json). Change: {change}."
+        )
     if dropped == rendered:
-        rules = ", ".join(f"{r} {n} ({FILTER_SETTINGS.get(r, 'unreadable images')})" for r, n in sorted(reasons.items()))
-        return (f"Cause: the filter dropped all {rendered} rendered images: {rules}. Change: switch the rule off "
-                f"with the setting named, or see data/filter/*.stats.json.")
-    return (f"Cause: label_3dmm labelled none of the heads of the {rendered - dropped} images the filter kept "
-            f"(labels.labeller: {params['labels']['labeller']}; data/labels/*.stats.json says why). Change: another "
-            f"labels.labeller, or labels.match_iou (now {params['labels']['match_iou']}).")
+        rules = ", ".join(
+            f"{r} {n} ({FILTER_SETTINGS.get(r, 'unreadable images')})" for r, n in sorted(reasons.items())
+        )
+        return (
+            f"Cause: the filter dropped all {rendered} rendered images: {rules}. Change: switch the rule off "
+            f"with the setting named, or see data/filter/*.stats.json."
+        )
+    return (
+        f"Cause: label_3dmm labelled none of the heads of the {rendered - dropped} images the filter kept "
+        f"(labels.labeller: {params['labels']['labeller']}; data/labels/*.stats.json says why). Change: another "
+        f"labels.labeller, or labels.match_iou (now {params['labels']['match_iou']})."
+    )
 
 
 def _truth_heads(render_tables: list[Path], params: dict) -> int | None:
@@ -89,9 +112,19 @@ def _truth_heads(render_tables: list[Path], params: dict) -> int | None:
     return sum(pq.ParquetFile(render_paths(Path(r))[1]).metadata.num_rows for r in render_tables)
 
 
-def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Path], labels: list[Path],
-                         filters: list[Path], label_stats: list[Path], out_dir: Path, card_json: Path,
-                         quality_json: Path, plots_dir: Path, agreement: list[Path] | None = None) -> dict:
+def build_manifest_stage(
+    params: dict,
+    shards: list[str],
+    render_tables: list[Path],
+    labels: list[Path],
+    filters: list[Path],
+    label_stats: list[Path],
+    out_dir: Path,
+    card_json: Path,
+    quality_json: Path,
+    plots_dir: Path,
+    agreement: list[Path] | None = None,
+) -> dict:
     """Gather the shards; returns the dataset card (a dict). ``agreement``: the filter's per-image
     agreement tables (head-mesh renders; empty tables otherwise), for the card's agreement section."""
     from ..io import atomic_dir, write_json
@@ -104,8 +137,10 @@ def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Pa
 
         raise ConfigError("build-manifest: give one render table, labels and filter file per shard, in shard order")
     start = time.perf_counter()
-    inputs = [ShardInputs(s, Path(r), render_paths(Path(r))[2], Path(lab), Path(f))
-              for s, r, lab, f in zip(shards, render_tables, labels, filters)]
+    inputs = [
+        ShardInputs(s, Path(r), render_paths(Path(r))[2], Path(lab), Path(f))
+        for s, r, lab, f in zip(shards, render_tables, labels, filters)
+    ]
     counts, card = build_manifest(params, inputs, out_dir)
     add_agreement(card, agreement or [])
     doc = card.to_dict()
@@ -117,25 +152,43 @@ def build_manifest_stage(params: dict, shards: list[str], render_tables: list[Pa
 
         for name in ("images.parquet", "heads.parquet"):
             (Path(out_dir) / name).unlink(missing_ok=True)
-        which = "no image" if not doc["images"] else \
-            f"no training image (shards {', '.join(shards[params['manifest']['val_shards']:])})"
-        raise NoDataError(f"build_manifest: {which} to put in the manifest, so train cannot run. "
-                          + explain_no_images(doc, params, _truth_heads(render_tables, params)))
+        which = (
+            "no image"
+            if not doc["images"]
+            else f"no training image (shards {', '.join(shards[params['manifest']['val_shards'] :])})"
+        )
+        raise NoDataError(
+            f"build_manifest: {which} to put in the manifest, so train cannot run. "
+            + explain_no_images(doc, params, _truth_heads(render_tables, params))
+        )
     if empty:
-        log.warning("the validation split is empty: %s", explain_no_images(doc, params, _truth_heads(render_tables,
-                                                                                                       params)))
+        log.warning(
+            "the validation split is empty: %s", explain_no_images(doc, params, _truth_heads(render_tables, params))
+        )
     quality = gather_label_quality(label_stats)
     write_json(card_json, doc)
     write_json(quality_json, quality)
     with atomic_dir(plots_dir) as tmp:
         card.write_plots(tmp)
     metrics = {k: v for k, v in doc.items() if k != "histograms"} | {"seconds": seconds}
-    metrics["label_quality"] = {n: {k: v for k, v in q.items() if not isinstance(v, dict)}
-                                for n, q in quality.items() if isinstance(q, dict)}
-    log_run("build_manifest", params, metrics=metrics, run_params={"manifest": params["manifest"]},
-            artifacts=[card_json, quality_json, plots_dir])
-    log.info("manifest: %d images, %d heads (%s); filter yield %s; %.1f s", counts["images"], counts["heads"],
-             {k: v["images"] for k, v in doc["splits"].items()}, doc["filter"]["yield"], seconds)
+    metrics["label_quality"] = {
+        n: {k: v for k, v in q.items() if not isinstance(v, dict)} for n, q in quality.items() if isinstance(q, dict)
+    }
+    log_run(
+        "build_manifest",
+        params,
+        metrics=metrics,
+        run_params={"manifest": params["manifest"]},
+        artifacts=[card_json, quality_json, plots_dir],
+    )
+    log.info(
+        "manifest: %d images, %d heads (%s); filter yield %s; %.1f s",
+        counts["images"],
+        counts["heads"],
+        {k: v["images"] for k, v in doc["splits"].items()},
+        doc["filter"]["yield"],
+        seconds,
+    )
     return doc
 
 
@@ -154,14 +207,29 @@ def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
     params = load_params(args.params)
-    build_manifest_stage(params, args.shards, args.render_tables, args.labels, args.filters, args.label_stats,
-                         args.out_dir, args.card, args.quality, args.plots, agreement=args.agreement)
+    build_manifest_stage(
+        params,
+        args.shards,
+        args.render_tables,
+        args.labels,
+        args.filters,
+        args.label_stats,
+        args.out_dir,
+        args.card,
+        args.quality,
+        args.plots,
+        agreement=args.agreement,
+    )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("build-manifest", help="gather every shard into images.parquet + heads.parquet and a dataset card",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "build-manifest",
+        help="gather every shard into images.parquet + heads.parquet and a dataset card",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--shards", nargs="+", required=True, help="shard ids, in order")
     p.add_argument("--render-tables", type=Path, nargs="+", required=True, help="render parquet per shard")
@@ -172,6 +240,11 @@ def register(sub) -> None:
     p.add_argument("--card", type=Path, required=True, help="dataset card JSON to write")
     p.add_argument("--quality", type=Path, required=True, help="gathered label quality JSON to write")
     p.add_argument("--plots", type=Path, required=True, help="directory of the card's CSV + PNG plots")
-    p.add_argument("--agreement", type=Path, nargs="*", default=[],
-                   help="per-image agreement parquet per shard (filter stage; head-mesh renders)")
+    p.add_argument(
+        "--agreement",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="per-image agreement parquet per shard (filter stage; head-mesh renders)",
+    )
     p.set_defaults(func=_cli)

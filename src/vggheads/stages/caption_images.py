@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 DROPS = ["no_image", "undecodable_image", "empty_caption", "not_people", "named_person"]
 
 
-def caption_images(params: dict, shard: str, rows_path: Path, images_path: Path, out: Path, stats_path: Path,
-                   model: str | None = None) -> dict:
+def caption_images(
+    params: dict, shard: str, rows_path: Path, images_path: Path, out: Path, stats_path: Path, model: str | None = None
+) -> dict:
     from tqdm import tqdm
 
     from ..captions.blip2 import Captioner
@@ -55,13 +56,22 @@ def caption_images(params: dict, shard: str, rows_path: Path, images_path: Path,
             drops["undecodable_image"] += 1
             continue
         todo.append((row, image))
-    captioner = Captioner(model or bcfg["model"], device=bcfg["device"], dtype=bcfg["dtype"],
-                          max_new_tokens=bcfg["max_new_tokens"], prompt=bcfg["prompt"]) if todo else None
+    captioner = (
+        Captioner(
+            model or bcfg["model"],
+            device=bcfg["device"],
+            dtype=bcfg["dtype"],
+            max_new_tokens=bcfg["max_new_tokens"],
+            prompt=bcfg["prompt"],
+        )
+        if todo
+        else None
+    )
     captioned: list[tuple[dict, str]] = []
     batch = bcfg["batch_size"]
     with tqdm(total=len(todo), desc=f"blip2 {shard}", unit="image") as bar:
         for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
+            chunk = todo[start : start + batch]
             texts = captioner([im for _, im in chunk])
             captioned.extend((row, text) for (row, _), text in zip(chunk, texts))
             bar.update(len(chunk))
@@ -83,18 +93,35 @@ def caption_images(params: dict, shard: str, rows_path: Path, images_path: Path,
         prompt = rewrite_prompt(text, rng(params, "prompt", k, j), cfg["diversity_p"], cfg["highres_p"])
         out_rows.append({**row, "caption": text, "prompt": prompt})
     write_table(from_rows("captions", out_rows), out, "captions")
-    stats = {"shard": shard, "rows": len(rows), "captioned": len(captioned),
-             "dropped": {d: drops.get(d, 0) for d in DROPS}, "kept": len(out_rows),
-             "model": str(model or bcfg["model"])}
+    stats = {
+        "shard": shard,
+        "rows": len(rows),
+        "captioned": len(captioned),
+        "dropped": {d: drops.get(d, 0) for d in DROPS},
+        "kept": len(out_rows),
+        "model": str(model or bcfg["model"]),
+    }
     write_json(stats_path, stats)
-    log_run("caption_images", params, shard=shard, metrics={k_: v for k_, v in stats.items() if k_ != "model"},
-            run_params={"captions": cfg})
-    log.info("shard %s: %d of %d rows captioned and kept (%s)", shard, len(out_rows), len(rows),
-             ", ".join(f"{d} {c}" for d, c in drops.items()) or "nothing dropped")
+    log_run(
+        "caption_images",
+        params,
+        shard=shard,
+        metrics={k_: v for k_, v in stats.items() if k_ != "model"},
+        run_params={"captions": cfg},
+    )
+    log.info(
+        "shard %s: %d of %d rows captioned and kept (%s)",
+        shard,
+        len(out_rows),
+        len(rows),
+        ", ".join(f"{d} {c}" for d, c in drops.items()) or "nothing dropped",
+    )
     if rows and not out_rows:
-        raise InputError(f"shard {shard}: no caption kept of its {len(rows)} rows (dropped: "
-                         f"{', '.join(f'{d} {c}' for d, c in drops.items())}; stats in {stats_path}). The stages "
-                         "after it would run on nothing.")
+        raise InputError(
+            f"shard {shard}: no caption kept of its {len(rows)} rows (dropped: "
+            f"{', '.join(f'{d} {c}' for d, c in drops.items())}; stats in {stats_path}). The stages "
+            "after it would run on nothing."
+        )
     return stats
 
 
@@ -106,8 +133,13 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("caption-images", aliases=["caption_images"], help="BLIP-2 captions of one shard's photos",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "caption-images",
+        aliases=["caption_images"],
+        help="BLIP-2 captions of one shard's photos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--shard", required=True)
     p.add_argument("--rows", type=Path, required=True, help="the shard's rows (sample_captions output)")

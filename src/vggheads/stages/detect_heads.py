@@ -36,8 +36,16 @@ class OracleDetector:
         return Detections(boxes, np.ones(len(boxes), np.float32))
 
 
-def detect_heads(params: dict, shard: str, render_table: Path, images_dir: Path, weights: Path, out: Path,
-                 out_stats: Path, truth: Path | None = None) -> dict:
+def detect_heads(
+    params: dict,
+    shard: str,
+    render_table: Path,
+    images_dir: Path,
+    weights: Path,
+    out: Path,
+    out_stats: Path,
+    truth: Path | None = None,
+) -> dict:
     """Detect the heads of one shard; returns the stats written to ``out_stats``."""
     from tqdm import tqdm
 
@@ -53,7 +61,9 @@ def detect_heads(params: dict, shard: str, render_table: Path, images_dir: Path,
     if cfg["oracle"]:
         truth_table = read_table(truth, "render_heads") if truth is not None else None
         if truth_table is None or (truth_table.num_rows == 0 and params["render"]["backend"] != "procedural"):
-            raise ConfigError("detector.oracle needs the exact truth of procedural renders (render.backend: procedural)")
+            raise ConfigError(
+                "detector.oracle needs the exact truth of procedural renders (render.backend: procedural)"
+            )
         oracle = OracleDetector(truth_table)
         detector = lambda chunk: [oracle.boxes(row["sample_id"]) for row, _ in chunk]  # noqa: E731
     else:
@@ -75,17 +85,31 @@ def detect_heads(params: dict, shard: str, render_table: Path, images_dir: Path,
     read = stats["images"] - stats["unreadable"]
     stats["heads_per_image"] = round(stats["heads"] / read, 4) if read else 0.0
     if not stats["heads"]:  # every later stage of the shard will be empty: say why here
-        stats["why_empty"] = ("no image" if not stats["images"] else "no readable image" if not read else
-                              f"the detector found no head in any of the {read} images (score > "
-                              f"detector.score_threshold {cfg['score_threshold']})"
-                              + ("; render.backend tiny-sdxl draws noise with its random weights"
-                                 if params["render"]["backend"] == "tiny-sdxl" else ""))
+        stats["why_empty"] = (
+            "no image"
+            if not stats["images"]
+            else "no readable image"
+            if not read
+            else f"the detector found no head in any of the {read} images (score > "
+            f"detector.score_threshold {cfg['score_threshold']})"
+            + (
+                "; render.backend tiny-sdxl draws noise with its random weights"
+                if params["render"]["backend"] == "tiny-sdxl"
+                else ""
+            )
+        )
         log.warning("shard %s: %s", shard, stats["why_empty"])
     write_table(from_rows("detections", out_rows), out, "detections")
     write_json(out_stats, stats)
     log_run("detect_heads", params, shard=shard, metrics={**stats, "seconds": seconds}, run_params={"detector": cfg})
-    log.info("shard %s: %d heads in %d images (%d unreadable) in %.1f s", shard, stats["heads"], read,
-             stats["unreadable"], seconds)
+    log.info(
+        "shard %s: %d heads in %d images (%d unreadable) in %.1f s",
+        shard,
+        stats["heads"],
+        read,
+        stats["unreadable"],
+        seconds,
+    )
     return stats
 
 
@@ -98,8 +122,12 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("detect-heads", help="detect the heads of every image of a shard",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "detect-heads",
+        help="detect the heads of every image of a shard",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--shard", required=True)
     p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")

@@ -18,8 +18,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def download_images(params: dict, shard: str, rows_path: Path, out_tar: Path, out_table: Path, stats_path: Path,
-                    work_dir: Path) -> dict:
+def download_images(
+    params: dict, shard: str, rows_path: Path, out_tar: Path, out_table: Path, stats_path: Path, work_dir: Path
+) -> dict:
     from ..captions.download import download_shard
     from ..errors import InputError
     from ..io import write_json
@@ -35,14 +36,21 @@ def download_images(params: dict, shard: str, rows_path: Path, out_tar: Path, ou
     write_json(stats_path, stats)
     log_run("download_images", params, shard=shard, metrics=stats, run_params={"captions.download": cfg})
     failed = {k: v for k, v in counts["failed"].items() if v}
-    log.info("shard %s: %d of %d images downloaded; failed: %s", shard, counts["downloaded"], counts["requested"],
-             ", ".join(f"{k} {v}" for k, v in failed.items()) or "none")
+    log.info(
+        "shard %s: %d of %d images downloaded; failed: %s",
+        shard,
+        counts["downloaded"],
+        counts["requested"],
+        ", ".join(f"{k} {v}" for k, v in failed.items()) or "none",
+    )
     if rows and counts["downloaded"] == 0:
         # The stats and table stay for inspection; the tar is removed so a rerun tries again.
         out_tar.unlink(missing_ok=True)
-        raise InputError(f"shard {shard}: none of its {len(rows)} images could be downloaded (failures: "
-                         f"{', '.join(f'{k} {v}' for k, v in failed.items())}; see {out_table}). Later stages would run "
-                         "on nothing: check the network, the URLs in captions.sources and the download settings.")
+        raise InputError(
+            f"shard {shard}: none of its {len(rows)} images could be downloaded (failures: "
+            f"{', '.join(f'{k} {v}' for k, v in failed.items())}; see {out_table}). Later stages would run "
+            "on nothing: check the network, the URLs in captions.sources and the download settings."
+        )
     if not rows:
         log.warning("shard %s: no rows to download (%s is empty)", shard, rows_path)
     return stats
@@ -56,8 +64,13 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("download-images", aliases=["download_images"], help="fetch one shard's photos with img2dataset",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "download-images",
+        aliases=["download_images"],
+        help="fetch one shard's photos with img2dataset",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--shard", required=True)
     p.add_argument("--rows", type=Path, required=True, help="captions parquet of the shard (url, sample_id)")

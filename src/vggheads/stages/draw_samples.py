@@ -19,8 +19,12 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("draw-samples", help="draw the truth over the first images of a render shard",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "draw-samples",
+        help="draw the truth over the first images of a render shard",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--images", type=Path, required=True, help="the shard's image folder (data/render/<shard>)")
     p.add_argument("--heads", type=Path, required=True, help="the shard's render_heads table")
     p.add_argument("--head-model", type=Path, required=True, help="head model for the mesh and axes")

@@ -29,9 +29,9 @@ CAPABILITIES = {
     "dlib-hog": {"wider", "fddb"},
     "dlib-mmod": {"wider", "fddb"},
     "dlib-68": {"aflw2000", "biwi"},
-    "vggheads-official": set(BENCHMARKS),   # the paper's released model (docs/release.md)
+    "vggheads-official": set(BENCHMARKS),  # the paper's released model (docs/release.md)
 }
-PROBABILITY_SYSTEMS = ("model", "vggheads-official")   # scores are probabilities: the papers' thresholds apply
+PROBABILITY_SYSTEMS = ("model", "vggheads-official")  # scores are probabilities: the papers' thresholds apply
 
 
 def enabled_benchmarks(params: dict) -> list[str]:
@@ -78,21 +78,31 @@ def build_systems(params: dict, model: Path | None, head_model: Path | None) -> 
             from ..evaluation.peers import build_peer
 
             c = cfg["vggheads_official"]
-            systems[name] = build_peer(name, weights=c["weights"], head_model=head_model, preprocess=c["preprocess"],
-                                       device=c["device"], bgr_benchmarks=c["bgr_benchmarks"])
+            systems[name] = build_peer(
+                name,
+                weights=c["weights"],
+                head_model=head_model,
+                preprocess=c["preprocess"],
+                device=c["device"],
+                bgr_benchmarks=c["bgr_benchmarks"],
+            )
         elif name == "dlib-68":
             landmark_model = None
             if head_model is not None:
                 from ..core.fitting import LandmarkModel
                 from ..headmodel import load_head_model
 
-                landmark_model = LandmarkModel.from_head_model(load_head_model(head_model), n_shape=peers["fit_shape"],
-                                                               n_expr=peers["fit_expression"])
+                landmark_model = LandmarkModel.from_head_model(
+                    load_head_model(head_model), n_shape=peers["fit_shape"], n_expr=peers["fit_expression"]
+                )
             else:
                 log.warning("dlib-68 without a head model: landmarks only, no pose")
-            systems[name] = DlibLandmarks68(detector=peers["dlib_68_detector"], upsample=peers["dlib_upsample"],
-                                            landmark_model=landmark_model,
-                                            fit_kwargs={"prior_weight": peers["fit_prior_weight"]})
+            systems[name] = DlibLandmarks68(
+                detector=peers["dlib_68_detector"],
+                upsample=peers["dlib_upsample"],
+                landmark_model=landmark_model,
+                fit_kwargs={"prior_weight": peers["fit_prior_weight"]},
+            )
     return systems
 
 
@@ -103,8 +113,11 @@ def _model_only(system: str, threshold):
 
 
 def _pose_scores(system: str) -> dict:
-    return ({"min_score": 0.5, "fallback_score": 0.1} if system in PROBABILITY_SYSTEMS
-            else {"min_score": None, "fallback_score": None})
+    return (
+        {"min_score": 0.5, "fallback_score": 0.1}
+        if system in PROBABILITY_SYSTEMS
+        else {"min_score": None, "fallback_score": None}
+    )
 
 
 def _first(items: list, n: int | None) -> list:
@@ -122,6 +135,7 @@ class _Inputs:
 
 # Each benchmark: (evaluate params, max images, inputs) -> a function scoring one system
 # (system name, predictor) -> BenchmarkResult, after reading the benchmark once; None to skip it.
+
 
 def _synthetic_val(cfg: dict, n: int | None, inputs: _Inputs):
     from ..evaluation import synthetic
@@ -144,8 +158,9 @@ def _aflw2000(cfg: dict, n: int | None, inputs: _Inputs):
 
     c = cfg["aflw2000"]
     samples, filtered = aflw2000.read_aflw2000(c["root"], c["max_angle"])
-    return lambda sysname, pred: aflw2000.evaluate_aflw2000(_first(samples, n), pred, sysname, filtered,
-                                                            large_angle_rule=c["large_angle_rule"], **_pose_scores(sysname))
+    return lambda sysname, pred: aflw2000.evaluate_aflw2000(
+        _first(samples, n), pred, sysname, filtered, large_angle_rule=c["large_angle_rule"], **_pose_scores(sysname)
+    )
 
 
 def _biwi(cfg: dict, n: int | None, inputs: _Inputs):
@@ -153,9 +168,18 @@ def _biwi(cfg: dict, n: int | None, inputs: _Inputs):
 
     c = cfg["biwi"]
     frames = biwi.read_biwi(c["annotations"], c["subset"], c["root"], c["ground_truth"])
-    return lambda sysname, pred: biwi.evaluate_biwi(frames, pred, sysname, c["subset"], c["convention"], c["selection"],
-                                                    c["ground_truth"], large_angle_rule=c["large_angle_rule"],
-                                                    max_images=n, **_pose_scores(sysname))
+    return lambda sysname, pred: biwi.evaluate_biwi(
+        frames,
+        pred,
+        sysname,
+        c["subset"],
+        c["convention"],
+        c["selection"],
+        c["ground_truth"],
+        large_angle_rule=c["large_angle_rule"],
+        max_images=n,
+        **_pose_scores(sysname),
+    )
 
 
 def _dad3dheads(cfg: dict, n: int | None, inputs: _Inputs):
@@ -170,7 +194,8 @@ def _dad3dheads(cfg: dict, n: int | None, inputs: _Inputs):
     topology = dad3dheads.HeadTopology.from_head_model(load_head_model(inputs.head_model))
     items = dad3dheads.read_dad3dheads(c["root"], c["subset"])
     return lambda sysname, pred: dad3dheads.evaluate_dad3dheads(
-        items, pred, topology, sysname, max_images=n, min_score=_model_only(sysname, dad3dheads.PAPER_SCORE_THRESHOLD))
+        items, pred, topology, sysname, max_images=n, min_score=_model_only(sysname, dad3dheads.PAPER_SCORE_THRESHOLD)
+    )
 
 
 def _wider(cfg: dict, n: int | None, inputs: _Inputs):
@@ -178,8 +203,9 @@ def _wider(cfg: dict, n: int | None, inputs: _Inputs):
 
     c = cfg["wider"]
     images = wider.read_wider_val(c["ground_truth"], c["images"])
-    return lambda sysname, pred: wider.evaluate_wider(images, pred, sysname, c["use_face_box"],
-                                                      _model_only(sysname, c["min_score"]), max_images=n)
+    return lambda sysname, pred: wider.evaluate_wider(
+        images, pred, sysname, c["use_face_box"], _model_only(sysname, c["min_score"]), max_images=n
+    )
 
 
 def _fddb(cfg: dict, n: int | None, inputs: _Inputs):
@@ -187,17 +213,30 @@ def _fddb(cfg: dict, n: int | None, inputs: _Inputs):
 
     c = cfg["fddb"]
     images = fddb.read_fddb(c["folds"], c["images"])
-    return lambda sysname, pred: fddb.evaluate_fddb(images, pred, sysname, c["use_face_box"],
-                                                    _model_only(sysname, c["min_score"]), max_images=n)
+    return lambda sysname, pred: fddb.evaluate_fddb(
+        images, pred, sysname, c["use_face_box"], _model_only(sysname, c["min_score"]), max_images=n
+    )
 
 
-READERS = {"synthetic_val": _synthetic_val, "aflw2000": _aflw2000, "biwi": _biwi, "dad3dheads": _dad3dheads,
-           "wider": _wider, "fddb": _fddb}
+READERS = {
+    "synthetic_val": _synthetic_val,
+    "aflw2000": _aflw2000,
+    "biwi": _biwi,
+    "dad3dheads": _dad3dheads,
+    "wider": _wider,
+    "fddb": _fddb,
+}
 assert tuple(READERS) == BENCHMARKS
 
 
-def run_benchmark(name: str, params: dict, systems: dict, head_model: Path | None = None,
-                  val_images: Path | None = None, val_heads: Path | None = None) -> list:
+def run_benchmark(
+    name: str,
+    params: dict,
+    systems: dict,
+    head_model: Path | None = None,
+    val_images: Path | None = None,
+    val_heads: Path | None = None,
+) -> list:
     """Read one benchmark and score every capable system on it -> [BenchmarkResult]."""
     cfg = params["evaluate"]
     capable = {k: v for k, v in systems.items() if name in CAPABILITIES.get(k, set())}
@@ -212,9 +251,17 @@ def run_benchmark(name: str, params: dict, systems: dict, head_model: Path | Non
     return [score(sysname, pred) for sysname, pred in capable.items()]
 
 
-def evaluate(params: dict, out_metrics: Path, out_plots: Path, out_report: Path, model: Path | None = None,
-             head_model: Path | None = None, val_images: Path | None = None, val_heads: Path | None = None,
-             systems: dict | None = None) -> dict:
+def evaluate(
+    params: dict,
+    out_metrics: Path,
+    out_plots: Path,
+    out_report: Path,
+    model: Path | None = None,
+    head_model: Path | None = None,
+    val_images: Path | None = None,
+    val_heads: Path | None = None,
+    systems: dict | None = None,
+) -> dict:
     """Run every enabled benchmark; write metrics, plots, the report; log to MLflow. Returns
     {benchmark: {system: metrics}}. ``systems`` overrides the configured ones (tests)."""
     from ..evaluation.report import write_plots, write_report
@@ -233,13 +280,27 @@ def evaluate(params: dict, out_metrics: Path, out_plots: Path, out_report: Path,
             write_json(out_metrics / f"{bench}.json", summary[bench] or {"note": "no system took part"})
             for r in results:
                 write_plots(r, plots_dir)
-                log.info("%s / %s: %s", bench, r.system,
-                         ", ".join(f"{k}={v:.3f}" for k, v in r.metrics.items() if isinstance(v, float)))
+                log.info(
+                    "%s / %s: %s",
+                    bench,
+                    r.system,
+                    ", ".join(f"{k}={v:.3f}" for k, v in r.metrics.items() if isinstance(v, float)),
+                )
     write_report(all_results, out_report)
-    numeric = {b: {s: {k: v for k, v in m.items() if k != "protocol"} for s, m in per.items()} for b, per in summary.items()}
-    protocols = {f"{b}.{s}.{k}": v for b, per in summary.items() for s, m in per.items() for k, v in m["protocol"].items()}
-    log_run("evaluate", params, metrics=numeric, run_params={"evaluate": params["evaluate"]}, tags=None,
-            artifacts=[out_report, out_plots, *[out_metrics / f"{b}.json" for b in summary]])
+    numeric = {
+        b: {s: {k: v for k, v in m.items() if k != "protocol"} for s, m in per.items()} for b, per in summary.items()
+    }
+    protocols = {
+        f"{b}.{s}.{k}": v for b, per in summary.items() for s, m in per.items() for k, v in m["protocol"].items()
+    }
+    log_run(
+        "evaluate",
+        params,
+        metrics=numeric,
+        run_params={"evaluate": params["evaluate"]},
+        tags=None,
+        artifacts=[out_report, out_plots, *[out_metrics / f"{b}.json" for b in summary]],
+    )
     if protocols:
         log.info("protocol variants: %s", "; ".join(f"{k}={v}" for k, v in sorted(protocols.items())))
     return summary
@@ -249,19 +310,30 @@ def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
     params = load_params(args.params)
-    evaluate(params, Path(args.metrics), Path(args.plots), Path(args.report),
-             model=Path(args.model) if args.model else None,
-             head_model=Path(args.head_model) if args.head_model else None,
-             val_images=Path(args.val_images) if args.val_images else None,
-             val_heads=Path(args.val_heads) if args.val_heads else None)
+    evaluate(
+        params,
+        Path(args.metrics),
+        Path(args.plots),
+        Path(args.report),
+        model=Path(args.model) if args.model else None,
+        head_model=Path(args.head_model) if args.head_model else None,
+        val_images=Path(args.val_images) if args.val_images else None,
+        val_heads=Path(args.val_heads) if args.val_heads else None,
+    )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="score the model and real peers on every configured benchmark",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "evaluate",
+        help="score the model and real peers on every configured benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--model", help="trained model: model.safetensors or its folder (needed when evaluate.systems lists 'model')")
+    p.add_argument(
+        "--model", help="trained model: model.safetensors or its folder (needed when evaluate.systems lists 'model')"
+    )
     p.add_argument("--head-model", help="head model .npz (dlib-68 pose fit, DAD-3DHeads topology, head-vertex NME)")
     p.add_argument("--val-images", help="images manifest (images.parquet) for the synthetic validation")
     p.add_argument("--val-heads", help="heads manifest (heads.parquet) for the synthetic validation")

@@ -15,8 +15,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_conditions: Path,
-                  stats_path: Path, images: str | None = None) -> dict:
+def extract_poses(
+    params: dict,
+    shard: str,
+    captions_path: Path,
+    out: Path,
+    out_conditions: Path,
+    stats_path: Path,
+    images: str | None = None,
+) -> dict:
     """Write the poses parquet, the condition images and the stats JSON of ``shard``.
 
     ``images`` (backend ultralytics) overrides ``poses.ultralytics.images``: the pipeline passes the
@@ -41,13 +48,27 @@ def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_
         if len(keypoints) == 0:
             counts["no_person"] += 1
             return
-        img = draw_openpose(list(keypoints), width, height, cfg["min_confidence"],
-                            max(1, round(cfg["stickwidth"] * max(width, height) / 512)))
+        img = draw_openpose(
+            list(keypoints),
+            width,
+            height,
+            cfg["min_confidence"],
+            max(1, round(cfg["stickwidth"] * max(width, height) / 512)),
+        )
         Image.fromarray(img).save(cond_dir / f"{sample_id}.png", optimize=False)
         for p, (kp, box) in enumerate(zip(keypoints, boxes)):
-            rows.append({"sample_id": sample_id, "person": p, "width": width, "height": height,
-                         "keypoints": kp, "box": box, "condition_image": f"{sample_id}.png",
-                         "backend": cfg["backend"]})
+            rows.append(
+                {
+                    "sample_id": sample_id,
+                    "person": p,
+                    "width": width,
+                    "height": height,
+                    "keypoints": kp,
+                    "box": box,
+                    "condition_image": f"{sample_id}.png",
+                    "backend": cfg["backend"],
+                }
+            )
         counts["samples"] += 1
         counts["persons"] += len(keypoints)
 
@@ -59,8 +80,14 @@ def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_
                 g = rng(params, "extract_poses", k, j)
                 n = person_count(cap["caption"], g, cfg["max_persons"])
                 persons = sample_scene(n, cfg["width"], cfg["height"], g)
-                emit(cap["sample_id"], [p.keypoints for p in persons], [p.box for p in persons],
-                     cfg["width"], cfg["height"], cond_dir)
+                emit(
+                    cap["sample_id"],
+                    [p.keypoints for p in persons],
+                    [p.box for p in persons],
+                    cfg["width"],
+                    cfg["height"],
+                    cond_dir,
+                )
         else:
             from ..errors import ConfigError
             from ..poses.yolo import detect, find_images, load_model
@@ -68,31 +95,41 @@ def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_
             ucfg = cfg["ultralytics"]
             source = images or ucfg["images"]
             if not source or source == "downloaded":
-                raise ConfigError("poses.backend is 'ultralytics' but no images are given: poses.ultralytics.images "
-                                  "is a folder or a glob of .tar shards holding the images of the sampled rows, or "
-                                  "'downloaded' (the pipeline passes the shard's download_images output as --images)")
+                raise ConfigError(
+                    "poses.backend is 'ultralytics' but no images are given: poses.ultralytics.images "
+                    "is a folder or a glob of .tar shards holding the images of the sampled rows, or "
+                    "'downloaded' (the pipeline passes the shard's download_images output as --images)"
+                )
             model = load_model(ucfg["weights"])
             wanted = [(c["sample_id"], c["url"]) for c in captions]
-            for sample_id, image in tqdm(find_images(str(source), wanted), total=len(wanted),
-                                         desc=f"poses {shard}", unit="image"):
+            for sample_id, image in tqdm(
+                find_images(str(source), wanted), total=len(wanted), desc=f"poses {shard}", unit="image"
+            ):
                 if image is None:
                     counts["missing_or_corrupt_image"] += 1
                     continue
                 kpts, boxes, w, h = detect(model, image, ucfg["conf"], ucfg["imgsz"], ucfg["max_det"])
                 emit(sample_id, kpts, boxes, w, h, cond_dir)
         write_table(from_rows("poses", rows), out, "poses")
-    stats = {"shard": shard, "backend": cfg["backend"], "captions": len(captions),
-             "samples": counts["samples"], "persons": counts["persons"],
-             "dropped": {"no_person": counts["no_person"],
-                         "missing_or_corrupt_image": counts["missing_or_corrupt_image"]},
-             "persons_per_sample": round(counts["persons"] / max(1, counts["samples"]), 3)}
+    stats = {
+        "shard": shard,
+        "backend": cfg["backend"],
+        "captions": len(captions),
+        "samples": counts["samples"],
+        "persons": counts["persons"],
+        "dropped": {"no_person": counts["no_person"], "missing_or_corrupt_image": counts["missing_or_corrupt_image"]},
+        "persons_per_sample": round(counts["persons"] / max(1, counts["samples"]), 3),
+    }
     if not counts["samples"]:  # every later stage of the shard will be empty: say why here
-        stats["why_empty"] = (f"no sample kept of {len(captions)} captions"
-                              + (f": no_person {counts['no_person']} (YOLO-pose found nobody above "
-                                 f"poses.ultralytics.conf {cfg['ultralytics']['conf']}), missing_or_corrupt_image "
-                                 f"{counts['missing_or_corrupt_image']} (not in poses.ultralytics.images)"
-                                 if cfg["backend"] == "ultralytics" and captions else
-                                 f" (data/captions/{shard}.stats.json)" if not captions else ""))
+        stats["why_empty"] = f"no sample kept of {len(captions)} captions" + (
+            f": no_person {counts['no_person']} (YOLO-pose found nobody above "
+            f"poses.ultralytics.conf {cfg['ultralytics']['conf']}), missing_or_corrupt_image "
+            f"{counts['missing_or_corrupt_image']} (not in poses.ultralytics.images)"
+            if cfg["backend"] == "ultralytics" and captions
+            else f" (data/captions/{shard}.stats.json)"
+            if not captions
+            else ""
+        )
         log.warning("shard %s: %s", shard, stats["why_empty"])
     write_json(stats_path, stats)
     log_run("extract_poses", params, shard=shard, metrics=stats, run_params={"poses": cfg})
@@ -103,20 +140,27 @@ def extract_poses(params: dict, shard: str, captions_path: Path, out: Path, out_
 def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
-    extract_poses(load_params(args.params), args.shard, args.captions, args.out, args.conditions, args.stats,
-                  args.images)
+    extract_poses(
+        load_params(args.params), args.shard, args.captions, args.out, args.conditions, args.stats, args.images
+    )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("extract-poses", aliases=["extract_poses"], help="pose skeletons and OpenPose conditions for one shard",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "extract-poses",
+        aliases=["extract_poses"],
+        help="pose skeletons and OpenPose conditions for one shard",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--shard", required=True)
     p.add_argument("--captions", type=Path, required=True, help="captions parquet of the shard")
     p.add_argument("--out", type=Path, required=True, help="poses parquet to write")
     p.add_argument("--conditions", type=Path, required=True, help="directory of condition images to write")
     p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
-    p.add_argument("--images", default=None,
-                   help="backend ultralytics: the shard's photos (overrides poses.ultralytics.images)")
+    p.add_argument(
+        "--images", default=None, help="backend ultralytics: the shard's photos (overrides poses.ultralytics.images)"
+    )
     p.set_defaults(func=_cli)

@@ -30,10 +30,21 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path, detections_path: Path,
-                 weights: Path, out: Path, out_stats: Path, truth: Path | None = None, labels: Path | None = None,
-                 agreement_out: Path | None = None, agreement_heads_out: Path | None = None,
-                 head_model: Path | None = None) -> dict:
+def filter_shard(
+    params: dict,
+    shard: str,
+    render_table: Path,
+    images_dir: Path,
+    detections_path: Path,
+    weights: Path,
+    out: Path,
+    out_stats: Path,
+    truth: Path | None = None,
+    labels: Path | None = None,
+    agreement_out: Path | None = None,
+    agreement_heads_out: Path | None = None,
+    head_model: Path | None = None,
+) -> dict:
     """Filter one shard; returns the stats written to ``out_stats``.
 
     truth / labels: the render_heads and labels tables (the agreement rule of head-mesh renders);
@@ -75,8 +86,15 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
         except InputError as exc:
             log.warning("dropped: %s", exc)
             counts["unreadable"] += 1
-            out_rows.append({"sample_id": sid, "keep": False, "reason": "unreadable", "n_heads": len(boxes),
-                             "stability": float("nan")})
+            out_rows.append(
+                {
+                    "sample_id": sid,
+                    "keep": False,
+                    "reason": "unreadable",
+                    "n_heads": len(boxes),
+                    "stability": float("nan"),
+                }
+            )
             continue
         res = check_image(image, boxes, detector, find_faces, rules, cfg["min_split_side"])
         if agree:
@@ -85,13 +103,26 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
             counts[res.reason] += 1
         if np.isfinite(res.stability):
             stability.append(res.stability)
-        out_rows.append({"sample_id": sid, "keep": res.keep, "reason": res.reason, "n_heads": res.n_heads,
-                         "stability": res.stability})
+        out_rows.append(
+            {
+                "sample_id": sid,
+                "keep": res.keep,
+                "reason": res.reason,
+                "n_heads": res.n_heads,
+                "stability": res.stability,
+            }
+        )
     kept = sum(r["keep"] for r in out_rows)
-    stats = {"images": len(rows), "kept": kept, "dropped": len(rows) - kept, "reasons": counts,
-             "yield": round(kept / len(rows), 4) if rows else None, "rules": rules,
-             "face_detector": cfg["face_detector"] if rules["face"] else None,
-             "mean_flip_stability": round(float(np.mean(stability)), 4) if stability else None}
+    stats = {
+        "images": len(rows),
+        "kept": kept,
+        "dropped": len(rows) - kept,
+        "reasons": counts,
+        "yield": round(kept / len(rows), 4) if rows else None,
+        "rules": rules,
+        "face_detector": cfg["face_detector"] if rules["face"] else None,
+        "mean_flip_stability": round(float(np.mean(stability)), 4) if stability else None,
+    }
     seconds = round(time.perf_counter() - start, 3)  # log and MLflow only: artefacts hold no wall-clock figures
     if rows and not kept:  # the shard gives the manifest nothing: say why here
         stats["why_empty"] = "every image was dropped: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v)
@@ -100,8 +131,14 @@ def filter_shard(params: dict, shard: str, render_table: Path, images_dir: Path,
     write_table(from_rows("filter", out_rows), out, "filter")
     write_json(out_stats, stats)
     log_run("filter", params, shard=shard, metrics={**stats, "seconds": seconds}, run_params={"filter": cfg})
-    log.info("shard %s: kept %d of %d images; dropped %s; %.1f s", shard, kept, len(rows),
-             {k: v for k, v in counts.items() if v}, seconds)
+    log.info(
+        "shard %s: kept %d of %d images; dropped %s; %.1f s",
+        shard,
+        kept,
+        len(rows),
+        {k: v for k, v in counts.items() if v},
+        seconds,
+    )
     return stats
 
 
@@ -114,19 +151,30 @@ def _agreement_setup(params: dict, truth: Path | None, labels: Path | None, head
     if not head_mesh_render(params):
         return None
     if truth is None:
-        raise ConfigError("render.sdxl.conditioning is a head-mesh mode: the filter stage needs the render's heads "
-                          "table (--truth data/render/<shard>.heads.parquet) for filter.agreement")
+        raise ConfigError(
+            "render.sdxl.conditioning is a head-mesh mode: the filter stage needs the render's heads "
+            "table (--truth data/render/<shard>.heads.parquet) for filter.agreement"
+        )
     acfg = params["filter"]["agreement"]
-    out = {"cfg": acfg, "scene": scene_by_sample(read_table(truth, "render_heads")), "labels": {},
-           "oracle": bool(params["detector"]["oracle"]), "rows": [], "heads": [], "labeller": None}
+    out = {
+        "cfg": acfg,
+        "scene": scene_by_sample(read_table(truth, "render_heads")),
+        "labels": {},
+        "oracle": bool(params["detector"]["oracle"]),
+        "rows": [],
+        "heads": [],
+        "labeller": None,
+    }
     if acfg["labeller"]:  # a labeller of its own, run on the scene's boxes
         from ..geometry import FlameLayer
         from ..headmodel import load_head_model
         from ..labelling.factory import build_labeller
 
         if head_model is None:
-            raise ConfigError(f"filter.agreement.labeller is '{acfg['labeller']}': the filter stage needs the head "
-                              f"model (--head-model)")
+            raise ConfigError(
+                f"filter.agreement.labeller is '{acfg['labeller']}': the filter stage needs the head "
+                f"model (--head-model)"
+            )
         model = load_head_model(head_model)
         out["labeller"] = build_labeller(acfg["labeller"], params["labels"], model, None, head_model)
         out["layer"] = FlameLayer(model)
@@ -191,15 +239,31 @@ def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
     params = load_params(args.params)
-    filter_shard(params, args.shard, args.render_table, args.images, args.detections, args.weights, args.out,
-                 args.stats, truth=args.truth, labels=args.labels, agreement_out=args.agreement,
-                 agreement_heads_out=args.agreement_heads, head_model=args.head_model)
+    filter_shard(
+        params,
+        args.shard,
+        args.render_table,
+        args.images,
+        args.detections,
+        args.weights,
+        args.out,
+        args.stats,
+        truth=args.truth,
+        labels=args.labels,
+        agreement_out=args.agreement,
+        agreement_heads_out=args.agreement_heads,
+        head_model=args.head_model,
+    )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("filter", help="drop images by the paper's four rules",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "filter",
+        help="drop images by the paper's four rules",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--shard", required=True)
     p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")

@@ -30,13 +30,28 @@ def import_release(params: dict, split: str, head_model: Path, out_dir: Path, ma
 
     cfg = params["dataset"]["release"]
     if not cfg["root"]:
-        raise ConfigError("dataset.release.root is not set: point it at the unpacked VGGHeads release "
-                          "(the folder holding large/split_000NN/)")
-    stats = import_split(cfg["root"], split, head_model, out_dir, manifest_dir, split_name(split, cfg["val_splits"]),
-                         images=cfg["images"], chunk=cfg["chunk"], row_group_size=params["manifest"]["row_group_size"])
-    log_run("import_release", params, shard=split,
-            metrics={k: v for k, v in stats.items() if k not in ("dropped_examples", "root", "head_model")},
-            run_params={"dataset": params["dataset"]})
+        raise ConfigError(
+            "dataset.release.root is not set: point it at the unpacked VGGHeads release "
+            "(the folder holding large/split_000NN/)"
+        )
+    stats = import_split(
+        cfg["root"],
+        split,
+        head_model,
+        out_dir,
+        manifest_dir,
+        split_name(split, cfg["val_splits"]),
+        images=cfg["images"],
+        chunk=cfg["chunk"],
+        row_group_size=params["manifest"]["row_group_size"],
+    )
+    log_run(
+        "import_release",
+        params,
+        shard=split,
+        metrics={k: v for k, v in stats.items() if k not in ("dropped_examples", "root", "head_model")},
+        run_params={"dataset": params["dataset"]},
+    )
     return stats
 
 
@@ -57,12 +72,22 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("import-release", help="import one split of the paper's released dataset into manifest tables",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "import-release",
+        help="import one split of the paper's released dataset into manifest tables",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--shard", required=True, help="split id, e.g. 00000 for split_00000")
     p.add_argument("--head-model", required=True, help="head model (.npz, or FLAME generic_model.pkl)")
     p.add_argument("--out-dir", required=True, help="folder of the split's tables (data/release/<split>)")
-    p.add_argument("--manifest-dir", default="data/manifest", help="folder the manifest will live in (image paths are relative to it)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads for the decoding (default 1: what the rule gives the job)")
+    p.add_argument(
+        "--manifest-dir",
+        default="data/manifest",
+        help="folder the manifest will live in (image paths are relative to it)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="BLAS threads for the decoding (default 1: what the rule gives the job)"
+    )
     p.set_defaults(func=_cli)

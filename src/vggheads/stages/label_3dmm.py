@@ -54,8 +54,17 @@ class _Collected:
         return params, dec
 
 
-def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, detections_path: Path,
-               truth_path: Path, head_model_path: Path, out: Path, out_stats: Path) -> dict:
+def label_3dmm(
+    params: dict,
+    shard: str,
+    render_table: Path,
+    images_dir: Path,
+    detections_path: Path,
+    truth_path: Path,
+    head_model_path: Path,
+    out: Path,
+    out_stats: Path,
+) -> dict:
     """Label one shard; returns the stats written to ``out_stats``."""
     from tqdm import tqdm
 
@@ -84,15 +93,26 @@ def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, d
     labeller = build_labeller(main_name, cfg, head_model, truth, head_model_path)
     extra = {}
     if has_truth:
-        extra = {name: build_labeller(name, cfg, head_model, truth, head_model_path) for name in cfg["quality_labellers"]
-                 if name != main_name}
+        extra = {
+            name: build_labeller(name, cfg, head_model, truth, head_model_path)
+            for name in cfg["quality_labellers"]
+            if name != main_name
+        }
     fitter = landmark_fitter(cfg, head_model) if cfg["refine"] else None
     name = main_name + ("+refine" if fitter is not None else "")
 
-    stats: dict = {"images": len(rows), "unreadable": 0, "unreadable_ids": [], "detections": 0, "labelled": 0,
-                   "dropped": {}, "refined": 0, "labeller": name}
+    stats: dict = {
+        "images": len(rows),
+        "unreadable": 0,
+        "unreadable_ids": [],
+        "detections": 0,
+        "labelled": 0,
+        "dropped": {},
+        "refined": 0,
+        "labeller": name,
+    }
     collected = {name: _Collected(), **{n: _Collected() for n in extra}}
-    meta = []                                  # per readable image: (sample id, boxes, scores, extended)
+    meta = []  # per readable image: (sample id, boxes, scores, extended)
     seconds = {n: 0.0 for n in collected}
     with tqdm(total=len(rows), desc=f"label {shard} ({name})", unit="image") as bar:
         for chunk in iter_images(rows, images_dir, 8, stats):
@@ -108,7 +128,7 @@ def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, d
                 labels = labeller(image, sid, boxes, ext)
                 if fitter is not None and labels.ok.any():
                     points, _ = fitter.landmarks(image, boxes, ext)
-                    labels.landmarks = None          # refined parameters: landmarks are decoded again
+                    labels.landmarks = None  # refined parameters: landmarks are decoded again
                     labels, changed = refine_labels(labels, points, fitter, layer)
                     stats["refined"] += changed
                 seconds[name] += time.perf_counter() - t0
@@ -131,10 +151,21 @@ def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, d
         if n == name:
             for k, (i, d) in enumerate(zip(col.image_of, col.det_index)):
                 sid, boxes, scores, ext = meta[i]
-                out_rows.append({"sample_id": sid, "head": d, "box": boxes[d].astype(np.float32), "extended_box": ext[d],
-                                 "score": float(scores[d]), "flame_params": p[k], "landmarks": dec.landmarks[k],
-                                 "yaw": float(dec.yaw[k]), "pitch": float(dec.pitch[k]), "roll": float(dec.roll[k]),
-                                 "labeller": name})
+                out_rows.append(
+                    {
+                        "sample_id": sid,
+                        "head": d,
+                        "box": boxes[d].astype(np.float32),
+                        "extended_box": ext[d],
+                        "score": float(scores[d]),
+                        "flame_params": p[k],
+                        "landmarks": dec.landmarks[k],
+                        "yaw": float(dec.yaw[k]),
+                        "pitch": float(dec.pitch[k]),
+                        "roll": float(dec.roll[k]),
+                        "labeller": name,
+                    }
+                )
         if has_truth:
             acc = QualityAccumulator(cfg["match_iou"])
             by_image: dict[int, list[int]] = {}
@@ -152,9 +183,12 @@ def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, d
     stats["labelled"] = len(out_rows)
     stats["quality"] = quality
     if not stats["labelled"]:  # the shard gives the manifest nothing: say why here
-        stats["why_empty"] = (f"no detections to label (data/detections/{shard}.stats.json)" if not stats["detections"]
-                              else f"{name} labelled none of the {stats['detections']} detections: dropped "
-                                   + (", ".join(f"{k} {v}" for k, v in sorted(stats["dropped"].items())) or "all"))
+        stats["why_empty"] = (
+            f"no detections to label (data/detections/{shard}.stats.json)"
+            if not stats["detections"]
+            else f"{name} labelled none of the {stats['detections']} detections: dropped "
+            + (", ".join(f"{k} {v}" for k, v in sorted(stats["dropped"].items())) or "all")
+        )
         log.warning("shard %s: %s", shard, stats["why_empty"])
     if fitter is not None or main_name == "landmark-fit":
         src = (fitter or labeller).face_sources
@@ -167,8 +201,15 @@ def label_3dmm(params: dict, shard: str, render_table: Path, images_dir: Path, d
     log_run("label_3dmm", params, shard=shard, metrics=summary, run_params={"labels": cfg})
     main_q = quality.get(name, {}).get("metrics")
     if main_q and main_q["nme"] is not None:
-        log.info("shard %s: %d heads labelled by %s; vs truth: detection recall %.3f, NME %.2f %%, pose MAE %.2f deg",
-                 shard, stats["labelled"], name, main_q["detection_recall"] or 0, main_q["nme"], main_q["pose_mae"])
+        log.info(
+            "shard %s: %d heads labelled by %s; vs truth: detection recall %.3f, NME %.2f %%, pose MAE %.2f deg",
+            shard,
+            stats["labelled"],
+            name,
+            main_q["detection_recall"] or 0,
+            main_q["nme"],
+            main_q["pose_mae"],
+        )
     else:
         log.info("shard %s: %d heads labelled by %s", shard, stats["labelled"], name)
     log.info("labelling speed (heads/s): %s", speed)
@@ -179,14 +220,27 @@ def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
     params = load_params(args.params)
-    label_3dmm(params, args.shard, args.render_table, args.images, args.detections, args.truth, args.head_model,
-               args.out, args.stats)
+    label_3dmm(
+        params,
+        args.shard,
+        args.render_table,
+        args.images,
+        args.detections,
+        args.truth,
+        args.head_model,
+        args.out,
+        args.stats,
+    )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("label-3dmm", help="3DMM pseudo-labels for the detected heads of a shard",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "label-3dmm",
+        help="3DMM pseudo-labels for the detected heads of a shard",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--shard", required=True)
     p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")

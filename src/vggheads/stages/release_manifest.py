@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 TABLES = (("images.parquet", "images"), ("heads.parquet", "heads"), ("head_boxes.parquet", "head_boxes"))
 
 
-def release_manifest(params: dict, splits: list[str], split_dirs: list[Path], out_dir: Path, card_json: Path,
-                     plots_dir: Path) -> dict:
+def release_manifest(
+    params: dict, splits: list[str], split_dirs: list[Path], out_dir: Path, card_json: Path, plots_dir: Path
+) -> dict:
     """Gather the per-split tables of ``import_release``; returns the dataset card (a dict)."""
     import numpy as np
 
@@ -36,10 +37,16 @@ def release_manifest(params: dict, splits: list[str], split_dirs: list[Path], ou
     cfg = params["manifest"]
     card = DatasetCard(cfg["angle_bin_deg"])
     seen: dict[str, str] = {}
-    release = {"root": params["dataset"]["release"]["root"], "splits": list(splits), "listed_ids": 0,
-               "removed_in_files_txt": 0, "dropped": {}, "dropped_heads": {}}
+    release = {
+        "root": params["dataset"]["release"]["root"],
+        "splits": list(splits),
+        "listed_ids": 0,
+        "removed_in_files_txt": 0,
+        "dropped": {},
+        "dropped_heads": {},
+    }
     out_dir = Path(out_dir)
-    with contextlib.ExitStack() as stack:    # none of the three tables appears unless every split was read
+    with contextlib.ExitStack() as stack:  # none of the three tables appears unless every split was read
         writers = [stack.enter_context(TableWriter(out_dir / f, name, cfg["row_group_size"])) for f, name in TABLES]
         for split, d in zip(splits, split_dirs):
             d = Path(d)
@@ -51,8 +58,10 @@ def release_manifest(params: dict, splits: list[str], split_dirs: list[Path], ou
             for batch in iter_batches(d / "images.parquet", "images"):
                 for image_id in batch.column("image_id").to_pylist():
                     if image_id in seen:
-                        raise InputError(f"image id '{image_id}' is in split_{seen[image_id]} and split_{split}; "
-                                         "ids must be unique across the release")
+                        raise InputError(
+                            f"image id '{image_id}' is in split_{seen[image_id]} and split_{split}; "
+                            "ids must be unique across the release"
+                        )
                     seen[image_id] = split
                 n_heads.append(batch.column("n_heads").to_numpy())
                 writers[0].write(_table(batch))
@@ -67,10 +76,21 @@ def release_manifest(params: dict, splits: list[str], split_dirs: list[Path], ou
                 writers[2].write(_table(batch))
             cat = lambda xs, shape=(0,): np.concatenate(xs) if xs else np.zeros(shape)
             drops = stats.get("dropped", {})
-            listed = stats["images"] + sum(drops.values())      # every id of the split: imported or a counted drop
+            listed = stats["images"] + sum(drops.values())  # every id of the split: imported or a counted drop
             # the card's "filter" is the release's: files.txt removals and import drops, per reason
-            card.add_shard(split, stats["split_name"], listed, drops, 0, cat(n_heads), cat(angles["yaw"]),
-                           cat(angles["pitch"]), cat(angles["roll"]), cat(boxes, (0, 4)), labellers)
+            card.add_shard(
+                split,
+                stats["split_name"],
+                listed,
+                drops,
+                0,
+                cat(n_heads),
+                cat(angles["yaw"]),
+                cat(angles["pitch"]),
+                cat(angles["roll"]),
+                cat(boxes, (0, 4)),
+                labellers,
+            )
             release["listed_ids"] += listed
             release["removed_in_files_txt"] += stats.get("removed_in_files_txt", 0)
             for key in ("dropped", "dropped_heads"):
@@ -83,11 +103,21 @@ def release_manifest(params: dict, splits: list[str], split_dirs: list[Path], ou
     write_json(card_json, doc)
     with atomic_dir(plots_dir) as tmp:
         card.write_plots(tmp)
-    log_run("release_manifest", params, metrics={k: v for k, v in doc.items() if k != "histograms"},
-            run_params={"dataset": params["dataset"], "manifest": cfg}, artifacts=[card_json, plots_dir])
-    log.info("manifest from the release: %d images, %d heads (%s); %d removed by files.txt; drops %s",
-             doc["images"], doc["heads"], {k: v["images"] for k, v in doc["splits"].items()},
-             release["removed_in_files_txt"], release["dropped"] or "none")
+    log_run(
+        "release_manifest",
+        params,
+        metrics={k: v for k, v in doc.items() if k != "histograms"},
+        run_params={"dataset": params["dataset"], "manifest": cfg},
+        artifacts=[card_json, plots_dir],
+    )
+    log.info(
+        "manifest from the release: %d images, %d heads (%s); %d removed by files.txt; drops %s",
+        doc["images"],
+        doc["heads"],
+        {k: v["images"] for k, v in doc["splits"].items()},
+        release["removed_in_files_txt"],
+        release["dropped"] or "none",
+    )
     return doc
 
 
@@ -106,8 +136,12 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("release-manifest", help="gather the imported release splits into images/heads.parquet and a dataset card",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "release-manifest",
+        help="gather the imported release splits into images/heads.parquet and a dataset card",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--splits", nargs="+", required=True, help="split ids, in order")
     p.add_argument("--split-dirs", type=Path, nargs="+", required=True, help="import_release output folder per split")

@@ -23,8 +23,17 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-RULES = ["bad_caption", "aspect_ratio", "nsfw", "punsafe", "pwatermark", "similarity", "not_people",
-         "near_duplicate", "named_person"]
+RULES = [
+    "bad_caption",
+    "aspect_ratio",
+    "nsfw",
+    "punsafe",
+    "pwatermark",
+    "similarity",
+    "not_people",
+    "near_duplicate",
+    "named_person",
+]
 # Why a caption is bad (the stats' bad_caption_reasons).
 BAD_CAPTION = ["null", "empty", "not_text", "not_utf8"]
 
@@ -110,8 +119,11 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
         columns = src.table.to_pydict()
         n = src.table.num_rows
         if src.binary_caption:
-            log.warning("%s: the caption column is binary, not text: decoded as UTF-8 (rows that are not UTF-8 "
-                        "are dropped as bad_caption, reason not_utf8)", path)
+            log.warning(
+                "%s: the caption column is binary, not text: decoded as UTF-8 (rows that are not UTF-8 "
+                "are dropped as bad_caption, reason not_utf8)",
+                path,
+            )
         if n == 0:
             log.warning("%s: holds no rows", path)
         for i in tqdm(range(n), desc=f"captions {Path(path).name}", unit="row", mininterval=1.0):
@@ -129,11 +141,19 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
                 if rule == "bad_caption":
                     bad_reasons[bad_caption(row["caption"])] += 1
                 continue
-            candidates.append({"source_file": path, "source_row": i, "url": row["url"] or "",
-                               "caption": " ".join(row["caption"].split())})
+            candidates.append(
+                {
+                    "source_file": path,
+                    "source_row": i,
+                    "url": row["url"] or "",
+                    "caption": " ".join(row["caption"].split()),
+                }
+            )
     if global_row == 0:
-        raise InputError(f"captions.sources: {', '.join(files)} hold no rows at all; every stage after "
-                         "sample_captions would run on nothing")
+        raise InputError(
+            f"captions.sources: {', '.join(files)} hold no rows at all; every stage after "
+            "sample_captions would run on nothing"
+        )
     if cfg["drop_named_persons"] and candidates:
         named = build_name_check(cfg["names"])([c["caption"] for c in candidates])
         drops["named_person"] += sum(named)
@@ -143,26 +163,47 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
     rows = []
     for j, cand in enumerate(kept):
         prompt_rng = rng(params, "prompt", k, j)
-        rows.append({**cand, "sample_id": f"{shard}_{j:06d}", "shard": shard,
-                     "prompt": rewrite_prompt(cand["caption"], prompt_rng, cfg["diversity_p"], cfg["highres_p"]),
-                     "negative_prompt": cfg["negative_prompt"], "seed": sample_seed(params, k, j)})
+        rows.append(
+            {
+                **cand,
+                "sample_id": f"{shard}_{j:06d}",
+                "shard": shard,
+                "prompt": rewrite_prompt(cand["caption"], prompt_rng, cfg["diversity_p"], cfg["highres_p"]),
+                "negative_prompt": cfg["negative_prompt"],
+                "seed": sample_seed(params, k, j),
+            }
+        )
     write_table(from_rows("captions", rows), out, "captions")
-    stats = {"shard": shard, "source_files": len(files), "rows_total": global_row, "rows_in_shard": rows_in_shard,
-             "dropped": {r: drops.get(r, 0) for r in RULES},
-             "bad_caption_reasons": {r: bad_reasons.get(r, 0) for r in BAD_CAPTION}, "passed": len(candidates),
-             "beyond_samples_per_shard": len(candidates) - len(kept), "kept": len(kept),
-             "name_check": cfg["names"]["backend"] if cfg["drop_named_persons"] else "off"}
+    stats = {
+        "shard": shard,
+        "source_files": len(files),
+        "rows_total": global_row,
+        "rows_in_shard": rows_in_shard,
+        "dropped": {r: drops.get(r, 0) for r in RULES},
+        "bad_caption_reasons": {r: bad_reasons.get(r, 0) for r in BAD_CAPTION},
+        "passed": len(candidates),
+        "beyond_samples_per_shard": len(candidates) - len(kept),
+        "kept": len(kept),
+        "name_check": cfg["names"]["backend"] if cfg["drop_named_persons"] else "off",
+    }
     write_json(stats_path, stats)
     log_run("sample_captions", params, shard=shard, metrics=stats, run_params={"captions": cfg})
-    log.info("shard %s: kept %d of %d rows (%s)", shard, len(kept), rows_in_shard,
-             ", ".join(f"{r} {c}" for r, c in drops.items()))
+    log.info(
+        "shard %s: kept %d of %d rows (%s)",
+        shard,
+        len(kept),
+        rows_in_shard,
+        ", ".join(f"{r} {c}" for r, c in drops.items()),
+    )
     if not kept:
         reasons = ", ".join(f"{r} {c}" for r, c in drops.items() if c) or "none"
         if bad_reasons:
             reasons += f" (bad_caption: {', '.join(f'{r} {c}' for r, c in bad_reasons.items())})"
-        raise InputError(f"shard {shard}: none of its {rows_in_shard} rows kept a caption (dropped: {reasons}; "
-                         f"stats in {stats_path}). The stages after sample_captions would run on nothing: check "
-                         "captions.sources and the caption rules, or lower dataset.shards.")
+        raise InputError(
+            f"shard {shard}: none of its {rows_in_shard} rows kept a caption (dropped: {reasons}; "
+            f"stats in {stats_path}). The stages after sample_captions would run on nothing: check "
+            "captions.sources and the caption rules, or lower dataset.shards."
+        )
     return stats
 
 
@@ -174,8 +215,13 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sample-captions", aliases=["sample_captions"], help="filter LAION metadata into prompts for one shard",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "sample-captions",
+        aliases=["sample_captions"],
+        help="filter LAION metadata into prompts for one shard",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     p.add_argument("--shard", required=True, help="shard id, e.g. 00000")
     p.add_argument("--out", type=Path, required=True, help="captions parquet to write")

@@ -32,10 +32,17 @@ log = logging.getLogger(__name__)
 # (boxes: 0.5 % of the input side, 0.5 px at 96 px; the check feeds random noise images, far from the
 # training data, where a tiny network's activations are largest)
 ONNX_TOLERANCE = {"boxes_max_rel": 5e-3, "scores_max_abs": 5e-3, "params_max_rel": 0.02}
-HISTORY_RENAME = {"metrics/precision(B)": "val/precision", "metrics/recall(B)": "val/recall",
-                  "metrics/mAP50(B)": "val/ap50", "metrics/mAP50-95(B)": "val/ap50_95", "metrics/NME": "val/nme",
-                  "metrics/FR": "val/fr", "metrics/NME68": "val/nme68", "metrics/matched": "val/matched",
-                  "metrics/NME68_anchor": "val/nme68_anchor"}
+HISTORY_RENAME = {
+    "metrics/precision(B)": "val/precision",
+    "metrics/recall(B)": "val/recall",
+    "metrics/mAP50(B)": "val/ap50",
+    "metrics/mAP50-95(B)": "val/ap50_95",
+    "metrics/NME": "val/nme",
+    "metrics/FR": "val/fr",
+    "metrics/NME68": "val/nme68",
+    "metrics/matched": "val/matched",
+    "metrics/NME68_anchor": "val/nme68_anchor",
+}
 
 
 def _device(setting: str) -> str:
@@ -49,31 +56,65 @@ def _device(setting: str) -> str:
     return setting
 
 
-def _fingerprint(params: dict, images: Path, heads: Path, head_model: Path, init_weights: Path | None,
-                 threads: int) -> str:
+def _fingerprint(
+    params: dict, images: Path, heads: Path, head_model: Path, init_weights: Path | None, threads: int
+) -> str:
     import hashlib
 
     from ..model.config import file_sha256
 
-    blob = json.dumps({"model": params["model"], "train": params["train"], "seed": params["seed"],
-                       "images": file_sha256(images), "heads": file_sha256(heads),
-                       "head_model": file_sha256(head_model), "threads": threads,
-                       "init": file_sha256(init_weights) if init_weights else None}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "model": params["model"],
+            "train": params["train"],
+            "seed": params["seed"],
+            "images": file_sha256(images),
+            "heads": file_sha256(heads),
+            "head_model": file_sha256(head_model),
+            "threads": threads,
+            "init": file_sha256(init_weights) if init_weights else None,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _overrides(params: dict, arch, run_dir: Path) -> dict:
     t = params["train"]
     aug = t["augment"]
-    return {"epochs": t["epochs"], "batch": t["batch"], "nbs": t["batch"], "imgsz": arch.imgsz,
-            "device": _device(t["device"]), "workers": t["workers"], "amp": False, "plots": False,
-            "optimizer": "AdamW", "lr0": t["lr"], "lrf": t["lr_final"], "cos_lr": True,
-            "warmup_epochs": t["warmup_epochs"], "warmup_bias_lr": 0.0, "weight_decay": t["weight_decay"],
-            "momentum": 0.937, "conf": t["val_conf"], "iou": t["nms_iou"], "seed": params["seed"],
-            "deterministic": True, "project": str(run_dir.parent.resolve()), "name": run_dir.name, "exist_ok": True,
-            "degrees": aug["degrees"], "scale": aug["scale"], "translate": aug["translate"],
-            "hsv_h": aug["hsv_h"], "hsv_s": aug["hsv_s"], "hsv_v": aug["hsv_v"], "verbose": True,
-            "val": bool(t["val_every_epoch"])}
+    return {
+        "epochs": t["epochs"],
+        "batch": t["batch"],
+        "nbs": t["batch"],
+        "imgsz": arch.imgsz,
+        "device": _device(t["device"]),
+        "workers": t["workers"],
+        "amp": False,
+        "plots": False,
+        "optimizer": "AdamW",
+        "lr0": t["lr"],
+        "lrf": t["lr_final"],
+        "cos_lr": True,
+        "warmup_epochs": t["warmup_epochs"],
+        "warmup_bias_lr": 0.0,
+        "weight_decay": t["weight_decay"],
+        "momentum": 0.937,
+        "conf": t["val_conf"],
+        "iou": t["nms_iou"],
+        "seed": params["seed"],
+        "deterministic": True,
+        "project": str(run_dir.parent.resolve()),
+        "name": run_dir.name,
+        "exist_ok": True,
+        "degrees": aug["degrees"],
+        "scale": aug["scale"],
+        "translate": aug["translate"],
+        "hsv_h": aug["hsv_h"],
+        "hsv_s": aug["hsv_s"],
+        "hsv_v": aug["hsv_v"],
+        "verbose": True,
+        "val": bool(t["val_every_epoch"]),
+    }
 
 
 def _finite(value):
@@ -97,9 +138,13 @@ def _history(csv_path: Path) -> list[dict]:
 
     if not csv_path.exists():
         return []
-    with open(csv_path, newline="") as fh:  # ultralytics' wall-clock "time" column stays out (the history is a DVC output)
-        rows = [{k.strip(): float(v) for k, v in row.items() if v not in ("", None) and k.strip() != "time"}
-                for row in csv.DictReader(fh)]
+    with open(
+        csv_path, newline=""
+    ) as fh:  # ultralytics' wall-clock "time" column stays out (the history is a DVC output)
+        rows = [
+            {k.strip(): float(v) for k, v in row.items() if v not in ("", None) and k.strip() != "time"}
+            for row in csv.DictReader(fh)
+        ]
     return [{HISTORY_RENAME.get(k, k): v for k, v in row.items()} for row in rows]
 
 
@@ -121,11 +166,13 @@ def _write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
     writer.writerows(history)
     with atomic_path(csv_path) as tmp:
         tmp.write_text(buf.getvalue())
-    groups = [("train losses", [k for k in keys if k.startswith("train/")]),
-              ("validation losses", [k for k in keys if k.startswith("val/") and k.endswith("_loss")]),
-              ("detection", ["val/ap50", "val/ap50_95", "val/precision", "val/recall"]),
-              ("NME, % (lower is better)", ["val/nme", "val/nme68", "val/nme68_anchor"]),
-              ("failure rate (lower is better)", ["val/fr"])]
+    groups = [
+        ("train losses", [k for k in keys if k.startswith("train/")]),
+        ("validation losses", [k for k in keys if k.startswith("val/") and k.endswith("_loss")]),
+        ("detection", ["val/ap50", "val/ap50_95", "val/precision", "val/recall"]),
+        ("NME, % (lower is better)", ["val/nme", "val/nme68", "val/nme68_anchor"]),
+        ("failure rate (lower is better)", ["val/fr"]),
+    ]
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6))
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     for ax, (title, names) in zip(axes, groups):
@@ -166,8 +213,18 @@ def _predictions_picture(detector, images: Path, heads: Path, split: str, out: P
         Image.fromarray(grid).save(tmp)
 
 
-def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Path, metrics_path: Path,
-          plots_dir: Path, work_dir: Path, threads: int | None = None, init_weights: Path | None = None) -> dict:
+def train(
+    params: dict,
+    images: Path,
+    heads: Path,
+    head_model: Path,
+    out_dir: Path,
+    metrics_path: Path,
+    plots_dir: Path,
+    work_dir: Path,
+    threads: int | None = None,
+    init_weights: Path | None = None,
+) -> dict:
     """Train (or resume), export and log; returns the metrics written to ``metrics_path``.
 
     ``threads``: torch's CPU threads (default: what torch has now, e.g. OMP_NUM_THREADS as Snakemake
@@ -195,8 +252,10 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
     threads = int(threads or torch.get_num_threads())
     init = params["train"]["init"]
     if init == "detector" and init_weights is None:
-        raise InputError("train.init is 'detector' but no --init-weights (the head detector, "
-                         "data/detector/head_detector.pt) was given")
+        raise InputError(
+            "train.init is 'detector' but no --init-weights (the head detector, "
+            "data/detector/head_detector.pt) was given"
+        )
     init_weights = Path(init_weights) if init == "detector" else None
     arch = ModelConfig.from_params(params, head_model)
     loss = LossSettings.from_params(params["train"]["loss"])
@@ -223,13 +282,22 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
             resumed_after = _checkpoint_epoch(last) + 1
             overrides["resume"] = str(last)
             log.info("resuming %s from epoch %d", run_dir, resumed_after + 1)
-        trainer = HeadTrainer(arch, images, heads, loss, overrides=overrides, max_images=params["train"]["max_images"],
-                              ema_decay=params["train"]["ema_decay"],
-                              ema_tau=params["train"]["ema_tau"], threads=threads, init_weights=init_weights,
-                              bn_images=params["train"]["bn_images"], crop=params["train"]["crop"])
+        trainer = HeadTrainer(
+            arch,
+            images,
+            heads,
+            loss,
+            overrides=overrides,
+            max_images=params["train"]["max_images"],
+            ema_decay=params["train"]["ema_decay"],
+            ema_tau=params["train"]["ema_tau"],
+            threads=threads,
+            init_weights=init_weights,
+            bn_images=params["train"]["bn_images"],
+            crop=params["train"]["crop"],
+        )
         trainer.train()
-        write_json(state_path, {"fingerprint": fingerprint, "finished": True,
-                                "val_on_train": trainer.val_on_train})
+        write_json(state_path, {"fingerprint": fingerprint, "finished": True, "val_on_train": trainer.val_on_train})
         state = json.loads(state_path.read_text())
 
     # the best checkpoint -> safetensors + ONNX
@@ -258,40 +326,81 @@ def train(params: dict, images: Path, heads: Path, head_model: Path, out_dir: Pa
     detector = HeadDetector(out_dir, conf=0.25, iou=t["nms_iou"])
     _predictions_picture(detector, images, heads, val_split, plots_dir / "predictions.png")
 
-    metrics = {"val": final, "untrained": untrained, "val_split": val_split, "val_images": len(val_set),
-               "train_images": len(HeadDataset(images, heads, "train", imgsz=arch.imgsz,
-                                               max_images=t["max_images"])),
-               "epochs": len(history), "onnx": onnx_check,
-               "parameters": int(sum(p.numel() for p in model.parameters())), "threads": threads,
-               "init": init}
+    metrics = {
+        "val": final,
+        "untrained": untrained,
+        "val_split": val_split,
+        "val_images": len(val_set),
+        "train_images": len(HeadDataset(images, heads, "train", imgsz=arch.imgsz, max_images=t["max_images"])),
+        "epochs": len(history),
+        "onnx": onnx_check,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "threads": threads,
+        "init": init,
+    }
     metrics = _finite(metrics)
     write_json(metrics_path, metrics)  # no wall-clock field: DVC hashes this file (the time goes to MLflow and the log)
     seconds = round(time.perf_counter() - start, 2)
-    steps = [(int(row.get("epoch", i + 1)), {k: v for k, v in row.items() if k not in ("epoch", "time")})
-             for i, row in enumerate(history)]
-    log_run("train", params, metrics={**metrics, "seconds": seconds, "resumed_after_epoch": resumed_after},
-            run_params={"model": params["model"], "train": params["train"]}, step_metrics=steps,
-            artifacts=[weights, config_json, onnx_path, metrics_path, plots_dir / "curves.png",
-                       plots_dir / "predictions.png"])
-    log.info("trained %s in %.1f s on %d threads: val AP50 %.3f (untrained %.3f), NME68 %.2f %% (untrained %.2f %%), "
-             "NME %.2f %%, FR %.3f", arch.ultralytics_yaml, seconds, threads, final["ap50"], untrained["ap50"],
-             final["nme68"] if final["nme68"] is not None else float("nan"),
-             untrained["nme68"] if untrained["nme68"] is not None else float("nan"),
-             final["nme"] if final["nme"] is not None else float("nan"), final["fr"])
+    steps = [
+        (int(row.get("epoch", i + 1)), {k: v for k, v in row.items() if k not in ("epoch", "time")})
+        for i, row in enumerate(history)
+    ]
+    log_run(
+        "train",
+        params,
+        metrics={**metrics, "seconds": seconds, "resumed_after_epoch": resumed_after},
+        run_params={"model": params["model"], "train": params["train"]},
+        step_metrics=steps,
+        artifacts=[
+            weights,
+            config_json,
+            onnx_path,
+            metrics_path,
+            plots_dir / "curves.png",
+            plots_dir / "predictions.png",
+        ],
+    )
+    log.info(
+        "trained %s in %.1f s on %d threads: val AP50 %.3f (untrained %.3f), NME68 %.2f %% (untrained %.2f %%), "
+        "NME %.2f %%, FR %.3f",
+        arch.ultralytics_yaml,
+        seconds,
+        threads,
+        final["ap50"],
+        untrained["ap50"],
+        final["nme68"] if final["nme68"] is not None else float("nan"),
+        untrained["nme68"] if untrained["nme68"] is not None else float("nan"),
+        final["nme"] if final["nme"] is not None else float("nan"),
+        final["fr"],
+    )
     return metrics
 
 
 def _cli(args: argparse.Namespace) -> int:
     from ..config import load_params
 
-    train(load_params(args.params), args.images, args.heads, args.head_model, args.out_dir, args.metrics,
-          args.plots, args.work_dir, threads=args.threads, init_weights=args.init_weights)
+    train(
+        load_params(args.params),
+        args.images,
+        args.heads,
+        args.head_model,
+        args.out_dir,
+        args.metrics,
+        args.plots,
+        args.work_dir,
+        threads=args.threads,
+        init_weights=args.init_weights,
+    )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train the multi-task head detector on the manifests; export safetensors + ONNX",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train the multi-task head detector on the manifests; export safetensors + ONNX",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     p.add_argument("--images", type=Path, required=True, help="images manifest (images.parquet)")
     p.add_argument("--heads", type=Path, required=True, help="heads manifest (heads.parquet)")
@@ -299,10 +408,19 @@ def register(sub) -> None:
     p.add_argument("--out-dir", type=Path, required=True, help="writes model.safetensors, model.json, model.onnx here")
     p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
     p.add_argument("--plots", type=Path, required=True, help="directory for history.csv, curves.png, predictions.png")
-    p.add_argument("--work-dir", type=Path, required=True,
-                   help="the ultralytics run (checkpoints, results.csv), kept across a killed job for resuming")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (the rule passes its threads; default: OMP_NUM_THREADS or torch's default)")
-    p.add_argument("--init-weights", type=Path, default=None,
-                   help="trained head detector to start from (train.init: detector)")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        required=True,
+        help="the ultralytics run (checkpoints, results.csv), kept across a killed job for resuming",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (the rule passes its threads; default: OMP_NUM_THREADS or torch's default)",
+    )
+    p.add_argument(
+        "--init-weights", type=Path, default=None, help="trained head detector to start from (train.init: detector)"
+    )
     p.set_defaults(func=_cli)

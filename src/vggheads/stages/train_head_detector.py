@@ -45,8 +45,9 @@ def measure(detector, items) -> dict:
     return out
 
 
-def train_head_detector(params: dict, render_tables: list[Path], head_model: Path, out_weights: Path,
-                        out_metrics: Path, work_dir: Path) -> dict:
+def train_head_detector(
+    params: dict, render_tables: list[Path], head_model: Path, out_weights: Path, out_metrics: Path, work_dir: Path
+) -> dict:
     """Train the detector, measure it, write weights + metrics; returns the metrics."""
     from ..detection.data import coco_subset, in_labelled_subset, procedural_subset, render_procedural
     from ..detection.infer import HeadBoxDetector
@@ -62,56 +63,85 @@ def train_head_detector(params: dict, render_tables: list[Path], head_model: Pat
     work_dir = Path(work_dir)
     start = time.perf_counter()
     shards = [render_paths(t) for t in render_tables]
-    in_shards, held_out = procedural_subset(shards, lab["shard_fraction"] if lab["source"] == "procedural" else 0.0,
-                                            seed)
+    in_shards, held_out = procedural_subset(
+        shards, lab["shard_fraction"] if lab["source"] == "procedural" else 0.0, seed
+    )
     if not _has_truth(shards):
-        held_out = []            # renders without truth (sdxl) cannot measure the detector
+        held_out = []  # renders without truth (sdxl) cannot measure the detector
     if lab["source"] == "coco":
         if not lab["coco_json"] or not lab["coco_images"]:
             raise ConfigError("detector.labelled.source 'coco' needs detector.labelled.coco_json and coco_images")
-        train, val = coco_subset(Path(lab["coco_json"]), Path(lab["coco_images"]), lab["val_fraction"], seed,
-                                 lab["coco_category"])
+        train, val = coco_subset(
+            Path(lab["coco_json"]), Path(lab["coco_images"]), lab["val_fraction"], seed, lab["coco_category"]
+        )
     else:
         extra = []
         if lab["extra_images"]:
             procedural = (params.get("render") or {}).get("procedural") or {}
             poses = params.get("poses") or {}
-            extra = render_procedural(head_model, lab["extra_images"], int(poses.get("width", 512)),
-                                      int(poses.get("height", 512)), work_dir / "extra", seed=seed,
-                                      max_persons=int(poses.get("max_persons", 4)), render_cfg=procedural,
-                                      min_confidence=float(poses.get("min_confidence", 0.3)))
+            extra = render_procedural(
+                head_model,
+                lab["extra_images"],
+                int(poses.get("width", 512)),
+                int(poses.get("height", 512)),
+                work_dir / "extra",
+                seed=seed,
+                max_persons=int(poses.get("max_persons", 4)),
+                render_cfg=procedural,
+                min_confidence=float(poses.get("min_confidence", 0.3)),
+            )
         labelled = extra + in_shards
         val = [i for i in labelled if in_labelled_subset("val:" + i.image_id, lab["val_fraction"], seed)]
         train = [i for i in labelled if not in_labelled_subset("val:" + i.image_id, lab["val_fraction"], seed)]
     if not train:
         from ..errors import NoDataError
 
-        raise NoDataError("train_head_detector: the labelled subset has no training image. Cause: "
-                          + (f"the COCO json {lab['coco_json']} lists no image found under {lab['coco_images']}"
-                             if lab["source"] == "coco" else
-                             f"detector.labelled.extra_images is {lab['extra_images']} and detector.labelled."
-                             f"shard_fraction {lab['shard_fraction']} of the shards' procedural renders gave none")
-                          + ". Change: detector.labelled.extra_images (e.g. 150), or detector.labelled.source: coco "
-                            "with a COCO json of head boxes")
+        raise NoDataError(
+            "train_head_detector: the labelled subset has no training image. Cause: "
+            + (
+                f"the COCO json {lab['coco_json']} lists no image found under {lab['coco_images']}"
+                if lab["source"] == "coco"
+                else f"detector.labelled.extra_images is {lab['extra_images']} and detector.labelled."
+                f"shard_fraction {lab['shard_fraction']} of the shards' procedural renders gave none"
+            )
+            + ". Change: detector.labelled.extra_images (e.g. 150), or detector.labelled.source: coco "
+            "with a COCO json of head boxes"
+        )
     result = train_detector(cfg, train, val, out_weights, work_dir / "ultralytics", seed)
     detector = HeadBoxDetector.from_params(out_weights, cfg)
     metrics = {
-        "labelled": {"train_images": len(train), "train_heads": int(sum(len(i.boxes) for i in train)),
-                     "val_images": len(val), "source": lab["source"]},
+        "labelled": {
+            "train_images": len(train),
+            "train_heads": int(sum(len(i.boxes) for i in train)),
+            "val_images": len(val),
+            "source": lab["source"],
+        },
         "val": measure(detector, val) if val else {},
         "heldout": measure(detector, held_out) if held_out else {},
-        "score_threshold": cfg["score_threshold"], "nms_iou": cfg["nms_iou"],
+        "score_threshold": cfg["score_threshold"],
+        "nms_iou": cfg["nms_iou"],
     }
     seconds = round(time.perf_counter() - start, 1)  # log and MLflow only: artefacts hold no wall-clock figures
     write_json(out_metrics, metrics)
-    log_run("train_head_detector", params, metrics={**metrics, "seconds": seconds}, run_params={"detector": cfg},
-            step_metrics=result["curves"], artifacts=[out_metrics])
+    log_run(
+        "train_head_detector",
+        params,
+        metrics={**metrics, "seconds": seconds},
+        run_params={"detector": cfg},
+        step_metrics=result["curves"],
+        artifacts=[out_metrics],
+    )
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("detector trained in %.1f s", seconds)
     held = metrics["heldout"]
     if held:
-        log.info("detector on %d held-out images (%d heads): recall %.3f, precision %.3f", held["images"],
-                 held["heads"], held["recall"], held["precision"])
+        log.info(
+            "detector on %d held-out images (%d heads): recall %.3f, precision %.3f",
+            held["images"],
+            held["heads"],
+            held["recall"],
+            held["precision"],
+        )
     return metrics
 
 
@@ -133,11 +163,20 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train-head-detector", help="train the binary head detector on a labelled subset",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train-head-detector",
+        help="train the binary head detector on a labelled subset",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--render-tables", type=Path, nargs="+", required=True,
-                   help="render parquet of every shard (their .heads.parquet and image folders sit beside them)")
+    p.add_argument(
+        "--render-tables",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="render parquet of every shard (their .heads.parquet and image folders sit beside them)",
+    )
     p.add_argument("--head-model", type=Path, required=True, help="head model, for the extra procedural renders")
     p.add_argument("--out", type=Path, required=True, help="detector weights (.pt) to write")
     p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write (held-out recall/precision)")
