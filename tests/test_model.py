@@ -472,7 +472,7 @@ def test_hungarian_matching_pairs_one_to_one_above_iou_half():
     pts = np.zeros((4, 2))
     assert nme(pts + [3, 4], pts, box_norm(np.array([0, 0, 10, 40.0]))) == pytest.approx(100 * 5 / 20)  # percent
     s = summarise([1.0, 20.0], [3.0], 4, [50.0])  # NME in percent: FR counts NME > 5 %
-    assert s["fr"] == 0.5 and s["matched"] == 0.5 and s["nme68_anchor"] == 50.0 and s["nme68"] == 3.0
+    assert s["fr"] == 0.5 and s["matched"] == 0.5 and s["nme68_anchor_pct"] == 50.0 and s["nme68_pct"] == 3.0
 
 
 # ---------------------------------------------------------------- save, load, ONNX, detector

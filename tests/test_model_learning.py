@@ -41,5 +41,5 @@ def test_short_training_beats_the_untrained_network_on_held_out_images(params, t
     assert untrained["ap50"] < 0.05 and val["ap50"] >= 0.8
     assert val["matched"] >= 0.8 > untrained["matched"]
     # landmarks where the heads are (defined for both networks) and on the detections
-    assert val["nme68_anchor"] < 0.5 * untrained["nme68_anchor"]
-    assert val["nme68"] is not None and val["nme68"] < 40.0  # percent of the head box's size
+    assert val["nme68_anchor_pct"] < 0.5 * untrained["nme68_anchor_pct"]
+    assert val["nme68_pct"] is not None and val["nme68_pct"] < 40.0  # percent of the head box's size

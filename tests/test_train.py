@@ -54,14 +54,14 @@ def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow
         assert (tmp_path / "plots" / name).stat().st_size > 0
     saved = json.loads((tmp_path / "metrics" / "train.json").read_text())
     assert saved["epochs"] == 2 and saved["train_images"] == 6 and saved["val_images"] == 2
-    assert set(saved["val"]) >= {"ap50", "nme", "fr", "nme68", "matched", "nme68_anchor"}
-    assert saved["untrained"]["nme68_anchor"] is not None
+    assert set(saved["val"]) >= {"ap50", "nme_pct", "fr", "nme68_pct", "matched", "nme68_anchor_pct"}
+    assert saved["untrained"]["nme68_anchor_pct"] is not None
     assert metrics["onnx"]["boxes_max_abs"] < 0.05
     model = load_model(tmp_path / "model")
     assert model.arch.n_shape == 8 and model.arch.imgsz == 96
     assert read_config(tmp_path / "model" / "model.onnx") == model.arch
     history = (tmp_path / "plots" / "history.csv").read_text().splitlines()
-    assert len(history) == 3 and "train/reproj_loss" in history[0] and "val/nme" in history[0]
+    assert len(history) == 3 and "train/reproj_loss" in history[0] and "val/nme_pct" in history[0]
 
     mlflow.set_tracking_uri(tracking_uri(p))
     runs = mlflow.search_runs(
@@ -73,7 +73,7 @@ def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow
     client = mlflow.MlflowClient()
     for loss in ("cls_loss", "iou_loss", "dfl_loss", "reproj_loss", "vertices3d_loss", "rotation_loss"):
         assert len(client.get_metric_history(run_.info.run_id, f"train/{loss}")) == 2, loss
-    assert len(client.get_metric_history(run_.info.run_id, "val/nme68_anchor")) == 2
+    assert len(client.get_metric_history(run_.info.run_id, "val/nme68_anchor_pct")) == 2
     assert "val.ap50" in run_.data.metrics and run_.data.params["train.loss.vertices3d"] == "50.0"
     artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
     assert {"model.safetensors", "model.onnx", "model.json"} <= artifacts

@@ -4,7 +4,13 @@
 (the paper's tables: 2.917 means 2.917 %), everywhere in this project: the training's validation,
 the evaluation protocols, label quality and the filter's agreement check. The paper's failure
 threshold "NME > 0.05" is therefore ``FAILURE_NME = 5.0``; a failure rate is a fraction in [0, 1].
-:func:`coco_ap` returns AP as a fraction; the evaluation tables print it in percent, as the paper.
+:func:`coco_ap` returns AP as a fraction.
+
+**Key names.** Every JSON key, CSV column and MLflow metric that carries a quantity with a unit names
+it: ``_pct`` (percent), ``_deg`` (degrees), ``_px`` (pixels), ``_s`` (seconds). AP, recall, precision,
+failure rate and ``matched`` are fractions in [0, 1] and keep plain names (``ap50``, ``recall``,
+``failure_rate``). The names below are the one place the code takes them from; :func:`unitless_keys`
+finds a key that breaks the rule.
 """
 
 from __future__ import annotations
@@ -17,6 +23,42 @@ MATCH_IOU = 0.5  # a prediction and a ground-truth head are paired only at IoU >
 FAILURE_NME = 5.0  # percent: a head with NME above this is a failure (paper: NME > 0.05)
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
 COCO_RECALLS = np.linspace(0.0, 1.0, 101)
+
+PCT, DEG, PX, SEC = "_pct", "_deg", "_px", "_s"  # unit suffixes of key names
+UNIT_SUFFIXES = (PCT, DEG, PX, SEC)
+NME_KEY = "nme" + PCT  # head-vertex (or the protocol's points) NME, percent
+NME68_KEY = "nme68" + PCT  # NME over the 68 landmarks, percent
+NME68_ANCHOR_KEY = "nme68_anchor" + PCT  # 68-landmark NME of the best anchor in each GT box, percent
+POSE_MAE_KEY = "mae" + DEG  # mean of the yaw, pitch and roll absolute errors, degrees
+YAW_KEY, PITCH_KEY, ROLL_KEY = "yaw" + DEG, "pitch" + DEG, "roll" + DEG  # per-angle absolute errors, degrees
+GEODESIC_KEY = "geodesic" + DEG  # rotation angle between two head poses, degrees
+# key words whose quantity has a unit: a key containing one of them must end with a unit suffix
+_UNIT_WORDS = ("nme", "mae", "geodesic", "yaw", "pitch", "roll", "angle", "pixel")
+# keys that contain such a word but carry a count, a label or a histogram, not the quantity itself
+_UNITLESS_OK = ("nme_failures", "nme_images", "nme_hist", "nme_histogram", "large_angle_rule", "angles")
+
+
+def unitless_keys(obj, prefix: str = "") -> list[str]:
+    """Dotted paths of the keys of a JSON-like ``obj`` that carry an NME, an angle or a pixel size
+    without naming its unit (see the module's docstring); [] when every key follows the rule."""
+    bad = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            name = str(key)
+            path = f"{prefix}.{name}" if prefix else name
+            low = name.lower()
+            if (
+                any(w in low for w in _UNIT_WORDS)
+                and not low.endswith(UNIT_SUFFIXES)
+                and low not in _UNITLESS_OK
+                and not isinstance(value, str)
+            ):
+                bad.append(path)
+            bad += unitless_keys(value, path)
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            bad += unitless_keys(value, f"{prefix}[{i}]")
+    return bad
 
 
 def match_hungarian(gt_boxes, pred_boxes, iou_threshold: float = MATCH_IOU) -> list[tuple[int, int, float]]:

@@ -24,7 +24,15 @@ from ultralytics.utils.metrics import DetMetrics  # noqa: E402
 
 from ..geometry import decode  # noqa: E402
 from .flame import head_geometry, pad_params  # noqa: E402
-from ..core.metrics import box_norm, failure_rate, match_hungarian, nme  # noqa: E402
+from ..core.metrics import (  # noqa: E402
+    NME68_ANCHOR_KEY,
+    NME68_KEY,
+    NME_KEY,
+    box_norm,
+    failure_rate,
+    match_hungarian,
+    nme,
+)
 
 
 def summarise(nmes: list[float], nmes68: list[float], n_gt: int, nmes68_anchor: list[float]) -> dict[str, float]:
@@ -39,20 +47,20 @@ def summarise(nmes: list[float], nmes68: list[float], n_gt: int, nmes68_anchor: 
     arr68 = np.asarray(nmes68, dtype=np.float64)
     anchor = np.asarray(nmes68_anchor, dtype=np.float64)
     return {
-        "nme": float(arr.mean()) if arr.size else float("nan"),
+        NME_KEY: float(arr.mean()) if arr.size else float("nan"),
         "fr": failure_rate(arr),
-        "nme68": float(arr68.mean()) if arr68.size else float("nan"),
+        NME68_KEY: float(arr68.mean()) if arr68.size else float("nan"),
         "matched": float(arr.size / n_gt) if n_gt else float("nan"),
-        "nme68_anchor": float(anchor.mean()) if anchor.size else float("nan"),
+        NME68_ANCHOR_KEY: float(anchor.mean()) if anchor.size else float("nan"),
     }
 
 
-HEAD_KEYS = {
-    "nme": "metrics/NME",
+HEAD_KEYS = {  # our names -> ultralytics-style metric keys (its results.csv columns; the history renames them back)
+    NME_KEY: "metrics/NME",
     "fr": "metrics/FR",
-    "nme68": "metrics/NME68",
+    NME68_KEY: "metrics/NME68",
     "matched": "metrics/matched",
-    "nme68_anchor": "metrics/NME68_anchor",
+    NME68_ANCHOR_KEY: "metrics/NME68_anchor",
 }
 NMS_TIME_LIMIT = 60.0  # seconds per image: ultralytics' 0.05 s default truncates NMS on a busy CPU
 
@@ -80,7 +88,7 @@ class HeadMetrics(DetMetrics):
 
     @property
     def fitness(self) -> float:
-        value = self.head["nme68"]
+        value = self.head[NME68_KEY]
         return float(0.1 * self.box.map50 - (value if math.isfinite(value) else 100.0) / 100.0)
 
 
@@ -241,8 +249,8 @@ def validate(
 
 
 def evaluate(model, dataset, **kwargs) -> dict[str, float]:
-    """:func:`validate` with short names: ``precision``, ``recall``, ``ap50``, ``ap50_95``, ``nme``,
-    ``fr``, ``nme68``, ``matched``, ``fitness``.
+    """:func:`validate` with short names: ``precision``, ``recall``, ``ap50``, ``ap50_95`` (fractions),
+    ``nme_pct``, ``fr``, ``nme68_pct``, ``matched``, ``nme68_anchor_pct``, ``fitness``.
 
     Example::
 

@@ -25,6 +25,8 @@ import shutil
 import time
 from pathlib import Path
 
+from ..core.metrics import NME68_ANCHOR_KEY, NME68_KEY, NME_KEY
+
 log = logging.getLogger(__name__)
 
 # an export bug (a wrong op, layout or constant) moves outputs by O(1); float reordering in onnxruntime
@@ -37,11 +39,11 @@ HISTORY_RENAME = {
     "metrics/recall(B)": "val/recall",
     "metrics/mAP50(B)": "val/ap50",
     "metrics/mAP50-95(B)": "val/ap50_95",
-    "metrics/NME": "val/nme",
+    "metrics/NME": "val/" + NME_KEY,
     "metrics/FR": "val/fr",
-    "metrics/NME68": "val/nme68",
+    "metrics/NME68": "val/" + NME68_KEY,
     "metrics/matched": "val/matched",
-    "metrics/NME68_anchor": "val/nme68_anchor",
+    "metrics/NME68_anchor": "val/" + NME68_ANCHOR_KEY,
 }
 
 
@@ -170,7 +172,7 @@ def _write_history(history: list[dict], csv_path: Path, png_path: Path) -> None:
         ("train losses", [k for k in keys if k.startswith("train/")]),
         ("validation losses", [k for k in keys if k.startswith("val/") and k.endswith("_loss")]),
         ("detection", ["val/ap50", "val/ap50_95", "val/precision", "val/recall"]),
-        ("NME, % (lower is better)", ["val/nme", "val/nme68", "val/nme68_anchor"]),
+        ("NME, % (lower is better)", ["val/" + NME_KEY, "val/" + NME68_KEY, "val/" + NME68_ANCHOR_KEY]),
         ("failure rate (lower is better)", ["val/fr"]),
     ]
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6))
@@ -368,9 +370,9 @@ def train(
         threads,
         final["ap50"],
         untrained["ap50"],
-        final["nme68"] if final["nme68"] is not None else float("nan"),
-        untrained["nme68"] if untrained["nme68"] is not None else float("nan"),
-        final["nme"] if final["nme"] is not None else float("nan"),
+        final[NME68_KEY] if final[NME68_KEY] is not None else float("nan"),
+        untrained[NME68_KEY] if untrained[NME68_KEY] is not None else float("nan"),
+        final[NME_KEY] if final[NME_KEY] is not None else float("nan"),
         final["fr"],
     )
     return metrics
