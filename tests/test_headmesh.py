@@ -151,10 +151,10 @@ def test_agreement_of_landmarks_and_the_rule():
     assert np.isnan(measure(scene, scene.boxes).nme)  # no labeller: not measured
     only_one = measure(scene, scene.boxes, scene.boxes[1:], labels[1:])  # a labelled head is matched by its box
     assert np.isnan(only_one.heads[0]["nme"]) and only_one.heads[1]["nme"] == pytest.approx(0.0)
-    assert not disagrees(a, min_f1=0.9, max_nme=6.0) and disagrees(a, min_f1=0.9, max_nme=4.0)
-    assert not disagrees(a, min_f1=0.9, max_nme=None)
-    assert disagrees(measure(scene, scene.boxes[:1]), min_f1=0.9, max_nme=None)  # F1 2/3
-    assert not disagrees(measure(scene, scene.boxes[:1]), min_f1=0.6, max_nme=None)
+    assert not disagrees(a, min_f1=0.9, max_nme_pct=6.0) and disagrees(a, min_f1=0.9, max_nme_pct=4.0)
+    assert not disagrees(a, min_f1=0.9, max_nme_pct=None)
+    assert disagrees(measure(scene, scene.boxes[:1]), min_f1=0.9, max_nme_pct=None)  # F1 2/3
+    assert not disagrees(measure(scene, scene.boxes[:1]), min_f1=0.6, max_nme_pct=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def test_landmark_agreement_uses_a_labeller_that_reads_the_image(params, mesh_sh
     stats, filt, agree = _run_filter(p, mesh_shard, dets, labels=mesh_shard / "labels.parquet")
     assert agree["00000_000001"]["nme"] == pytest.approx(20.0, rel=1e-3) and agree["00000_000000"]["nme"] < 1e-3
     assert [filt[s]["reason"] for s in sorted(filt)] == ["", "agreement", "", ""]
-    assert stats["agreement"]["mean_nme"] == pytest.approx(5.0, rel=1e-3)
+    assert stats["agreement"]["mean_nme_pct"] == pytest.approx(5.0, rel=1e-3)
     # the truth labeller copies the scene: nothing to compare
     for row in labels:
         row["labeller"] = "truth"
@@ -310,7 +310,7 @@ def test_the_agreement_labeller_reads_the_scene_heads_on_the_image(params, mesh_
     dets = [{"sample_id": t["sample_id"], "head": i, "box": t["box"], "score": 0.9} for i, t in enumerate(truth)]
     write_table(from_rows("detections", dets), mesh_shard / "det.parquet", "detections")
     p = _head_mesh_params(params)
-    p["filter"]["agreement"].update(labeller="landmark-fit", max_nme=None)
+    p["filter"]["agreement"].update(labeller="landmark-fit", max_nme_pct=None)
 
     def run():
         return filter_shard(
@@ -332,8 +332,8 @@ def test_the_agreement_labeller_reads_the_scene_heads_on_the_image(params, mesh_
     heads = read_table(mesh_shard / "agreement_heads.parquet", "agreement_heads").to_pylist()
     nme = np.array([h["nme"] for h in heads])
     assert np.isfinite(nme).mean() > 0.5 and (nme[np.isfinite(nme)] > 0).all()  # measured, and not a copy of the scene
-    assert stats["reasons"]["agreement"] == 0 and stats["agreement"]["mean_nme"] > 0
-    p["filter"]["agreement"]["max_nme"] = float(np.nanmin(nme)) / 2  # every measured image now disagrees
+    assert stats["reasons"]["agreement"] == 0 and stats["agreement"]["mean_nme_pct"] > 0
+    p["filter"]["agreement"]["max_nme_pct"] = float(np.nanmin(nme)) / 2  # every measured image now disagrees
     stats = run()
     rows = read_table(mesh_shard / "agreement.parquet", "agreement").to_pylist()
     assert stats["reasons"]["agreement"] == sum(np.isfinite(r["nme"]) for r in rows) > 0

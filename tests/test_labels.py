@@ -207,9 +207,9 @@ def test_quality_is_zero_for_exact_labels_and_sees_a_rotation(shard, layer):
         np.testing.assert_allclose(dec.landmarks[..., :2], t.landmarks[..., :2], atol=0.05)
     m = exact.metrics()
     assert m["detection_recall"] == 1.0 and m["label_recall"] == 1.0
-    assert m["nme"] == pytest.approx(0.0, abs=1e-9) and m["geodesic_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert m["nme_pct"] == pytest.approx(0.0, abs=1e-9) and m["geodesic_deg"] == pytest.approx(0.0, abs=1e-3)
     t = turned.metrics()
-    assert t["geodesic_deg"] == pytest.approx(10.0, abs=0.05) and t["nme"] > 1.0
+    assert t["geodesic_deg"] == pytest.approx(10.0, abs=0.05) and t["nme_pct"] > 1.0
     assert t["label_recall"] < 1.0 and t["label_precision"] == 1.0
     merged = QualityAccumulator.merge([h.state() for h in halves]).metrics()
     assert json.dumps(merged, sort_keys=True) == json.dumps(m, sort_keys=True)
@@ -271,8 +271,8 @@ def test_label_3dmm_stage_truth_on_perfect_detections(shard, head_model, tmp_pat
     assert labels.num_rows == len(truth) == stats["labelled"]
     assert labels.schema.field("flame_params").type == SCHEMAS["labels"].field("flame_params").type
     q = stats["quality"]["truth"]["metrics"]
-    assert q["detection_recall"] == 1.0 and q["nme"] == pytest.approx(0.0, abs=1e-6)
-    assert q["pose_mae"] == pytest.approx(0.0, abs=1e-2)
+    assert q["detection_recall"] == 1.0 and q["nme_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert q["pose_mae_deg"] == pytest.approx(0.0, abs=1e-2)
     row = labels.to_pylist()[0]
     ext = np.asarray(row["extended_box"])
     box = np.asarray(row["box"])

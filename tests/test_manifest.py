@@ -181,15 +181,15 @@ def test_label_quality_gathers_shards_exactly(tmp_path):
     acc = QualityAccumulator()
     st = acc.state()
     st["counts"].update(images=2, truth_heads=4, detections=4, detections_matched=3, labels=3, labels_matched=3)
-    st["sums"].update(nme=6.0, yaw=3.0, pitch=3.0, roll=3.0, geodesic=9.0)
+    st["sums"].update(nme_pct=6.0, yaw_deg=3.0, pitch_deg=3.0, roll_deg=3.0, geodesic_deg=9.0)
     for i in range(2):
         (tmp_path / f"{i}.json").write_text(
             json.dumps({"labeller": "truth", "quality": {"truth": {"state": st, "heads_per_second": 10.0}}})
         )
     q = gather_label_quality([tmp_path / "0.json", tmp_path / "1.json"])
     assert q["available"] and q["truth"]["truth_heads"] == 8
-    assert q["truth"]["detection_recall"] == 0.75 and q["truth"]["nme"] == pytest.approx(2.0)
-    assert q["truth"]["pose_mae"] == pytest.approx(1.0)
+    assert q["truth"]["detection_recall"] == 0.75 and q["truth"]["nme_pct"] == pytest.approx(2.0)
+    assert q["truth"]["pose_mae_deg"] == pytest.approx(1.0)
 
 
 def test_wrong_schema_version_or_table_is_a_clear_error(built, tmp_path):

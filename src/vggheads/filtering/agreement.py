@@ -16,7 +16,7 @@ per image, and per scene head:
   scene marks visible).
 
 The rule (``filter.agreement``): an image is dropped, reason ``agreement``, when its F1 is below
-``min_f1`` or its mean landmark NME is above ``max_nme``.
+``min_f1`` or its mean landmark NME is above ``max_nme_pct``.
 """
 
 from __future__ import annotations
@@ -140,11 +140,11 @@ def measure(
     )
 
 
-def disagrees(a: Agreement, min_f1: float, max_nme: float | None) -> bool:
-    """The rule: F1 below ``min_f1``, or (when set and measured) landmark NME above ``max_nme``."""
+def disagrees(a: Agreement, min_f1: float, max_nme_pct: float | None) -> bool:
+    """The rule: F1 below ``min_f1``, or (when set and measured) landmark NME above ``max_nme_pct`` (percent)."""
     if a.f1 < min_f1:
         return True
-    return max_nme is not None and np.isfinite(a.nme) and a.nme > max_nme
+    return max_nme_pct is not None and np.isfinite(a.nme) and a.nme > max_nme_pct
 
 
 def summary(rows: list[dict], head_rows: list[dict]) -> dict:
@@ -166,8 +166,8 @@ def summary(rows: list[dict], head_rows: list[dict]) -> dict:
         "mean_recall": mean("recall"),
         "mean_precision": mean("precision"),
         "mean_iou": mean("mean_iou"),
-        "mean_nme": mean("nme"),
-        "heads_nme": mean("nme", head_rows),
+        "mean_nme_pct": mean("nme"),
+        "heads_nme_pct": mean("nme", head_rows),
         "disagreeing": int(sum(not r["agree"] for r in rows)),
         "f1_histogram": {"bins": F1_BINS[:-1], "counts": np.histogram(f1, F1_BINS)[0].tolist()},
         "nme_histogram": {"bins": NME_BINS[:-1], "counts": np.histogram(nme[np.isfinite(nme)], NME_BINS)[0].tolist()},

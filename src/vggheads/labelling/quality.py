@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.metrics import GEODESIC_KEY, NME_KEY
+
 NME_BINS = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, float("inf")]
 POSE_BINS = [0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 45.0, 90.0, 180.0]
-_SUMS = ("nme", "nme_visible", "yaw", "pitch", "roll", "geodesic")
+_SUMS = ("nme_pct", "nme_visible_pct", "yaw_deg", "pitch_deg", "roll_deg", "geodesic_deg")  # units in the names
 
 
 def _wrap(a):
@@ -86,16 +88,16 @@ class QualityAccumulator:
         vis = gt_lm[..., 2] > 0.5
         for d, v, n in zip(dist, vis, norms):
             if v.any():
-                self.sums["nme_visible"] += float(d[v].mean() / n * 100.0)
+                self.sums["nme_visible_pct"] += float(d[v].mean() / n * 100.0)
                 self.n_visible += 1
-        self.sums["nme"] += float(nme.sum())
+        self.sums["nme_pct"] += float(nme.sum())
         self.counts["nme_failures"] += int((nme > FAILURE_NME).sum())
         self.nme_hist += np.histogram(nme, NME_BINS)[0]
         err = _wrap(np.asarray(label_angles, dtype=np.float64)[lab] - truth.angles[g])
-        for k, name in enumerate(("yaw", "pitch", "roll")):
+        for k, name in enumerate(("yaw_deg", "pitch_deg", "roll_deg")):
             self.sums[name] += float(err[:, k].sum())
         geo = geodesic_degrees(_rotations(np.asarray(label_params)[lab]), _rotations(truth.params[g]))
-        self.sums["geodesic"] += float(geo.sum())
+        self.sums["geodesic_deg"] += float(geo.sum())
         self.geodesic_hist += np.histogram(geo, POSE_BINS)[0]
 
     def state(self) -> dict:
@@ -136,16 +138,16 @@ class QualityAccumulator:
             "detection_precision": ratio(c["detections_matched"], c["detections"]),
             "label_recall": ratio(m, c["truth_heads"]),
             "label_precision": ratio(m, c["labels"]),
-            "nme": ratio(self.sums["nme"], m),
-            "nme_visible": ratio(self.sums["nme_visible"], self.n_visible),
+            NME_KEY: ratio(self.sums["nme_pct"], m),
+            "nme_visible_pct": ratio(self.sums["nme_visible_pct"], self.n_visible),
             "failure_rate": ratio(c["nme_failures"], m),
-            "yaw_mae": ratio(self.sums["yaw"], m),
-            "pitch_mae": ratio(self.sums["pitch"], m),
-            "roll_mae": ratio(self.sums["roll"], m),
-            "geodesic_deg": ratio(self.sums["geodesic"], m),
+            "yaw_mae_deg": ratio(self.sums["yaw_deg"], m),
+            "pitch_mae_deg": ratio(self.sums["pitch_deg"], m),
+            "roll_mae_deg": ratio(self.sums["roll_deg"], m),
+            GEODESIC_KEY: ratio(self.sums["geodesic_deg"], m),
         }
-        if out["yaw_mae"] is not None:
-            out["pose_mae"] = (out["yaw_mae"] + out["pitch_mae"] + out["roll_mae"]) / 3.0
+        if out["yaw_mae_deg"] is not None:
+            out["pose_mae_deg"] = (out["yaw_mae_deg"] + out["pitch_mae_deg"] + out["roll_mae_deg"]) / 3.0
         out["nme_histogram"] = {"bins": NME_BINS[:-1] + ["inf"], "counts": self.nme_hist.tolist()}
         out["geodesic_histogram"] = {"bins": POSE_BINS, "counts": self.geodesic_hist.tolist()}
         return out

@@ -124,12 +124,12 @@ class DatasetCard:
             "mean_recall": mean("recall"),
             "mean_precision": mean("precision"),
             "mean_iou": mean("mean_iou"),
-            "mean_nme": mean("nme"),
+            "mean_nme_pct": mean("nme"),
             "nme_images": a["nme_images"],
             "histograms": {
                 "f1": {"bins": F1_BINS[:-1], "counts": a["f1"].tolist()},
                 "mean_iou": {"bins": F1_BINS[:-1], "counts": a["mean_iou"].tolist()},
-                "nme": {"bins": NME_BINS[:-1], "counts": a["nme"].tolist()},
+                "nme_pct": {"bins": NME_BINS[:-1], "counts": a["nme"].tolist()},
             },
         }
 
@@ -208,7 +208,7 @@ class DatasetCard:
                 "per image: mean IoU of the scene heads (bin start)",
             )
             series["agreement_nme"] = (
-                "nme",
+                "nme_pct",
                 [f"{b:g}" for b in NME_BINS[:-1]],
                 self.agreement["nme"],
                 "per image: labeller landmarks vs scene, NME % (bin start)",

@@ -157,7 +157,7 @@ def _aflw2000(cfg: dict, n: int | None, inputs: _Inputs):
     from ..evaluation import aflw2000
 
     c = cfg["aflw2000"]
-    samples, filtered = aflw2000.read_aflw2000(c["root"], c["max_angle"])
+    samples, filtered = aflw2000.read_aflw2000(c["root"], c["max_angle_deg"])
     return lambda sysname, pred: aflw2000.evaluate_aflw2000(
         _first(samples, n), pred, sysname, filtered, large_angle_rule=c["large_angle_rule"], **_pose_scores(sysname)
     )

@@ -198,7 +198,7 @@ def _agreement_rule(agree: dict, sid: str, image, boxes, detector, res) -> None:
     found = detector([image])[0].boxes if agree["oracle"] else boxes
     lab = agree["labels"].get(sid) if agree["labeller"] is None else _label_scene(agree, sid, image)
     a = measure(agree["scene"].get(sid), found, *(lab if lab else (None, None)), min_iou=cfg["min_iou"])
-    ok = not disagrees(a, cfg["min_f1"], cfg["max_nme"])
+    ok = not disagrees(a, cfg["min_f1"], cfg["max_nme_pct"])
     agree["rows"].append(a.row(sid, ok))
     agree["heads"] += [{"sample_id": sid, **h} for h in a.heads]
     if cfg["enabled"] and res.keep and not ok:

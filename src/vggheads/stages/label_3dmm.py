@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.metrics import NME_KEY, POSE_MAE_KEY
 from ..core.param_layout import N_PARAMS
 
 log = logging.getLogger(__name__)
@@ -200,15 +201,15 @@ def label_3dmm(
     summary["quality"] = {n: q.get("metrics", {}) | {"heads_per_second": speed[n]} for n, q in quality.items()}
     log_run("label_3dmm", params, shard=shard, metrics=summary, run_params={"labels": cfg})
     main_q = quality.get(name, {}).get("metrics")
-    if main_q and main_q["nme"] is not None:
+    if main_q and main_q[NME_KEY] is not None:
         log.info(
             "shard %s: %d heads labelled by %s; vs truth: detection recall %.3f, NME %.2f %%, pose MAE %.2f deg",
             shard,
             stats["labelled"],
             name,
             main_q["detection_recall"] or 0,
-            main_q["nme"],
-            main_q["pose_mae"],
+            main_q[NME_KEY],
+            main_q["pose_" + POSE_MAE_KEY],
         )
     else:
         log.info("shard %s: %d heads labelled by %s", shard, stats["labelled"], name)
