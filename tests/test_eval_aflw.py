@@ -118,16 +118,16 @@ class Oracle:
 def test_protocol_scores_an_oracle_and_a_known_error(aflw):
     samples, _ = read_aflw2000(aflw)
     exact = evaluate_aflw2000(samples, Oracle(samples), progress=False).metrics
-    assert exact["mae"] == pytest.approx(0.0, abs=1e-9)
-    assert exact["nme"] == pytest.approx(0.0, abs=1e-9)
+    assert exact["mae_deg"] == pytest.approx(0.0, abs=1e-9)
+    assert exact["nme_pct"] == pytest.approx(0.0, abs=1e-9)
     assert exact["missed"] == 0 and exact["scored_pose"] == 8
     off = evaluate_aflw2000(samples, Oracle(samples, d_yaw=10.0, landmark_shift=3.0), progress=False).metrics
-    assert off["yaw"] == pytest.approx(10.0) and off["pitch"] == pytest.approx(0.0)
-    assert off["mae"] == pytest.approx(10.0 / 3)
+    assert off["yaw_deg"] == pytest.approx(10.0) and off["pitch_deg"] == pytest.approx(0.0)
+    assert off["mae_deg"] == pytest.approx(10.0 / 3)
     expected_nme = np.mean(
         [3 * math.sqrt(2) / math.sqrt((s.box[2] - s.box[0]) * (s.box[3] - s.box[1])) * 100 for s in samples]
     )
-    assert off["nme"] == pytest.approx(expected_nme)
+    assert off["nme_pct"] == pytest.approx(expected_nme)
 
 
 def test_large_angle_rule():

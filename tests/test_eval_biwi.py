@@ -114,14 +114,14 @@ def test_protocol_on_stand_in_frames(tmp_path):
 
     m = evaluate_biwi(frames, predictor, subset="fsa-net", progress=False).metrics
     assert m["images"] == 3 and m["missed"] == 0
-    assert m["yaw"] == pytest.approx(6.0) and m["pitch"] == pytest.approx(0.0)
+    assert m["yaw_deg"] == pytest.approx(6.0) and m["pitch_deg"] == pytest.approx(0.0)
     m_pyr = evaluate_biwi(
         frames, predictor, subset="fsa-net", convention="pyr", selection="box-iou", progress=False
     ).metrics
     pred_pyr = ypr_to_pyr(ypr + [6.0, 0.0, 0.0])
     expected = np.abs(pred_pyr - ypr_to_pyr(ypr)).mean()
-    assert m_pyr["mae"] == pytest.approx(expected)
-    assert m_pyr["pitch"] > 0.0  # a yaw error leaks into pitch and roll in the other convention
+    assert m_pyr["mae_deg"] == pytest.approx(expected)
+    assert m_pyr["pitch_deg"] > 0.0  # a yaw error leaks into pitch and roll in the other convention
     # the frames must exist
     with pytest.raises(InputError, match="none of the subset's frames"):
         evaluate_biwi(read_biwi(ann, "fsa-net"), predictor, progress=False)

@@ -64,7 +64,7 @@ def gt_file(tmp_path):
 def test_exact_prediction_scores_perfectly(gt_file):
     item = read_dad3dheads(gt_file)[0]
     scores = score_item(item, _oracle(item), TOPOLOGY)
-    assert scores["nme"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["nme_pct"] == pytest.approx(0.0, abs=1e-9)
     assert scores["pose_error"] == pytest.approx(0.0, abs=1e-6)
     assert scores["z5"] == pytest.approx(1.0)
     assert scores["chamfer"] == pytest.approx(0.0, abs=1e-9)
@@ -76,7 +76,7 @@ def test_known_errors(gt_file):
     item = read_dad3dheads(gt_file)[0]
     s = score_item(item, _oracle(item, rotate_deg=90.0, shift=np.array([3.0, 4.0])), TOPOLOGY)
     assert s["pose_error"] == pytest.approx(2.0)  # ||I - Rz(90)||_F
-    assert s["nme"] == pytest.approx(5.0 / 200.0 * 100.0)  # 5 px over sqrt(200 * 200)
+    assert s["nme_pct"] == pytest.approx(5.0 / 200.0 * 100.0)  # 5 px over sqrt(200 * 200)
     # Procrustes with scale: a prediction at another scale has the same Chamfer
     assert score_item(item, _oracle(item, scale=300.0), TOPOLOGY)["chamfer"] == pytest.approx(0.0, abs=1e-9)
     bent = _oracle(item)
@@ -97,7 +97,7 @@ def test_evaluate_picks_the_overlapping_head(gt_file):
     result = evaluate_dad3dheads(items, predictor, TOPOLOGY, progress=False)
     assert result.metrics["images"] == 2 and result.metrics["missed"] == 0
     assert result.metrics["pose_error"] == pytest.approx(0.0, abs=1e-6)
-    assert result.metrics["nme"] == pytest.approx(0.0, abs=1e-9)
+    assert result.metrics["nme_pct"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_dataset_folder_layout_and_errors(tmp_path):

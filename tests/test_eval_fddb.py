@@ -104,9 +104,9 @@ def test_score_fddb_perfect_and_empty():
     boxes = {im.name: ellipse_boxes(im.ellipses) for im in images}
     scores = {"a": np.array([0.9]), "b": np.array([0.8, 0.7])}
     metrics, curves = score_fddb(images, boxes, scores)
-    assert metrics["ap50"] == pytest.approx(100.0)
+    assert metrics["ap50"] == pytest.approx(1.0)
     assert metrics["faces"] == 3
-    assert metrics["disc_tpr_at_1000fp"] == pytest.approx(100.0)
+    assert metrics["disc_tpr_at_1000fp"] == pytest.approx(1.0)
     assert curves["disc_roc"]["fp"][0] == 0
     none, _ = score_fddb(images, {}, {})
     assert none["ap50"] == 0.0 and none["disc_tpr_at_1000fp"] == 0.0

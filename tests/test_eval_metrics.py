@@ -180,3 +180,12 @@ def test_selection_rules():
 def test_head_prediction_checks_shapes():
     with pytest.raises(ValueError, match="landmarks"):
         HeadPrediction(box=[0, 0, 1, 1], score=1.0, landmarks=np.zeros((5, 2)))
+
+
+def test_unitless_keys_finds_an_nme_angle_or_pixel_key_without_its_unit():
+    from vggheads.core.metrics import NME_KEY, POSE_MAE_KEY, unitless_keys
+
+    good = {NME_KEY: 2.9, POSE_MAE_KEY: 3.8, "ap50": 0.97, "failure_rate": 0.1, "protocol": {"angles": "ypr"}}
+    assert unitless_keys(good) == []
+    bad = {"nme": 2.9, "val": {"yaw": 3.0, "nme68_pct": 1.0}, "rows": [{"geodesic": 1.0}]}
+    assert unitless_keys(bad) == ["nme", "val.yaw", "rows[0].geodesic"]

@@ -27,9 +27,9 @@ def test_dlib_68_with_the_head_model_fit_scores_aflw(aflw, head_model):
     m = evaluate_aflw2000(samples, peer, system="dlib-68", progress=False).metrics
     assert m["images"] == 8 and m["missed"] <= 3  # HOG misses the strongest profiles
     assert m["scored_pose"] == 8 - m["missed"]
-    assert 1.0 < m["mae"] < 15.0
-    assert 1.0 < m["nme"] < 8.0
-    assert m["yaw"] < 15.0  # yaw is what a rigid fit gets best
+    assert 1.0 < m["mae_deg"] < 15.0
+    assert 1.0 < m["nme_pct"] < 8.0
+    assert m["yaw_deg"] < 15.0  # yaw is what a rigid fit gets best
 
 
 def _params(tmp_path, aflw_root, wider_root):
@@ -60,17 +60,25 @@ def test_stage_writes_metrics_plots_report_and_mlflow(tmp_path, shared_data, afl
     assert out["synthetic_val"] == {}  # no head-detecting system configured
     aflw_metrics = json.loads((tmp_path / "metrics" / "aflw2000.json").read_text())
     assert set(aflw_metrics) == {"dlib-68"}
-    assert aflw_metrics["dlib-68"]["nme"] > 0 and "filter" in aflw_metrics["dlib-68"]["protocol"]
+    assert aflw_metrics["dlib-68"]["nme_pct"] > 0 and "filter" in aflw_metrics["dlib-68"]["protocol"]
     wider_metrics = json.loads((tmp_path / "metrics" / "wider.json").read_text())["dlib-hog"]
     assert wider_metrics["images"] == 2 and "subset" in wider_metrics["protocol"]["images"]
-    # the paper's score threshold is the model's: dlib keeps its negative-margin detections (27.2; 16.9 without them)
-    assert wider_metrics["ap_hard"] > 22.0
+    # the paper's score threshold is the model's: dlib keeps its negative-margin detections (0.272; 0.169 without them)
+    assert wider_metrics["ap_hard"] > 0.22
+    # every key that carries an NME, an angle or a pixel size names its unit (issue 15), in the JSONs and CSV headers
+    from vggheads.core.metrics import unitless_keys
+
+    for path in sorted((tmp_path / "metrics").glob("*.json")):
+        assert unitless_keys(json.loads(path.read_text())) == [], path.name
+    for path in sorted((tmp_path / "plots").glob("*.csv")):
+        header = path.read_text().splitlines()[0].split(",")
+        assert unitless_keys(dict.fromkeys(header, 0.0)) == [], path.name
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert "wider_dlib-hog_pr_hard.csv" in plots and "wider_dlib-hog_pr_hard.png" in plots
-    assert "aflw2000_dlib-68_nme_errors.csv" in plots
+    assert "aflw2000_dlib-68_nme_pct_errors.csv" in plots
     report = (tmp_path / "results.md").read_text()
     assert "| dlib-68 | measured |" in report and "| Dlib | paper | 13.29 |" in report
-    assert "| VGGHeads | paper | 56.30 | 51.00 | 29.20 |" in report
+    assert "| VGGHeads | paper | 0.563 | 0.510 | 0.292 |" in report
 
     import mlflow
 
@@ -91,7 +99,7 @@ def test_results_table_lists_measured_and_paper_rows():
     r = BenchmarkResult(
         "biwi",
         "model",
-        metrics={"mae": 4.0, "yaw": 3.0, "pitch": 5.0, "roll": 4.0, "missed": 1},
+        metrics={"mae_deg": 4.0, "yaw_deg": 3.0, "pitch_deg": 5.0, "roll_deg": 4.0, "missed": 1},
         protocol={"subset": "fsa-net", "convention": "ypr"},
     )
     table = results_table([r])

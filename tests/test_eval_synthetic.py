@@ -26,12 +26,12 @@ def test_nme_failure_rate_and_misses_by_hand():
     metrics, records, _ = score_synthetic([im], [preds])
     assert metrics["heads"] == 3 and metrics["matched"] == 2
     assert metrics["recall"] == pytest.approx(2 / 3)
-    assert metrics["nme"] == pytest.approx((5.0 + 12.0) / 2)
+    assert metrics["nme_pct"] == pytest.approx((5.0 + 12.0) / 2)
     assert metrics["failure_rate"] == pytest.approx(0.5)  # 12 % fails, 5 % does not (> 5 % fails)
     assert metrics["failure_rate_with_misses"] == pytest.approx(2 / 3)
-    assert sorted(r["nme"] for r in records) == pytest.approx([5.0, 12.0])
+    assert sorted(r["nme_pct"] for r in records) == pytest.approx([5.0, 12.0])
     # AP50: two hits ranked above the false positive, one GT never found
-    assert metrics["ap50"] == pytest.approx(100 * (67 * 1.0) / 101)
+    assert metrics["ap50"] == pytest.approx((67 * 1.0) / 101)
 
 
 def test_matching_needs_iou_half():
@@ -39,7 +39,7 @@ def test_matching_needs_iou_half():
     # overlaps head 0 with IoU 1/3 only
     preds = [HeadPrediction(box=[50, 0, 150, 100], score=0.9, landmarks=im.landmarks[0])]
     metrics, _, _ = score_synthetic([im], [preds])
-    assert metrics["matched"] == 0 and "nme" not in metrics
+    assert metrics["matched"] == 0 and "nme_pct" not in metrics
 
 
 def test_head_vertices_need_the_subset():

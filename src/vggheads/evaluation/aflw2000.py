@@ -14,7 +14,7 @@ Protocol (the VGGHeads code, FSA-Net's filter):
   switchable); errors are wrapped to [0, 180]; MAE is the mean of yaw, pitch and roll MAE;
 * images where the system finds nothing are counted (``missed``) and not averaged, as in the code;
 * NME (systems that give 68 landmarks) = mean L2 to ``pt3d_68[:2]`` / sqrt(w h) of the GT box, in
-  percent; ``nme_balanced`` averages the |yaw| bins [0, 30), [30, 60), [60, 90] (3DDFA's protocol).
+  percent; ``nme_balanced_pct`` averages the |yaw| bins [0, 30), [30, 60), [60, 90] (3DDFA's protocol).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError
 from .angles import aflw_pose_para_angles, paper_large_angle_rule, pose_mae, wrapped_error
 from ..core.boxes import points_box
-from ..core.metrics import box_norm, nme
+from ..core.metrics import NME_KEY, box_norm, nme
 from .selection import select_by_iou, with_score_fallback
 from ..core.images import load_rgb
 from .types import BenchmarkResult, Predictor
@@ -140,29 +140,29 @@ def evaluate_aflw2000(
                 err_yaw=err[0],
                 err_pitch=err[1],
                 err_roll=err[2],
-                err_mean=float(err.mean()),
+                err_mean_deg=float(err.mean()),
             )
         if head.landmarks is not None:
             value = nme(head.landmarks, s.landmarks[:, :2], box_norm(s.box))
             nmes.append(value)
             yaws.append(abs(s.yaw))
-            rec["nme"] = value
+            rec[NME_KEY] = value
         records.append(rec)
     result = BenchmarkResult("aflw2000", system, records=records)
     m = result.metrics
     m.update(images=len(samples), filtered=filtered, missed=missed)
     if pred_pose:
         mae = pose_mae(pred_pose, gt_pose)
-        m.update(yaw=mae["yaw"], pitch=mae["pitch"], roll=mae["roll"], mae=mae["mae"], scored_pose=len(pred_pose))
+        m.update(mae, scored_pose=len(pred_pose))
     if nmes:
-        m["nme"] = float(np.mean(nmes))
+        m[NME_KEY] = float(np.mean(nmes))
         bins = []
         for lo, hi in YAW_BINS:
             sel = [v for v, y in zip(nmes, yaws) if lo <= y < hi or (hi == 90.0 and y == 90.0)]
             if sel:
-                m[f"nme_yaw_{int(lo)}_{int(hi)}"] = float(np.mean(sel))
+                m[f"nme_yaw_{int(lo)}_{int(hi)}_pct"] = float(np.mean(sel))
                 bins.append(float(np.mean(sel)))
-        m["nme_balanced"] = float(np.mean(bins))
+        m["nme_balanced_pct"] = float(np.mean(bins))
         m["scored_landmarks"] = len(nmes)
     if no_pose and not pred_pose:
         log.warning("%s gives no head pose: AFLW2000 pose MAE not computed", system)

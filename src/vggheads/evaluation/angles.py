@@ -79,11 +79,13 @@ def paper_large_angle_rule(yaw: float, pitch: float, roll: float, limit: float =
 
 
 def pose_mae(pred, gt) -> dict[str, float]:
-    """Mean wrapped errors of (N, 3) (yaw, pitch, roll) arrays: ``yaw``, ``pitch``, ``roll`` and
-    ``mae`` (the mean of the three, as every pose table reports it)."""
+    """Mean wrapped errors of (N, 3) (yaw, pitch, roll) arrays, degrees: ``yaw_deg``, ``pitch_deg``,
+    ``roll_deg`` and ``mae_deg`` (the mean of the three, as every pose table reports it)."""
+    from ..core.metrics import PITCH_KEY, POSE_MAE_KEY, ROLL_KEY, YAW_KEY
+
     pred = np.atleast_2d(np.asarray(pred, dtype=np.float64))
     gt = np.atleast_2d(np.asarray(gt, dtype=np.float64))
     if len(gt) == 0:
-        return {"yaw": float("nan"), "pitch": float("nan"), "roll": float("nan"), "mae": float("nan")}
+        return {YAW_KEY: float("nan"), PITCH_KEY: float("nan"), ROLL_KEY: float("nan"), POSE_MAE_KEY: float("nan")}
     err = wrapped_error(pred, gt).mean(axis=0)
-    return {"yaw": float(err[0]), "pitch": float(err[1]), "roll": float(err[2]), "mae": float(err.mean())}
+    return {YAW_KEY: float(err[0]), PITCH_KEY: float(err[1]), ROLL_KEY: float(err[2]), POSE_MAE_KEY: float(err.mean())}

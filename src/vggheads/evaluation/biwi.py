@@ -170,7 +170,7 @@ def evaluate_biwi(
                 "err_yaw": err[0],
                 "err_pitch": err[1],
                 "err_roll": err[2],
-                "err_mean": float(err.mean()),
+                "err_mean_deg": float(err.mean()),
             }
         )
     result = BenchmarkResult("biwi", system, records=records)

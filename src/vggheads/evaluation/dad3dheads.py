@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..core.boxes import xywh_to_xyxy
+from ..core.metrics import NME_KEY
 from .selection import select_by_iou, with_score_fallback
 from .protocol_metrics import SEVEN_LANDMARKS, chamfer_one_sided, procrustes, rotation_error_frobenius, z_n_accuracy
 from ..core.images import load_rgb
@@ -177,7 +178,7 @@ def score_item(item: DadItem, head: HeadPrediction, topology: HeadTopology, heig
     out = {}
     if head.landmarks is not None:
         gt2d = item.landmarks_2d(topology, height)
-        out["nme"] = float(
+        out[NME_KEY] = float(
             np.mean(np.linalg.norm(gt2d - head.landmarks, axis=1)) / np.sqrt(item.bbox[2] * item.bbox[3]) * 100.0
         )
     R = head.rotation_matrix()

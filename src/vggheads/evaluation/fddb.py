@@ -245,13 +245,13 @@ def score_fddb(
     curve = roc(per_image)
     coco = coco_ap(gts, dts, scs)
     metrics = {
-        "ap50": coco["ap50"] * 100.0,
-        "ap_coco": coco["ap"] * 100.0,
+        "ap50": coco["ap50"],
+        "ap_coco": coco["ap"],
         "faces": int(sum(len(im.ellipses) for im in images)),
         "images": len(images),
     }
     for fp in fp_budgets:
-        metrics[f"disc_tpr_at_{fp}fp"] = tpr_at_fp(curve, fp) * 100.0
+        metrics[f"disc_tpr_at_{fp}fp"] = tpr_at_fp(curve, fp)
     curves = {
         "disc_roc": {"fp": curve["fp"].tolist(), "tpr": curve["tpr"].tolist()},
         "cont_roc": {"fp": curve["fp"].tolist(), "tpr": curve["tpr_continuous"].tolist()},

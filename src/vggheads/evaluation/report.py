@@ -9,14 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.metrics import NME_KEY, PITCH_KEY, POSE_MAE_KEY, ROLL_KEY, YAW_KEY
 from ..io import atomic_path
 from .types import BenchmarkResult
 
-# The paper's numbers (v3). Keys are this project's metric names; None = not reported.
+# The paper's numbers (v3). Keys are this project's metric names, in their units (``_pct``, ``_deg``;
+# AP a fraction: the paper's 96.1 % is 0.961 here); None = not reported.
+POSE_COLUMNS = (POSE_MAE_KEY, YAW_KEY, PITCH_KEY, ROLL_KEY)
 PAPER: dict[str, dict] = {
     "aflw2000": {
         "source": "Tables 2 and 10",
-        "columns": ("mae", "yaw", "pitch", "roll"),
+        "columns": POSE_COLUMNS,
         "rows": {
             "VGGHeads": (3.76, 3.00, 4.91, 3.37),
             "6DRepNet": (3.61, 3.27, 4.58, 2.98),
@@ -33,7 +36,7 @@ PAPER: dict[str, dict] = {
     },
     "biwi": {
         "source": "Tables 2, 11 and 13",
-        "columns": ("mae", "yaw", "pitch", "roll"),
+        "columns": POSE_COLUMNS,
         "rows": {
             "VGGHeads": (3.79, 3.47, 5.24, 2.65),
             "6DRepNet": (3.78, 3.23, 5.32, 2.78),
@@ -52,7 +55,7 @@ PAPER: dict[str, dict] = {
     },
     "dad3dheads": {
         "source": "Table 5 (test set, 2,746 images)",
-        "columns": ("nme", "z5", "chamfer", "pose_error"),
+        "columns": (NME_KEY, "z5", "chamfer", "pose_error"),
         "rows": {
             "VGGHeads": (2.917, 0.933, 4.002, 0.179),
             "DAD-3DNet": (2.302, 0.954, 3.178, 0.138),
@@ -64,26 +67,26 @@ PAPER: dict[str, dict] = {
         "source": "Table 6 (val)",
         "columns": ("ap_easy", "ap_medium", "ap_hard"),
         "rows": {
-            "VGGHeads": (56.3, 51.0, 29.2),
-            "VGGHeads + WIDER fine-tune": (92.6, 88.9, 70.3),
-            "RetinaFace": (94.6, 93.0, 80.4),
-            "img2pose": (86.5, 82.9, 61.3),
+            "VGGHeads": (0.563, 0.510, 0.292),
+            "VGGHeads + WIDER fine-tune": (0.926, 0.889, 0.703),
+            "RetinaFace": (0.946, 0.930, 0.804),
+            "img2pose": (0.865, 0.829, 0.613),
         },
     },
     "fddb": {
         "source": "Table 6",
         "columns": ("ap50", "disc_tpr_at_1000fp"),
         "rows": {
-            "VGGHeads": (96.1, None),
-            "VGGHeads + WIDER fine-tune": (96.6, None),
-            "RetinaFace": (96.2, None),
-            "img2pose": (96.1, None),
+            "VGGHeads": (0.961, None),
+            "VGGHeads + WIDER fine-tune": (0.966, None),
+            "RetinaFace": (0.962, None),
+            "img2pose": (0.961, None),
         },
     },
     "synthetic_val": {
         "source": "Table 7, 'Full' (trained on the 10k hand-labelled subset; head-vertex NME; the paper's "
         "FR column is ambiguous)",
-        "columns": ("nme", "failure_rate", "ap50", "recall"),
+        "columns": (NME_KEY, "failure_rate", "ap50", "recall"),
         "rows": {"VGGHeads (10k subset)": (1.975, 0.122, None, None)},
     },
 }
@@ -92,12 +95,12 @@ TITLES = {
     "aflw2000": "AFLW2000-3D head pose (MAE, degrees)",
     "biwi": "BIWI head pose (MAE, degrees)",
     "dad3dheads": "DAD-3DHeads",
-    "wider": "WIDER FACE val (AP %)",
+    "wider": "WIDER FACE val (AP, a fraction)",
     "fddb": "FDDB",
     "synthetic_val": "Synthetic validation (this project's data)",
 }
 EXTRA_COLUMNS = {
-    "aflw2000": ("nme", "missed"),
+    "aflw2000": (NME_KEY, "missed"),
     "biwi": ("missed",),
     "wider": ("images",),
     "fddb": ("ap_coco", "images"),
@@ -183,7 +186,7 @@ def write_plots(result: BenchmarkResult, directory: str | Path, png: bool = True
                     f"{result.benchmark} {name} ({result.system})",
                 )
             )
-    for key in ("err_mean", "nme", "pose_error", "chamfer"):
+    for key in ("err_mean_deg", NME_KEY, "pose_error", "chamfer"):
         values = [r[key] for r in result.records if r.get(key) is not None and np.isfinite(r[key])]
         if not values:
             continue

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..core.metrics import FAILURE_NME, box_norm, coco_ap, failure_rate, match_hungarian, nme
+from ..core.metrics import FAILURE_NME, NME_KEY, box_norm, coco_ap, failure_rate, match_hungarian, nme
 from ..core.images import load_rgb
 from .types import BenchmarkResult, HeadPrediction, Predictor
 
@@ -101,7 +101,7 @@ def score_synthetic(
             gt = im.landmarks[g] if points == "landmarks68" else im.vertices[g][head_indices, :2]
             value = nme(pred, gt, box_norm(im.boxes[g]))
             nmes.append(value)
-            records.append({"image": im.image_id, "head": g, "iou": iou, "nme": value})
+            records.append({"image": im.image_id, "head": g, "iou": iou, NME_KEY: value})
     coco = coco_ap(
         [im.boxes for im in images],
         [[h.box for h in hs] for hs in predictions],
@@ -111,11 +111,11 @@ def score_synthetic(
         "heads": n_gt,
         "matched": n_gt - missed,
         "recall": (n_gt - missed) / n_gt if n_gt else float("nan"),
-        "ap50": coco["ap50"] * 100.0,
-        "ap": coco["ap"] * 100.0,
+        "ap50": coco["ap50"],
+        "ap": coco["ap"],
     }
     if nmes:
-        metrics["nme"] = float(np.mean(nmes))
+        metrics[NME_KEY] = float(np.mean(nmes))
         metrics["failure_rate"] = failure_rate(nmes, FAILURE_NME)
         fails = int(np.sum(np.asarray(nmes) > FAILURE_NME))
         metrics["failure_rate_with_misses"] = (fails + missed) / n_gt if n_gt else float("nan")

@@ -308,7 +308,7 @@ def evaluate_wider(
     aps = wider_ap(present, preds)
     result = BenchmarkResult("wider", system)
     for s in SETTINGS:
-        result.metrics[f"ap_{s}"] = aps[s]["ap"] * 100.0
+        result.metrics[f"ap_{s}"] = aps[s]["ap"]
         result.metrics[f"faces_{s}"] = aps[s]["faces"]
         result.curves[f"pr_{s}"] = {"recall": aps[s]["recall"], "precision": aps[s]["precision"]}
     result.metrics["images"] = len(present)
