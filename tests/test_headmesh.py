@@ -293,6 +293,9 @@ def test_landmark_agreement_uses_a_labeller_that_reads_the_image(params, mesh_sh
     assert agree["00000_000001"]["nme"] == pytest.approx(20.0, rel=1e-3) and agree["00000_000000"]["nme"] < 1e-3
     assert [filt[s]["reason"] for s in sorted(filt)] == ["", "agreement", "", ""]
     assert stats["agreement"]["mean_nme_pct"] == pytest.approx(5.0, rel=1e-3)
+    from vggheads.core.metrics import unitless_keys
+
+    assert unitless_keys(stats) == []  # NME keys name their unit (issue 15)
     # the truth labeller copies the scene: nothing to compare
     for row in labels:
         row["labeller"] = "truth"

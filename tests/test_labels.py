@@ -272,6 +272,9 @@ def test_label_3dmm_stage_truth_on_perfect_detections(shard, head_model, tmp_pat
     assert labels.schema.field("flame_params").type == SCHEMAS["labels"].field("flame_params").type
     q = stats["quality"]["truth"]["metrics"]
     assert q["detection_recall"] == 1.0 and q["nme_pct"] == pytest.approx(0.0, abs=1e-6)
+    from vggheads.core.metrics import unitless_keys
+
+    assert unitless_keys(stats) == []  # NME, angle and pixel keys name their unit (issue 15)
     assert q["pose_mae_deg"] == pytest.approx(0.0, abs=1e-2)
     row = labels.to_pylist()[0]
     ext = np.asarray(row["extended_box"])

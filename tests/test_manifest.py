@@ -164,7 +164,10 @@ def test_dataset_card_json_and_plots(built):
     root, card = built
     doc = json.loads((root / "metrics" / "dataset_card.json").read_text())
     h = doc["histograms"]
-    assert sum(h["yaw"]["counts"]) == doc["heads"] == sum(h["box_size"]["counts"])
+    assert sum(h["yaw_deg"]["counts"]) == doc["heads"] == sum(h["box_size_px"]["counts"])
+    from vggheads.core.metrics import unitless_keys
+
+    assert unitless_keys(doc) == []  # every key that carries an angle, NME or pixel size names its unit
     assert sum(h["heads_per_image"]["counts"]) == doc["images"]
     assert doc["splits"]["val"]["shards"] == 1 and doc["splits"]["train"]["shards"] == 2
     for name in ("heads_per_image", "yaw", "pitch", "roll", "box_size", "filter_yield"):

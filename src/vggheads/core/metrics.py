@@ -34,8 +34,8 @@ YAW_KEY, PITCH_KEY, ROLL_KEY = "yaw" + DEG, "pitch" + DEG, "roll" + DEG  # per-a
 GEODESIC_KEY = "geodesic" + DEG  # rotation angle between two head poses, degrees
 # key words whose quantity has a unit: a key containing one of them must end with a unit suffix
 _UNIT_WORDS = ("nme", "mae", "geodesic", "yaw", "pitch", "roll", "angle", "pixel")
-# keys that contain such a word but carry a count, a label or a histogram, not the quantity itself
-_UNITLESS_OK = ("nme_failures", "nme_images", "nme_hist", "nme_histogram", "large_angle_rule", "angles")
+# keys that contain such a word but carry a count or a histogram (its bins name the unit), not the quantity
+_COUNT_ENDINGS = ("_failures", "_images", "_hist", "_histogram")
 
 
 def unitless_keys(obj, prefix: str = "") -> list[str]:
@@ -50,8 +50,8 @@ def unitless_keys(obj, prefix: str = "") -> list[str]:
             if (
                 any(w in low for w in _UNIT_WORDS)
                 and not low.endswith(UNIT_SUFFIXES)
-                and low not in _UNITLESS_OK
-                and not isinstance(value, str)
+                and not low.endswith(_COUNT_ENDINGS)
+                and not isinstance(value, (str, bool))
             ):
                 bad.append(path)
             bad += unitless_keys(value, path)
