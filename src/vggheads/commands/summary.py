@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..core.metrics import GEODESIC_KEY, NME68_ANCHOR_KEY, NME68_KEY, NME_KEY, POSE_MAE_KEY
+
 
 def _load(path: Path) -> dict:
     try:
@@ -47,28 +49,14 @@ def _pick(data: dict, keys: list[str]) -> str:
     return "; ".join(parts)
 
 
-TRAIN_FIGURES = (
-    ("ap50", "AP50"),
-    ("nme68", "NME68"),
-    ("nme", "NME"),
-    ("fr", "FR"),
-    ("matched", "matched"),
-    ("nme68_anchor", "NME68@anchors"),
-)
-PERCENT_KEYS = {"nme68", "nme", "nme68_anchor"}  # NME is in percent everywhere (vggheads.core.metrics)
-
-
-def _percent(m: dict) -> str:
-    """The train stage's validation figures in percent, the unit of the evaluation stage's tables:
-    AP50 (a fraction in metrics/train.json); on matched heads the 68-landmark NME and the paper's
-    NME over the head vertices (percent of sqrt(w h) of the box) and its failure rate FR (share of
-    matched heads with a head-vertex NME > 5 %); the share of heads matched; the 68-landmark NME of
-    the best anchor inside each head's box."""
-    return "; ".join(
-        f"{name} {(1 if key in PERCENT_KEYS else 100) * m[key]:.3g} %"
-        for key, name in TRAIN_FIGURES
-        if m.get(key) is not None
-    )
+# Every line prints a figure under its key, whose name carries its unit (vggheads.core.metrics):
+# *_pct percent, *_deg degrees; ap50, recall, fr, failure_rate and matched are fractions.
+# train: AP50; on matched heads the 68-landmark NME and the paper's NME over the head vertices and
+# its failure rate fr (share of matched heads with a head-vertex NME > 5 %); the share of heads
+# matched; the 68-landmark NME of the best anchor inside each head's box.
+TRAIN_KEYS = ["ap50", NME68_KEY, NME_KEY, "fr", "matched", NME68_ANCHOR_KEY]
+QUALITY_KEYS = ["detection_recall", NME_KEY, "failure_rate", GEODESIC_KEY]
+EVAL_KEYS = ["ap50", NME_KEY, "failure_rate", POSE_MAE_KEY, "recall", "ap_easy", "ap_medium", "ap_hard"]
 
 
 def summarise() -> str:
@@ -88,9 +76,7 @@ def summarise() -> str:
     quality = _load(Path("metrics/label_quality.json"))
     for labeller, q in quality.items():
         if isinstance(q, dict):
-            add(
-                "label quality", f"{labeller}: " + _pick(q, ["detection_recall", "nme", "failure_rate", "geodesic_deg"])
-            )
+            add("label quality", f"{labeller}: " + _pick(q, QUALITY_KEYS))
     add("filter", _pick(_sum_stats("data/filter/*.stats.json"), ["images", "kept", "reasons"]))
     add("manifest", _pick(_load(Path("metrics/dataset_card.json")), ["images", "heads", "heads_per_image_mean"]))
     train = _load(Path("metrics/train.json"))
@@ -98,14 +84,13 @@ def summarise() -> str:
         add("train", _pick(train, ["epochs", "train_images", "val_images", "init"]))
         for phase in ("untrained", "val"):
             if isinstance(train.get(phase), dict):
-                add("", f"{phase}: " + _percent(train[phase]))
+                add("", f"{phase}: " + _pick(train[phase], TRAIN_KEYS))
     for path in sorted(Path("metrics/evaluate").glob("*.json")):
         for system, m in _load(path).items():
             if isinstance(m, dict):
                 add(
                     f"eval {path.stem}"[:14],
-                    f"{system}: "
-                    + _pick(m, ["ap50", "nme", "failure_rate", "mae", "recall", "easy", "medium", "hard"]),
+                    f"{system}: " + _pick(m, EVAL_KEYS),
                 )
     for results in sorted(Path("reports").rglob("*.md")):
         add("results table", str(results))
