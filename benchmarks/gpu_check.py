@@ -88,6 +88,7 @@ def train(work: Path, steps: int, device: str = "0", n_train: int = 128, imgsz: 
     import numpy as np
     import torch
 
+    from vggheads.core.metrics import NME68_KEY
     from vggheads.model.config import ModelConfig
     from vggheads.model.dataset import HeadDataset
     from vggheads.model.loss import LossSettings
@@ -146,7 +147,7 @@ def train(work: Path, steps: int, device: str = "0", n_train: int = 128, imgsz: 
         "first_epoch_loss": round(sum(float(first[i]) for i in loss_cols), 3),
         "last_epoch_loss": round(sum(float(last[i]) for i in loss_cols), 3),
         "heldout_ap50": round(metrics["ap50"], 3),
-        "heldout_nme68": None if metrics["nme68"] != metrics["nme68"] else round(metrics["nme68"], 4),
+        "heldout_nme68_pct": None if metrics[NME68_KEY] != metrics[NME68_KEY] else round(metrics[NME68_KEY], 4),
         "torch_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "numpy": np.__version__,
     }
