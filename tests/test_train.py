@@ -56,6 +56,9 @@ def test_train_writes_the_model_its_exports_metrics_and_plots_and_logs_to_mlflow
     assert saved["epochs"] == 2 and saved["train_images"] == 6 and saved["val_images"] == 2
     assert set(saved["val"]) >= {"ap50", "nme_pct", "fr", "nme68_pct", "matched", "nme68_anchor_pct"}
     assert saved["untrained"]["nme68_anchor_pct"] is not None
+    from vggheads.core.metrics import unitless_keys
+
+    assert unitless_keys(saved) == []  # NME keys name their unit (issue 15)
     assert metrics["onnx"]["boxes_max_abs"] < 0.05
     model = load_model(tmp_path / "model")
     assert model.arch.n_shape == 8 and model.arch.imgsz == 96
