@@ -114,7 +114,7 @@ def train(work: Path, steps: int, device: str = "0", n_train: int = 128, imgsz: 
             "imgsz": imgsz,
             "device": device,
             "amp": cuda,
-            "workers": 0,
+            "workers": 8 if cuda else 0,  # in-process loading starved the H200 (docs/gpu.md)
             "plots": False,
             "val": False,
             "optimizer": "AdamW",

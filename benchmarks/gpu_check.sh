@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every CUDA path of the project once, with its figures (benchmarks/gpu_check.py: device, rasteriser,
 # AMP training, predict FPS n/s, tiny and full-size SDXL, head-mesh conditioning). Run from the
-# repository root on a GPU machine, after `make env`; about 6-8 minutes on one H100/H200.
+# repository root on a GPU machine, after `make env`. On one H200 every section but train took 6.5 minutes
+# (train alone ran past 140 s: docs/gpu.md).
 #   benchmarks/gpu_check.sh            # figures on stdout, and in $OUT/gpu_check.json when OUT is set
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,7 +13,7 @@ import pytest
 from vggheads.captions.text import NearDuplicates, is_about_people, names_person, person_count, rewrite_prompt
 from vggheads.errors import InputError
 from vggheads.schemas import read_table
-from vggheads.stages.sample_captions import RULES, _cheap_rule, bad_caption, sample_captions
+from vggheads.stages.sample_captions import RULES, SampleCaptionsJob, _cheap_rule, bad_caption, sample_captions
 
 
 def write_source(path, rows, schema=None):
@@ -36,7 +36,7 @@ def cfg(params, tmp_path_factory):
 
 def run(p, tmp_path, shard="00000"):
     out, stats = tmp_path / f"{shard}.parquet", tmp_path / f"{shard}.json"
-    sample_captions(p, shard, out, stats)
+    sample_captions(p, SampleCaptionsJob(shard=shard, out=out, stats=stats))
     return read_table(out, "captions").to_pylist(), json.loads(stats.read_text())
 
 
@@ -202,12 +202,12 @@ def test_shards_partition_the_rows(cfg, tmp_path):
 def test_same_params_same_bytes(cfg, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
-    sample_captions(cfg, "00000", a / "c.parquet", a / "s.json")
-    sample_captions(cfg, "00000", b / "c.parquet", b / "s.json")
+    sample_captions(cfg, SampleCaptionsJob(shard="00000", out=a / "c.parquet", stats=a / "s.json"))
+    sample_captions(cfg, SampleCaptionsJob(shard="00000", out=b / "c.parquet", stats=b / "s.json"))
     assert (a / "c.parquet").read_bytes() == (b / "c.parquet").read_bytes()
     other = copy.deepcopy(cfg)
     other["seed"] = 1
-    sample_captions(other, "00000", b / "c.parquet", b / "s.json")
+    sample_captions(other, SampleCaptionsJob(shard="00000", out=b / "c.parquet", stats=b / "s.json"))
     assert read_table(a / "c.parquet", "captions")["seed"] != read_table(b / "c.parquet", "captions")["seed"]
 
 

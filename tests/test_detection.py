@@ -212,7 +212,7 @@ def test_training_writes_weights_and_curves_offline(tiny_detector, tmp_path):
 
 def test_detect_heads_stage_counts_unreadable_images(tiny_detector, tmp_path, params):
     from vggheads.schemas import from_rows, read_table, write_table
-    from vggheads.stages.detect_heads import detect_heads
+    from vggheads.stages.detect_heads import DetectHeadsJob, detect_heads
 
     weights, _, items = tiny_detector
     images = tmp_path / "00000"
@@ -241,12 +241,14 @@ def test_detect_heads_stage_counts_unreadable_images(tiny_detector, tmp_path, pa
     params["tracking"]["enabled"] = False
     stats = detect_heads(
         params,
-        "00000",
-        tmp_path / "00000.parquet",
-        images,
-        weights,
-        tmp_path / "det.parquet",
-        tmp_path / "det.stats.json",
+        DetectHeadsJob(
+            shard="00000",
+            render_table=tmp_path / "00000.parquet",
+            images=images,
+            weights=weights,
+            out=tmp_path / "det.parquet",
+            stats=tmp_path / "det.stats.json",
+        ),
     )
     assert stats["unreadable"] == 1 and stats["unreadable_ids"] == ["s1"] and stats["images"] == 3
     table = read_table(tmp_path / "det.parquet", "detections")
@@ -259,7 +261,7 @@ def test_detect_heads_stage_counts_unreadable_images(tiny_detector, tmp_path, pa
 def test_train_head_detector_stage_on_procedural_renders(head_model, tmp_path, params):
     """The stage end to end: extra procedural renders + a shard, training, held-out measurement."""
     from vggheads.detection.data import write_procedural_shard
-    from vggheads.stages.train_head_detector import train_head_detector
+    from vggheads.stages.train_head_detector import TrainHeadDetectorJob, train_head_detector
 
     table, _, _ = write_procedural_shard(
         head_model, "00000", 3, 96, 96, tmp_path / "render", seed=1, render_cfg={"supersample": 1}
@@ -270,7 +272,14 @@ def test_train_head_detector_stage_on_procedural_renders(head_model, tmp_path, p
     params["detector"]["labelled"].update(extra_images=6, shard_fraction=0.0, val_fraction=0.3)
     params["tracking"]["enabled"] = False
     metrics = train_head_detector(
-        params, [table], head_model, tmp_path / "det.pt", tmp_path / "det.json", tmp_path / "work"
+        params,
+        TrainHeadDetectorJob(
+            render_tables=[table],
+            head_model=head_model,
+            out=tmp_path / "det.pt",
+            metrics=tmp_path / "det.json",
+            work_dir=tmp_path / "work",
+        ),
     )
     assert (tmp_path / "det.pt").exists() and not (tmp_path / "work").exists()
     assert metrics["labelled"]["train_images"] + metrics["labelled"]["val_images"] == 6
@@ -283,7 +292,7 @@ def test_oracle_detections_are_the_render_truth(tmp_path, params):
     from PIL import Image
 
     from vggheads.schemas import from_rows, read_table, write_table
-    from vggheads.stages.detect_heads import detect_heads
+    from vggheads.stages.detect_heads import DetectHeadsJob, detect_heads
 
     (tmp_path / "00000").mkdir()
     rows, heads = [], []
@@ -323,13 +332,15 @@ def test_oracle_detections_are_the_render_truth(tmp_path, params):
     params["tracking"]["enabled"] = False
     stats = detect_heads(
         params,
-        "00000",
-        tmp_path / "00000.parquet",
-        tmp_path / "00000",
-        tmp_path / "no.pt",
-        tmp_path / "det.parquet",
-        tmp_path / "det.json",
-        tmp_path / "00000.heads.parquet",
+        DetectHeadsJob(
+            shard="00000",
+            render_table=tmp_path / "00000.parquet",
+            images=tmp_path / "00000",
+            weights=tmp_path / "no.pt",
+            out=tmp_path / "det.parquet",
+            stats=tmp_path / "det.json",
+            truth=tmp_path / "00000.heads.parquet",
+        ),
     )
     det = read_table(tmp_path / "det.parquet", "detections").to_pylist()
     assert stats["oracle"] and stats["heads"] == 1 and stats["images_without_heads"] == 1

@@ -10,7 +10,7 @@ from photo_server import PhotoServer, real_photos
 from vggheads.captions.download import FAILURE_CLASSES, decode, failure_class, iter_shard
 from vggheads.errors import InputError
 from vggheads.schemas import from_rows, read_table, write_table
-from vggheads.stages.download_images import download_images
+from vggheads.stages.download_images import DownloadImagesJob, download_images
 
 
 def rows_file(path, urls):
@@ -63,8 +63,15 @@ def test_download_counts_failures_resumes_and_is_reproducible(cfg, tmp_path, sha
         ]
         rows = rows_file(tmp_path / "rows.parquet", urls)
         out = tmp_path / "out"
-        args = (rows, out / "00000.tar", out / "00000.parquet", out / "00000.stats.json", tmp_path / "work")
-        stats = download_images(cfg, "00000", *args)
+        job = DownloadImagesJob(
+            shard="00000",
+            rows=rows,
+            out=out / "00000.tar",
+            table=out / "00000.parquet",
+            stats=out / "00000.stats.json",
+            work_dir=tmp_path / "work",
+        )
+        stats = download_images(cfg, job)
         assert stats["requested"] == 10 and stats["downloaded"] == 6
         assert {k: v for k, v in stats["failed"].items() if v} == {"http_404": 1, "undecodable": 2, "timeout": 1}
         assert json.loads((out / "00000.stats.json").read_text()) == stats
@@ -81,7 +88,7 @@ def test_download_counts_failures_resumes_and_is_reproducible(cfg, tmp_path, sha
         # Rerun with the parts left by the first run (as after a kill at the merge): nothing is fetched again.
         before = len(server.requests)
         (out / "00000.tar").unlink()
-        download_images(cfg, "00000", *args)
+        download_images(cfg, job)
         assert len(server.requests) == before
         assert (out / "00000.tar").read_bytes() == first
         # Different rows in the same work folder: start over; a shard where nothing downloads stops the run.
@@ -89,5 +96,5 @@ def test_download_counts_failures_resumes_and_is_reproducible(cfg, tmp_path, sha
         with pytest.raises(
             InputError, match=r"shard 00000: none of its 2 images could be downloaded \(failures: http_404 2"
         ):
-            download_images(cfg, "00000", *args)
+            download_images(cfg, job)
         assert not (out / "00000.tar").exists()

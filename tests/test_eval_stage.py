@@ -49,13 +49,15 @@ def _params(tmp_path, aflw_root, wider_root):
 def test_stage_writes_metrics_plots_report_and_mlflow(tmp_path, shared_data, aflw, monkeypatch):
     pytest.importorskip("dlib")
     from vggheads.config import validate
-    from vggheads.stages.evaluate import enabled_benchmarks, evaluate
+    from vggheads.stages.evaluate import EvaluateJob, enabled_benchmarks, evaluate
 
     wider_root = shared_data / "benchmarks" / "wider_val"
     params = validate(_params(tmp_path, aflw, wider_root))
     assert enabled_benchmarks(params) == ["synthetic_val", "aflw2000", "wider"]
     monkeypatch.chdir(tmp_path)
-    out = evaluate(params, tmp_path / "metrics", tmp_path / "plots", tmp_path / "results.md")
+    out = evaluate(
+        params, EvaluateJob(metrics=tmp_path / "metrics", plots=tmp_path / "plots", report=tmp_path / "results.md")
+    )
     assert set(out) == {"synthetic_val", "aflw2000", "wider"}
     assert out["synthetic_val"] == {}  # no head-detecting system configured
     aflw_metrics = json.loads((tmp_path / "metrics" / "aflw2000.json").read_text())

@@ -167,7 +167,7 @@ def test_filter_stage(tmp_path, params, monkeypatch):
 
     import vggheads.detection.infer as infer
     from vggheads.schemas import from_rows, read_table, write_table
-    from vggheads.stages.filter import filter_shard
+    from vggheads.stages.filter import FilterJob, filter_shard
 
     monkeypatch.setattr(infer.HeadBoxDetector, "from_params", classmethod(lambda cls, w, cfg: MarkerDetector()))
     images = tmp_path / "00000"
@@ -199,13 +199,15 @@ def test_filter_stage(tmp_path, params, monkeypatch):
     params["filter"]["face"] = False
     stats = filter_shard(
         params,
-        "00000",
-        tmp_path / "00000.parquet",
-        images,
-        tmp_path / "det.parquet",
-        tmp_path / "none.pt",
-        tmp_path / "filter.parquet",
-        tmp_path / "filter.stats.json",
+        FilterJob(
+            shard="00000",
+            render_table=tmp_path / "00000.parquet",
+            images=images,
+            detections=tmp_path / "det.parquet",
+            weights=tmp_path / "none.pt",
+            out=tmp_path / "filter.parquet",
+            stats=tmp_path / "filter.stats.json",
+        ),
     )
     table = {r["sample_id"]: r for r in read_table(tmp_path / "filter.parquet", "filter").to_pylist()}
     assert table["keep"]["keep"] and table["keep"]["reason"] == "" and table["keep"]["stability"] == pytest.approx(1.0)

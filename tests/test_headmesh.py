@@ -206,22 +206,24 @@ def _head_mesh_params(params):
 
 
 def _run_filter(p, shard, detections, labels=None, truth=True):
-    from vggheads.stages.filter import filter_shard
+    from vggheads.stages.filter import FilterJob, filter_shard
 
     write_table(from_rows("detections", detections), shard / "det.parquet", "detections")
     stats = filter_shard(
         p,
-        "00000",
-        shard / "render.parquet",
-        shard / "images",
-        shard / "det.parquet",
-        shard / "none.pt",
-        shard / "filter.parquet",
-        shard / "stats.json",
-        truth=shard / "heads.parquet" if truth else None,
-        labels=labels,
-        agreement_out=shard / "agreement.parquet",
-        agreement_heads_out=shard / "agreement_heads.parquet",
+        FilterJob(
+            shard="00000",
+            render_table=shard / "render.parquet",
+            images=shard / "images",
+            detections=shard / "det.parquet",
+            weights=shard / "none.pt",
+            out=shard / "filter.parquet",
+            stats=shard / "stats.json",
+            truth=shard / "heads.parquet" if truth else None,
+            labels=labels,
+            agreement=shard / "agreement.parquet",
+            agreement_heads=shard / "agreement_heads.parquet",
+        ),
     )
     filt = {r["sample_id"]: r for r in read_table(shard / "filter.parquet", "filter").to_pylist()}
     agree = {r["sample_id"]: r for r in read_table(shard / "agreement.parquet", "agreement").to_pylist()}
@@ -307,7 +309,7 @@ def test_landmark_agreement_uses_a_labeller_that_reads_the_image(params, mesh_sh
 def test_the_agreement_labeller_reads_the_scene_heads_on_the_image(params, mesh_shard, head_model_file):
     """filter.agreement.labeller runs on the scene's boxes, so the labels can stay the scene's exact truth
     (labels.labeller: truth) while a real labeller checks the painted faces."""
-    from vggheads.stages.filter import filter_shard
+    from vggheads.stages.filter import FilterJob, filter_shard
 
     truth = read_table(mesh_shard / "heads.parquet", "render_heads").to_pylist()
     dets = [{"sample_id": t["sample_id"], "head": i, "box": t["box"], "score": 0.9} for i, t in enumerate(truth)]
@@ -318,17 +320,19 @@ def test_the_agreement_labeller_reads_the_scene_heads_on_the_image(params, mesh_
     def run():
         return filter_shard(
             p,
-            "00000",
-            mesh_shard / "render.parquet",
-            mesh_shard / "images",
-            mesh_shard / "det.parquet",
-            mesh_shard / "none.pt",
-            mesh_shard / "filter.parquet",
-            mesh_shard / "stats.json",
-            truth=mesh_shard / "heads.parquet",
-            agreement_out=mesh_shard / "agreement.parquet",
-            agreement_heads_out=mesh_shard / "agreement_heads.parquet",
-            head_model=head_model_file,
+            FilterJob(
+                shard="00000",
+                render_table=mesh_shard / "render.parquet",
+                images=mesh_shard / "images",
+                detections=mesh_shard / "det.parquet",
+                weights=mesh_shard / "none.pt",
+                out=mesh_shard / "filter.parquet",
+                stats=mesh_shard / "stats.json",
+                truth=mesh_shard / "heads.parquet",
+                agreement=mesh_shard / "agreement.parquet",
+                agreement_heads=mesh_shard / "agreement_heads.parquet",
+                head_model=head_model_file,
+            ),
         )
 
     stats = run()
@@ -345,14 +349,16 @@ def test_the_agreement_labeller_reads_the_scene_heads_on_the_image(params, mesh_
     with pytest.raises(ConfigError, match="--head-model"):
         filter_shard(
             p,
-            "00000",
-            mesh_shard / "render.parquet",
-            mesh_shard / "images",
-            mesh_shard / "det.parquet",
-            mesh_shard / "none.pt",
-            mesh_shard / "filter.parquet",
-            mesh_shard / "stats.json",
-            truth=mesh_shard / "heads.parquet",
+            FilterJob(
+                shard="00000",
+                render_table=mesh_shard / "render.parquet",
+                images=mesh_shard / "images",
+                detections=mesh_shard / "det.parquet",
+                weights=mesh_shard / "none.pt",
+                out=mesh_shard / "filter.parquet",
+                stats=mesh_shard / "stats.json",
+                truth=mesh_shard / "heads.parquet",
+            ),
         )
 
 

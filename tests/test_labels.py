@@ -250,7 +250,7 @@ def _stage_params(params):
 
 def test_label_3dmm_stage_truth_on_perfect_detections(shard, head_model, tmp_path, params):
     from vggheads.schemas import SCHEMAS, from_rows, read_table, write_table
-    from vggheads.stages.label_3dmm import label_3dmm
+    from vggheads.stages.label_3dmm import Label3dmmJob, label_3dmm
 
     table, heads, images = shard
     truth = read_table(heads, "render_heads").to_pylist()
@@ -258,14 +258,16 @@ def test_label_3dmm_stage_truth_on_perfect_detections(shard, head_model, tmp_pat
     write_table(from_rows("detections", rows), tmp_path / "det.parquet", "detections")
     stats = label_3dmm(
         _stage_params(params),
-        "00000",
-        table,
-        images,
-        tmp_path / "det.parquet",
-        heads,
-        head_model,
-        tmp_path / "labels.parquet",
-        tmp_path / "labels.stats.json",
+        Label3dmmJob(
+            shard="00000",
+            render_table=table,
+            images=images,
+            detections=tmp_path / "det.parquet",
+            truth=heads,
+            head_model=head_model,
+            out=tmp_path / "labels.parquet",
+            stats=tmp_path / "labels.stats.json",
+        ),
     )
     labels = read_table(tmp_path / "labels.parquet", "labels")
     assert labels.num_rows == len(truth) == stats["labelled"]
@@ -287,7 +289,7 @@ def test_label_3dmm_stage_counts_bad_images_and_false_positives(shard, head_mode
     import shutil
 
     from vggheads.schemas import from_rows, read_table, write_table
-    from vggheads.stages.label_3dmm import label_3dmm
+    from vggheads.stages.label_3dmm import Label3dmmJob, label_3dmm
 
     table, heads, images = shard
     local = tmp_path / "00000"
@@ -298,14 +300,16 @@ def test_label_3dmm_stage_counts_bad_images_and_false_positives(shard, head_mode
     write_table(from_rows("detections", rows), tmp_path / "det.parquet", "detections")
     stats = label_3dmm(
         _stage_params(params),
-        "00000",
-        table,
-        local,
-        tmp_path / "det.parquet",
-        heads,
-        head_model,
-        tmp_path / "labels.parquet",
-        tmp_path / "labels.stats.json",
+        Label3dmmJob(
+            shard="00000",
+            render_table=table,
+            images=local,
+            detections=tmp_path / "det.parquet",
+            truth=heads,
+            head_model=head_model,
+            out=tmp_path / "labels.parquet",
+            stats=tmp_path / "labels.stats.json",
+        ),
     )
     assert stats["unreadable"] == 1 and stats["dropped"] == {"no_truth_match": 1} and stats["labelled"] == 0
     assert read_table(tmp_path / "labels.parquet", "labels").num_rows == 0
@@ -314,7 +318,7 @@ def test_label_3dmm_stage_counts_bad_images_and_false_positives(shard, head_mode
 
 
 def test_label_3dmm_stage_refuses_a_missing_labeller_file_before_writing(shard, head_model, tmp_path, params):
-    from vggheads.stages.label_3dmm import label_3dmm
+    from vggheads.stages.label_3dmm import Label3dmmJob, label_3dmm
 
     from vggheads.schemas import from_rows, write_table
 
@@ -325,13 +329,15 @@ def test_label_3dmm_stage_refuses_a_missing_labeller_file_before_writing(shard, 
     with pytest.raises(MissingWeightsError, match="nope.trcd"):
         label_3dmm(
             params,
-            "00000",
-            shard[0],
-            shard[2],
-            tmp_path / "det.parquet",
-            shard[1],
-            head_model,
-            tmp_path / "labels.parquet",
-            tmp_path / "labels.stats.json",
+            Label3dmmJob(
+                shard="00000",
+                render_table=shard[0],
+                images=shard[2],
+                detections=tmp_path / "det.parquet",
+                truth=shard[1],
+                head_model=head_model,
+                out=tmp_path / "labels.parquet",
+                stats=tmp_path / "labels.stats.json",
+            ),
         )
     assert not (tmp_path / "labels.parquet").exists() and not list(tmp_path.glob(".labels*"))

@@ -80,22 +80,24 @@ def make_shards(root: Path, n_shards=3, n_images=4, seed=0):
 
 @pytest.fixture
 def built(tmp_path, params):
-    from vggheads.stages.build_manifest import build_manifest_stage
+    from vggheads.stages.build_manifest import BuildManifestJob, build_manifest_stage
 
     shards = make_shards(tmp_path)
     params["tracking"]["enabled"] = False
     params["manifest"].update(val_shards=1, row_group_size=3)
     card = build_manifest_stage(
         params,
-        shards,
-        [tmp_path / "render" / f"{s}.parquet" for s in shards],
-        [tmp_path / "labels" / f"{s}.parquet" for s in shards],
-        [tmp_path / "filter" / f"{s}.parquet" for s in shards],
-        [tmp_path / "labels" / f"{s}.stats.json" for s in shards],
-        tmp_path / "manifest",
-        tmp_path / "metrics" / "dataset_card.json",
-        tmp_path / "metrics" / "label_quality.json",
-        tmp_path / "plots" / "dataset",
+        BuildManifestJob(
+            shards=shards,
+            render_tables=[tmp_path / "render" / f"{s}.parquet" for s in shards],
+            labels=[tmp_path / "labels" / f"{s}.parquet" for s in shards],
+            filters=[tmp_path / "filter" / f"{s}.parquet" for s in shards],
+            label_stats=[tmp_path / "labels" / f"{s}.stats.json" for s in shards],
+            out_dir=tmp_path / "manifest",
+            card=tmp_path / "metrics" / "dataset_card.json",
+            quality=tmp_path / "metrics" / "label_quality.json",
+            plots=tmp_path / "plots" / "dataset",
+        ),
     )
     return tmp_path, card
 
@@ -259,18 +261,20 @@ def test_export_release_layout(built, tmp_path):
 
 def test_manifest_stage_rejects_mismatched_inputs(tmp_path, params):
     from vggheads.errors import ConfigError
-    from vggheads.stages.build_manifest import build_manifest_stage
+    from vggheads.stages.build_manifest import BuildManifestJob, build_manifest_stage
 
     with pytest.raises(ConfigError, match="one render table"):
         build_manifest_stage(
             params,
-            ["00000", "00001"],
-            [tmp_path / "a"],
-            [tmp_path / "b"],
-            [tmp_path / "c"],
-            [],
-            tmp_path / "m",
-            tmp_path / "c.json",
-            tmp_path / "q.json",
-            tmp_path / "p",
+            BuildManifestJob(
+                shards=["00000", "00001"],
+                render_tables=[tmp_path / "a"],
+                labels=[tmp_path / "b"],
+                filters=[tmp_path / "c"],
+                label_stats=[],
+                out_dir=tmp_path / "m",
+                card=tmp_path / "c.json",
+                quality=tmp_path / "q.json",
+                plots=tmp_path / "p",
+            ),
         )

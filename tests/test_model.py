@@ -590,7 +590,7 @@ def test_a_barely_trained_network_reports_no_head_on_a_blank_image(params, tmp_p
     still nothing above 0.5 on a blank or a uniform image."""
     from vggheads.model.inference import HeadDetector
     from vggheads.model.toydata import toy_dataset
-    from vggheads.stages.train import train
+    from vggheads.stages.train import TrainJob, train
 
     head, images, heads = toy_dataset(
         tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=6, n_val=2, size=96
@@ -601,14 +601,16 @@ def test_a_barely_trained_network_reports_no_head_on_a_blank_image(params, tmp_p
     p["tracking"]["enabled"] = False
     train(
         p,
-        images,
-        heads,
-        head,
-        tmp_path / "model",
-        tmp_path / "train.json",
-        tmp_path / "plots",
-        tmp_path / "model" / ".work",
-        threads=2,
+        TrainJob(
+            images=images,
+            heads=heads,
+            head_model=head,
+            out_dir=tmp_path / "model",
+            metrics=tmp_path / "train.json",
+            plots=tmp_path / "plots",
+            work_dir=tmp_path / "model" / ".work",
+            threads=2,
+        ),
     )
     det = HeadDetector(tmp_path / "model", conf=0.0, max_det=1000)
     for pixels in (

@@ -14,7 +14,7 @@ import pytest
 @pytest.mark.slow
 def test_short_training_beats_the_untrained_network_on_held_out_images(params, tmp_path_factory, tmp_path):
     from vggheads.model.toydata import toy_dataset
-    from vggheads.stages.train import train
+    from vggheads.stages.train import TrainJob, train
 
     head, images, heads = toy_dataset(
         tmp_path_factory.getbasetemp() / "vggheads-model-toy", n_train=64, n_val=16, size=160, seed=1
@@ -26,13 +26,15 @@ def test_short_training_beats_the_untrained_network_on_held_out_images(params, t
     p["tracking"]["enabled"] = False
     metrics = train(
         p,
-        images,
-        heads,
-        head,
-        tmp_path / "model",
-        tmp_path / "train.json",
-        tmp_path / "plots",
-        tmp_path / "model" / ".work",
+        TrainJob(
+            images=images,
+            heads=heads,
+            head_model=head,
+            out_dir=tmp_path / "model",
+            metrics=tmp_path / "train.json",
+            plots=tmp_path / "plots",
+            work_dir=tmp_path / "model" / ".work",
+        ),
     )
     val, untrained = metrics["val"], metrics["untrained"]
     print("\nheld-out:", json.dumps({"trained": val, "untrained": untrained}, indent=1))

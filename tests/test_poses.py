@@ -11,7 +11,7 @@ from vggheads.errors import ConfigError, MissingWeightsError
 from vggheads.poses.openpose import COLORS, coco_to_openpose, draw_openpose
 from vggheads.poses.procedural import sample_scene
 from vggheads.schemas import from_rows, read_table, write_table
-from vggheads.stages.extract_poses import extract_poses
+from vggheads.stages.extract_poses import ExtractPosesJob, extract_poses
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_profiles_hide_the_far_ear():
 def test_stage_procedural(cfg, tmp_path):
     caps = captions_file(tmp_path, ["two men talking", "a woman smiling", "three students walking", "a crowd"])
     out, cond, stats = tmp_path / "p.parquet", tmp_path / "cond", tmp_path / "s.json"
-    s = extract_poses(cfg, "00000", caps, out, cond, stats)
+    s = extract_poses(cfg, ExtractPosesJob(shard="00000", captions=caps, out=out, conditions=cond, stats=stats))
     table = read_table(out, "poses").to_pandas()
     per_sample = table.groupby("sample_id").size()
     assert per_sample["00000_000000"] == 2 and per_sample["00000_000001"] == 1 and per_sample["00000_000002"] == 3
@@ -97,7 +97,7 @@ def test_stage_procedural(cfg, tmp_path):
         img = np.asarray(Image.open(cond / f"{sid}.png"))
         assert img.shape == (192, 256, 3) and img.any()
     first = out.read_bytes()
-    extract_poses(cfg, "00000", caps, out, cond, stats)
+    extract_poses(cfg, ExtractPosesJob(shard="00000", captions=caps, out=out, conditions=cond, stats=stats))
     assert out.read_bytes() == first
 
 
@@ -107,13 +107,31 @@ def test_ultralytics_backend_needs_images_and_weights(cfg, tmp_path):
     for images in (None, "downloaded"):  # "downloaded": the pipeline passes the shard's photos as --images
         cfg["poses"]["ultralytics"]["images"] = images
         with pytest.raises(ConfigError, match="no images are given: poses.ultralytics.images"):
-            extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json")
+            extract_poses(
+                cfg,
+                ExtractPosesJob(
+                    shard="00000",
+                    captions=caps,
+                    out=tmp_path / "p.parquet",
+                    conditions=tmp_path / "c",
+                    stats=tmp_path / "s.json",
+                ),
+            )
     cfg["poses"]["ultralytics"]["images"] = str(tmp_path)
     cfg["poses"]["ultralytics"]["weights"] = str(tmp_path / "yolo11x-pose.pt")
     with pytest.raises(
         MissingWeightsError, match=r"YOLO-pose weights .* not found at '.*yolo11x-pose.pt'.*nothing is downloaded"
     ):
-        extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json")
+        extract_poses(
+            cfg,
+            ExtractPosesJob(
+                shard="00000",
+                captions=caps,
+                out=tmp_path / "p.parquet",
+                conditions=tmp_path / "c",
+                stats=tmp_path / "s.json",
+            ),
+        )
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "c").exists()
 
 
@@ -137,7 +155,16 @@ def test_ultralytics_backend_on_img2dataset_folder(cfg, tmp_path):
     (images / "000000003.json").write_text(json.dumps({"url": "https://example.org/2.jpg"}))
     cfg["poses"]["backend"] = "ultralytics"
     cfg["poses"]["ultralytics"].update(images=str(tmp_path / "img2dataset"), weights=str(weights), conf=0.0, imgsz=64)
-    s = extract_poses(cfg, "00000", caps, tmp_path / "p.parquet", tmp_path / "c", tmp_path / "s.json")
+    s = extract_poses(
+        cfg,
+        ExtractPosesJob(
+            shard="00000",
+            captions=caps,
+            out=tmp_path / "p.parquet",
+            conditions=tmp_path / "c",
+            stats=tmp_path / "s.json",
+        ),
+    )
     assert s["dropped"]["missing_or_corrupt_image"] == 1
     table = read_table(tmp_path / "p.parquet", "poses").to_pandas()
     assert set(table.sample_id) <= {"00000_000000", "00000_000001"}
@@ -191,12 +218,14 @@ def test_ultralytics_backend_reads_download_shards_and_drops_photos_without_peop
     cfg["poses"]["ultralytics"].update(images="downloaded", weights=str(weights), conf=0.0, imgsz=64, max_det=2)
     s = extract_poses(
         cfg,
-        "00000",
-        caps,
-        tmp_path / "p.parquet",
-        tmp_path / "c",
-        tmp_path / "s.json",
-        images=str(tmp_path / "00000.tar"),
+        ExtractPosesJob(
+            shard="00000",
+            captions=caps,
+            out=tmp_path / "p.parquet",
+            conditions=tmp_path / "c",
+            stats=tmp_path / "s.json",
+            images=str(tmp_path / "00000.tar"),
+        ),
     )
     table = read_table(tmp_path / "p.parquet", "poses").to_pandas()
     assert s["dropped"]["missing_or_corrupt_image"] == 0
@@ -205,12 +234,14 @@ def test_ultralytics_backend_reads_download_shards_and_drops_photos_without_peop
     cfg["poses"]["ultralytics"]["conf"] = 1.0
     s = extract_poses(
         cfg,
-        "00000",
-        caps,
-        tmp_path / "p.parquet",
-        tmp_path / "c",
-        tmp_path / "s.json",
-        images=str(tmp_path / "00000.tar"),
+        ExtractPosesJob(
+            shard="00000",
+            captions=caps,
+            out=tmp_path / "p.parquet",
+            conditions=tmp_path / "c",
+            stats=tmp_path / "s.json",
+            images=str(tmp_path / "00000.tar"),
+        ),
     )
     assert s["samples"] == 0 and s["dropped"]["no_person"] == 3
     assert read_table(tmp_path / "p.parquet", "poses").num_rows == 0

@@ -220,7 +220,7 @@ def test_a_shard_through_the_render_stage(tmp_path, params, head_model):
     from vggheads.headmodel import save_head_model
     from vggheads.poses.procedural import sample_scene
     from vggheads.schemas import from_rows, read_table, write_table
-    from vggheads.stages.render import render
+    from vggheads.stages.render import RenderJob, render
 
     params = {**params, "tracking": {**params["tracking"], "enabled": False}}
     params["render"] = {
@@ -263,16 +263,18 @@ def test_a_shard_through_the_render_stage(tmp_path, params, head_model):
     out = tmp_path / "render"
     stats = render(
         params,
-        "00000",
-        tmp_path / "captions.parquet",
-        tmp_path / "poses.parquet",
-        tmp_path / "cond",
-        tmp_path / "head.npz",
-        out,
-        tmp_path / "render.parquet",
-        tmp_path / "render.heads.parquet",
-        tmp_path / "render.stats.json",
-        tmp_path / "work",
+        RenderJob(
+            shard="00000",
+            captions=tmp_path / "captions.parquet",
+            poses=tmp_path / "poses.parquet",
+            conditions=tmp_path / "cond",
+            head_model=tmp_path / "head.npz",
+            out_images=out,
+            out_table=tmp_path / "render.parquet",
+            out_heads=tmp_path / "render.heads.parquet",
+            out_stats=tmp_path / "render.stats.json",
+            work_dir=tmp_path / "work",
+        ),
     )
     table = read_table(tmp_path / "render.parquet", "render").to_pylist()
     heads = read_table(tmp_path / "render.heads.parquet", "render_heads").to_pylist()

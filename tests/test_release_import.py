@@ -229,7 +229,7 @@ def test_an_unusable_split_is_an_error_and_writes_nothing(head_model_file, tmp_p
 
 def test_release_manifest_gathers_splits_and_refuses_duplicate_ids(toy_release, head_model_file, tmp_path, params):
     from vggheads.errors import InputError
-    from vggheads.stages.release_manifest import release_manifest
+    from vggheads.stages.release_manifest import ReleaseManifestJob, release_manifest
 
     root = toy_release / "VGGHeads"
     for s in ("00000", "00002"):
@@ -237,11 +237,13 @@ def test_release_manifest_gathers_splits_and_refuses_duplicate_ids(toy_release, 
     params["dataset"]["release"]["root"] = str(root)
     card = release_manifest(
         params,
-        ["00000", "00002"],
-        [tmp_path / "00000", tmp_path / "00002"],
-        tmp_path / "manifest",
-        tmp_path / "card.json",
-        tmp_path / "plots",
+        ReleaseManifestJob(
+            splits=["00000", "00002"],
+            split_dirs=[tmp_path / "00000", tmp_path / "00002"],
+            out_dir=tmp_path / "manifest",
+            card=tmp_path / "card.json",
+            plots=tmp_path / "plots",
+        ),
     )
     assert card["images"] == 12 and card["splits"]["val"]["images"] == 5 and card["splits"]["train"]["images"] == 7
     assert card["source"] == "release" and card["release"]["removed_in_files_txt"] == 0
@@ -253,11 +255,13 @@ def test_release_manifest_gathers_splits_and_refuses_duplicate_ids(toy_release, 
     with pytest.raises(InputError, match="is in split_00000 and split_00000"):
         release_manifest(
             params,
-            ["00000", "00000"],
-            [tmp_path / "00000", tmp_path / "00000"],
-            tmp_path / "manifest2",
-            tmp_path / "card2.json",
-            tmp_path / "plots2",
+            ReleaseManifestJob(
+                splits=["00000", "00000"],
+                split_dirs=[tmp_path / "00000", tmp_path / "00000"],
+                out_dir=tmp_path / "manifest2",
+                card=tmp_path / "card2.json",
+                plots=tmp_path / "plots2",
+            ),
         )
     assert not (tmp_path / "manifest2" / "images.parquet").exists(), "never a half-written manifest"
 

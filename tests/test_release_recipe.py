@@ -68,12 +68,18 @@ def test_one_snakemake_call_evaluates_without_training(shared_data, standins, he
 
 
 def test_evaluate_stage_with_the_recipe_on_the_samples(shared_data, standins, head_model_file, tmp_path, params):  # noqa: F811
-    from vggheads.stages.evaluate import evaluate
+    from vggheads.stages.evaluate import EvaluateJob, evaluate
 
     p = merge(params, _recipe_on_samples(shared_data, standins, head_model_file))
     p["tracking"]["enabled"] = False
     summary = evaluate(
-        p, tmp_path / "metrics", tmp_path / "plots", tmp_path / "results.md", head_model=standins / "head.npz"
+        p,
+        EvaluateJob(
+            metrics=tmp_path / "metrics",
+            plots=tmp_path / "plots",
+            report=tmp_path / "results.md",
+            head_model=standins / "head.npz",
+        ),
     )
     assert set(summary) == {"synthetic_val", "aflw2000", "wider"}
     aflw = json.loads((tmp_path / "metrics" / "aflw2000.json").read_text())["vggheads-official"]

@@ -105,20 +105,22 @@ def make_shard(root: Path, canvases: list[tuple[int, int] | None], seeds: list[i
 
 def run_render(params: dict, shard_dir: Path, out: Path, work: Path | None = None) -> dict:
     """The render stage on a shard made by :func:`make_shard`; outputs under ``out``."""
-    from vggheads.stages.render import render
+    from vggheads.stages.render import RenderJob, render
 
     return render(
         params,
-        SHARD,
-        shard_dir / "captions.parquet",
-        shard_dir / "poses.parquet",
-        shard_dir / "conditions",
-        shard_dir / "head.npz",
-        out / "images",
-        out / "render.parquet",
-        out / "render.heads.parquet",
-        out / "stats.json",
-        work or out / "work",
+        RenderJob(
+            shard=SHARD,
+            captions=shard_dir / "captions.parquet",
+            poses=shard_dir / "poses.parquet",
+            conditions=shard_dir / "conditions",
+            head_model=shard_dir / "head.npz",
+            out_images=out / "images",
+            out_table=out / "render.parquet",
+            out_heads=out / "render.heads.parquet",
+            out_stats=out / "stats.json",
+            work_dir=work or out / "work",
+        ),
     )
 
 

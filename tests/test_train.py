@@ -24,19 +24,21 @@ def tiny(params: dict, epochs: int = 2) -> dict:
 
 
 def run(params, toy, root, threads: int = 2):
-    from vggheads.stages.train import train
+    from vggheads.stages.train import TrainJob, train
 
     head, images, heads = toy
     return train(
         params,
-        images,
-        heads,
-        head,
-        root / "model",
-        root / "metrics" / "train.json",
-        root / "plots",
-        root / "model" / ".work",
-        threads=threads,
+        TrainJob(
+            images=images,
+            heads=heads,
+            head_model=head,
+            out_dir=root / "model",
+            metrics=root / "metrics" / "train.json",
+            plots=root / "plots",
+            work_dir=root / "model" / ".work",
+            threads=threads,
+        ),
     )
 
 
@@ -205,19 +207,21 @@ def test_a_manifest_without_training_images_is_a_clear_error(params, tmp_path):
 
     from vggheads.errors import InputError
     from vggheads.headmodel import save_head_model
-    from vggheads.stages.train import train
+    from vggheads.stages.train import TrainJob, train
 
     images, heads = _write_manifest(tmp_path, tiny_head_model(), n_images=1)  # its one image is 'val'
     save_head_model(tiny_head_model(), tmp_path / "head.npz")
     with pytest.raises(InputError, match="no image with split 'train'"):
         train(
             tiny(params),
-            images,
-            heads,
-            tmp_path / "head.npz",
-            tmp_path / "model",
-            tmp_path / "m.json",
-            tmp_path / "plots",
-            tmp_path / "work",
+            TrainJob(
+                images=images,
+                heads=heads,
+                head_model=tmp_path / "head.npz",
+                out_dir=tmp_path / "model",
+                metrics=tmp_path / "m.json",
+                plots=tmp_path / "plots",
+                work_dir=tmp_path / "work",
+            ),
         )
     assert not (tmp_path / "model").exists()

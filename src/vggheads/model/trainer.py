@@ -215,8 +215,10 @@ class HeadTrainer(DetectionTrainer):
         )
 
     def get_dataloader(self, dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train"):
-        """Train: an epoch-seeded order (:class:`EpochSampler`); val: the manifest's order. In-process
-        loading (workers add nothing on 2 cores and would make the order depend on timing)."""
+        """Train: an epoch-seeded order (:class:`EpochSampler`); val: the manifest's order. ``workers``
+        (``train.workers``) loading processes: ultralytics sets 0 on a CPU; on a GPU they keep it fed. The
+        batches are the same with any number: the order comes from the sampler and every augmentation from
+        (seed, epoch, index), never from a worker's own random state."""
         dataset = self.build_dataset(dataset_path, mode, batch_size)
         sampler = EpochSampler(len(dataset), self.args.seed) if mode == "train" else None
         return EpochLoader(
@@ -224,7 +226,7 @@ class HeadTrainer(DetectionTrainer):
             batch_size=min(batch_size, max(len(dataset), 1)),
             sampler=sampler,
             shuffle=False,
-            num_workers=0,
+            num_workers=int(self.args.workers),
             collate_fn=dataset.collate_fn,
         )
 

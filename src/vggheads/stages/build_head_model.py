@@ -6,12 +6,21 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..jobs import add_command, flag
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildHeadModelJob:
+    out: Path = flag("output .npz")
+    seed: int | None = flag("seed of the random components (default: headmodel.seed of --params, else 0)", None)
+    params: Path | None = flag("params file to read headmodel.seed from", None)
 
 
 def build(out: Path, seed: int) -> dict:
@@ -38,29 +47,27 @@ def build(out: Path, seed: int) -> dict:
     return stats
 
 
-def _cli(args: argparse.Namespace) -> int:
-    seed = args.seed
+def build_head_model_stage(job: BuildHeadModelJob) -> dict:
+    """The stage: :func:`build` with ``job.seed``, else ``headmodel.seed`` of ``job.params``, else 0."""
+    seed = job.seed
     if seed is None:
         from ..config import load_params
 
-        seed = load_params(args.params)["headmodel"]["seed"] if args.params else 0
-    build(args.out, seed)
+        seed = load_params(job.params)["headmodel"]["seed"] if job.params else 0
+    return build(job.out, seed)
+
+
+def _cli(job: BuildHeadModelJob) -> int:
+    build_head_model_stage(job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "build-head-model",
+        BuildHeadModelJob,
+        _cli,
         help="build the procedural head model (FLAME format, .npz)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", type=Path, required=True, help="output .npz")
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="seed of the random components (default: headmodel.seed of --params, else 0)",
-    )
-    p.add_argument("--params", type=Path, default=None, help="params file to read headmodel.seed from")
-    p.set_defaults(func=_cli)

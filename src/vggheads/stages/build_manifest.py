@@ -10,11 +10,13 @@ of it goes to MLflow too. Schemas, fixed-size list columns and the schema versio
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
@@ -112,37 +114,42 @@ def _truth_heads(render_tables: list[Path], params: dict) -> int | None:
     return sum(pq.ParquetFile(render_paths(Path(r))[1]).metadata.num_rows for r in render_tables)
 
 
-def build_manifest_stage(
-    params: dict,
-    shards: list[str],
-    render_tables: list[Path],
-    labels: list[Path],
-    filters: list[Path],
-    label_stats: list[Path],
-    out_dir: Path,
-    card_json: Path,
-    quality_json: Path,
-    plots_dir: Path,
-    agreement: list[Path] | None = None,
-) -> dict:
-    """Gather the shards; returns the dataset card (a dict). ``agreement``: the filter's per-image
+@dataclass(frozen=True, kw_only=True)
+class BuildManifestJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shards: list[str] = flag("shard ids, in order")
+    render_tables: list[Path] = flag("render parquet per shard")
+    labels: list[Path] = flag("labels parquet per shard")
+    filters: list[Path] = flag("filter parquet per shard")
+    label_stats: list[Path] = flag("label_3dmm stats JSON per shard")
+    out_dir: Path = flag("manifest directory (images.parquet, heads.parquet)")
+    card: Path = flag("dataset card JSON to write")
+    quality: Path = flag("gathered label quality JSON to write")
+    plots: Path = flag("directory of the card's CSV + PNG plots")
+    agreement: list[Path] = flag(
+        "per-image agreement parquet per shard (filter stage; head-mesh renders)", default_factory=list
+    )
+
+
+def build_manifest_stage(params: dict, job: BuildManifestJob) -> dict:
+    """Gather the shards; returns the dataset card (a dict). ``job.agreement``: the filter's per-image
     agreement tables (head-mesh renders; empty tables otherwise), for the card's agreement section."""
     from ..io import atomic_dir, write_json
     from ..manifest.build import ShardInputs, build_manifest
     from ..tracking import log_run
     from ..render import render_paths
 
-    if not (len(shards) == len(render_tables) == len(labels) == len(filters)):
+    if not (len(job.shards) == len(job.render_tables) == len(job.labels) == len(job.filters)):
         from ..errors import ConfigError
 
         raise ConfigError("build-manifest: give one render table, labels and filter file per shard, in shard order")
     start = time.perf_counter()
     inputs = [
         ShardInputs(s, Path(r), render_paths(Path(r))[2], Path(lab), Path(f))
-        for s, r, lab, f in zip(shards, render_tables, labels, filters)
+        for s, r, lab, f in zip(job.shards, job.render_tables, job.labels, job.filters)
     ]
-    counts, card = build_manifest(params, inputs, out_dir)
-    add_agreement(card, agreement or [])
+    counts, card = build_manifest(params, inputs, job.out_dir)
+    add_agreement(card, job.agreement or [])
     doc = card.to_dict()
     seconds = round(time.perf_counter() - start, 3)  # log and MLflow only: artefacts hold no wall-clock figures
     doc["val_shards"] = params["manifest"]["val_shards"]
@@ -151,24 +158,24 @@ def build_manifest_stage(
         from ..errors import NoDataError
 
         for name in ("images.parquet", "heads.parquet"):
-            (Path(out_dir) / name).unlink(missing_ok=True)
+            (Path(job.out_dir) / name).unlink(missing_ok=True)
         which = (
             "no image"
             if not doc["images"]
-            else f"no training image (shards {', '.join(shards[params['manifest']['val_shards'] :])})"
+            else f"no training image (shards {', '.join(job.shards[params['manifest']['val_shards'] :])})"
         )
         raise NoDataError(
             f"build_manifest: {which} to put in the manifest, so train cannot run. "
-            + explain_no_images(doc, params, _truth_heads(render_tables, params))
+            + explain_no_images(doc, params, _truth_heads(job.render_tables, params))
         )
     if empty:
         log.warning(
-            "the validation split is empty: %s", explain_no_images(doc, params, _truth_heads(render_tables, params))
+            "the validation split is empty: %s", explain_no_images(doc, params, _truth_heads(job.render_tables, params))
         )
-    quality = gather_label_quality(label_stats)
-    write_json(card_json, doc)
-    write_json(quality_json, quality)
-    with atomic_dir(plots_dir) as tmp:
+    quality = gather_label_quality(job.label_stats)
+    write_json(job.card, doc)
+    write_json(job.quality, quality)
+    with atomic_dir(job.plots) as tmp:
         card.write_plots(tmp)
     metrics = {k: v for k, v in doc.items() if k != "histograms"} | {"seconds": seconds}
     metrics["label_quality"] = {
@@ -179,7 +186,7 @@ def build_manifest_stage(
         params,
         metrics=metrics,
         run_params={"manifest": params["manifest"]},
-        artifacts=[card_json, quality_json, plots_dir],
+        artifacts=[job.card, job.quality, job.plots],
     )
     log.info(
         "manifest: %d images, %d heads (%s); filter yield %s; %.1f s",
@@ -203,48 +210,19 @@ def add_agreement(card, paths: list[Path]) -> None:
             card.add_agreement(rows)
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: BuildManifestJob) -> int:
     from ..config import load_params
 
-    params = load_params(args.params)
-    build_manifest_stage(
-        params,
-        args.shards,
-        args.render_tables,
-        args.labels,
-        args.filters,
-        args.label_stats,
-        args.out_dir,
-        args.card,
-        args.quality,
-        args.plots,
-        agreement=args.agreement,
-    )
+    build_manifest_stage(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "build-manifest",
+        BuildManifestJob,
+        _cli,
         help="gather every shard into images.parquet + heads.parquet and a dataset card",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--shards", nargs="+", required=True, help="shard ids, in order")
-    p.add_argument("--render-tables", type=Path, nargs="+", required=True, help="render parquet per shard")
-    p.add_argument("--labels", type=Path, nargs="+", required=True, help="labels parquet per shard")
-    p.add_argument("--filters", type=Path, nargs="+", required=True, help="filter parquet per shard")
-    p.add_argument("--label-stats", type=Path, nargs="+", required=True, help="label_3dmm stats JSON per shard")
-    p.add_argument("--out-dir", type=Path, required=True, help="manifest directory (images.parquet, heads.parquet)")
-    p.add_argument("--card", type=Path, required=True, help="dataset card JSON to write")
-    p.add_argument("--quality", type=Path, required=True, help="gathered label quality JSON to write")
-    p.add_argument("--plots", type=Path, required=True, help="directory of the card's CSV + PNG plots")
-    p.add_argument(
-        "--agreement",
-        type=Path,
-        nargs="*",
-        default=[],
-        help="per-image agreement parquet per shard (filter stage; head-mesh renders)",
-    )
-    p.set_defaults(func=_cli)

@@ -7,25 +7,32 @@ code offline in seconds (docs/captions.md).
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import json
 from pathlib import Path
 
+from ..jobs import add_command, flag
 
-def _cli(args: argparse.Namespace) -> int:
+
+@dataclass(frozen=True, kw_only=True)
+class BuildTinyBlip2Job:
+    out: Path = flag("directory to write (replaced atomically)")
+    seed: int = flag("seed of the random weights", 0)
+
+
+def _cli(job: BuildTinyBlip2Job) -> int:
     from ..captions.blip2 import build_tiny
 
-    print(json.dumps(build_tiny(args.out, seed=args.seed)))
+    print(json.dumps(build_tiny(job.out, seed=job.seed)))
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "build-tiny-blip2",
+        BuildTinyBlip2Job,
+        _cli,
         help="write the tiny random-weight BLIP-2",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", type=Path, required=True, help="directory to write (replaced atomically)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    p.set_defaults(func=_cli)

@@ -7,24 +7,31 @@ tiny-sdxl`` runs offline on a CPU (docs/sdxl.md).
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..jobs import add_command, flag
 
-def _cli(args: argparse.Namespace) -> int:
+
+@dataclass(frozen=True, kw_only=True)
+class BuildTinySdxlJob:
+    out: Path = flag("directory to write (replaced atomically)")
+    seed: int = flag("seed of the random weights", 0)
+
+
+def _cli(job: BuildTinySdxlJob) -> int:
     from ..render.tiny_sdxl import build_tiny_sdxl
 
-    build_tiny_sdxl(args.out, seed=args.seed)
+    build_tiny_sdxl(job.out, seed=job.seed)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "build-tiny-sdxl",
+        BuildTinySdxlJob,
+        _cli,
         help="build the tiny random-weight SDXL model directory",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", type=Path, required=True, help="directory to write (replaced atomically)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    p.set_defaults(func=_cli)

@@ -10,19 +10,30 @@ the row (same ``sample_id``). Rows without a photo, empty captions and dropped c
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
 DROPS = ["no_image", "undecodable_image", "empty_caption", "not_people", "named_person"]
 
 
-def caption_images(
-    params: dict, shard: str, rows_path: Path, images_path: Path, out: Path, stats_path: Path, model: str | None = None
-) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class CaptionImagesJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shard: str = flag("shard id, e.g. 00000")
+    rows: Path = flag("the shard's rows (sample_captions output)")
+    images: Path = flag("the shard's webdataset .tar (download_images)")
+    out: Path = flag("captions parquet to write")
+    stats: Path = flag("stats JSON to write")
+    model: str | None = flag("BLIP-2 directory or cached id (default: captions.blip2.model)", None)
+
+
+def caption_images(params: dict, job: CaptionImagesJob) -> dict:
     from tqdm import tqdm
 
     from ..captions.blip2 import Captioner
@@ -37,11 +48,11 @@ def caption_images(
 
     cfg = params["captions"]
     bcfg = cfg["blip2"]
-    k = shard_index(shard)
-    rows = read_table(rows_path, "captions").to_pylist()
+    k = shard_index(job.shard)
+    rows = read_table(job.rows, "captions").to_pylist()
     wanted = {r["sample_id"] for r in rows}
     photos: dict[str, bytes] = {}
-    for meta, data in iter_shard(images_path):
+    for meta, data in iter_shard(job.images):
         sid = meta.get("sample_id")
         if sid in wanted and sid not in photos:
             photos[sid] = data
@@ -58,7 +69,7 @@ def caption_images(
         todo.append((row, image))
     captioner = (
         Captioner(
-            model or bcfg["model"],
+            job.model or bcfg["model"],
             device=bcfg["device"],
             dtype=bcfg["dtype"],
             max_new_tokens=bcfg["max_new_tokens"],
@@ -69,7 +80,7 @@ def caption_images(
     )
     captioned: list[tuple[dict, str]] = []
     batch = bcfg["batch_size"]
-    with tqdm(total=len(todo), desc=f"blip2 {shard}", unit="image") as bar:
+    with tqdm(total=len(todo), desc=f"blip2 {job.shard}", unit="image") as bar:
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
             texts = captioner([im for _, im in chunk])
@@ -92,59 +103,53 @@ def caption_images(
         j = int(row["sample_id"].rsplit("_", 1)[1])
         prompt = rewrite_prompt(text, rng(params, "prompt", k, j), cfg["diversity_p"], cfg["highres_p"])
         out_rows.append({**row, "caption": text, "prompt": prompt})
-    write_table(from_rows("captions", out_rows), out, "captions")
+    write_table(from_rows("captions", out_rows), job.out, "captions")
     stats = {
-        "shard": shard,
+        "shard": job.shard,
         "rows": len(rows),
         "captioned": len(captioned),
         "dropped": {d: drops.get(d, 0) for d in DROPS},
         "kept": len(out_rows),
-        "model": str(model or bcfg["model"]),
+        "model": str(job.model or bcfg["model"]),
     }
-    write_json(stats_path, stats)
+    write_json(job.stats, stats)
     log_run(
         "caption_images",
         params,
-        shard=shard,
+        shard=job.shard,
         metrics={k_: v for k_, v in stats.items() if k_ != "model"},
         run_params={"captions": cfg},
     )
     log.info(
         "shard %s: %d of %d rows captioned and kept (%s)",
-        shard,
+        job.shard,
         len(out_rows),
         len(rows),
         ", ".join(f"{d} {c}" for d, c in drops.items()) or "nothing dropped",
     )
     if rows and not out_rows:
         raise InputError(
-            f"shard {shard}: no caption kept of its {len(rows)} rows (dropped: "
-            f"{', '.join(f'{d} {c}' for d, c in drops.items())}; stats in {stats_path}). The stages "
+            f"shard {job.shard}: no caption kept of its {len(rows)} rows (dropped: "
+            f"{', '.join(f'{d} {c}' for d, c in drops.items())}; stats in {job.stats}). The stages "
             "after it would run on nothing."
         )
     return stats
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: CaptionImagesJob) -> int:
     from ..config import load_params
 
-    caption_images(load_params(args.params), args.shard, args.rows, args.images, args.out, args.stats, args.model)
+    caption_images(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "caption-images",
+        CaptionImagesJob,
+        _cli,
         aliases=["caption_images"],
         help="BLIP-2 captions of one shard's photos",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--shard", required=True)
-    p.add_argument("--rows", type=Path, required=True, help="the shard's rows (sample_captions output)")
-    p.add_argument("--images", type=Path, required=True, help="the shard's webdataset .tar (download_images)")
-    p.add_argument("--out", type=Path, required=True, help="captions parquet to write")
-    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
-    p.add_argument("--model", default=None, help="BLIP-2 directory or cached id (default: captions.blip2.model)")
-    p.set_defaults(func=_cli)

@@ -10,12 +10,14 @@ unreadable image is a counted drop (no row), an image without heads simply has n
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +38,20 @@ class OracleDetector:
         return Detections(boxes, np.ones(len(boxes), np.float32))
 
 
-def detect_heads(
-    params: dict,
-    shard: str,
-    render_table: Path,
-    images_dir: Path,
-    weights: Path,
-    out: Path,
-    out_stats: Path,
-    truth: Path | None = None,
-) -> dict:
-    """Detect the heads of one shard; returns the stats written to ``out_stats``."""
+@dataclass(frozen=True, kw_only=True)
+class DetectHeadsJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shard: str = flag("shard id, e.g. 00000")
+    render_table: Path = flag("render parquet of the shard")
+    images: Path = flag("the shard's image folder")
+    weights: Path = flag("detector weights from train_head_detector")
+    truth: Path | None = flag("render_heads parquet (used by detector.oracle)", None)
+    out: Path = flag("detections parquet to write")
+    stats: Path = flag("stats JSON to write")
+
+
+def detect_heads(params: dict, job: DetectHeadsJob) -> dict:
+    """Detect the heads of one shard; returns the stats written to ``job.stats``."""
     from tqdm import tqdm
 
     from ..core.images import iter_images
@@ -57,9 +62,9 @@ def detect_heads(
     from ..tracking import log_run
 
     cfg = params["detector"]
-    rows = read_table(render_table, "render", columns=["sample_id", "image", "width", "height"]).to_pylist()
+    rows = read_table(job.render_table, "render", columns=["sample_id", "image", "width", "height"]).to_pylist()
     if cfg["oracle"]:
-        truth_table = read_table(truth, "render_heads") if truth is not None else None
+        truth_table = read_table(job.truth, "render_heads") if job.truth is not None else None
         if truth_table is None or (truth_table.num_rows == 0 and params["render"]["backend"] != "procedural"):
             raise ConfigError(
                 "detector.oracle needs the exact truth of procedural renders (render.backend: procedural)"
@@ -67,13 +72,13 @@ def detect_heads(
         oracle = OracleDetector(truth_table)
         detector = lambda chunk: [oracle.boxes(row["sample_id"]) for row, _ in chunk]  # noqa: E731
     else:
-        model = HeadBoxDetector.from_params(weights, cfg)
+        model = HeadBoxDetector.from_params(job.weights, cfg)
         detector = lambda chunk: model([im for _, im in chunk])  # noqa: E731
     stats = {"images": len(rows), "unreadable": 0, "unreadable_ids": [], "heads": 0, "images_without_heads": 0}
     out_rows = []
     start = time.perf_counter()
-    with tqdm(total=len(rows), desc=f"detect {shard}", unit="image") as bar:
-        for chunk in iter_images(rows, images_dir, cfg["batch"], stats):
+    with tqdm(total=len(rows), desc=f"detect {job.shard}", unit="image") as bar:
+        for chunk in iter_images(rows, job.images, cfg["batch"], stats):
             for (row, _), found in zip(chunk, detector(chunk)):
                 stats["heads"] += len(found)
                 stats["images_without_heads"] += int(len(found) == 0)
@@ -98,13 +103,15 @@ def detect_heads(
                 else ""
             )
         )
-        log.warning("shard %s: %s", shard, stats["why_empty"])
-    write_table(from_rows("detections", out_rows), out, "detections")
-    write_json(out_stats, stats)
-    log_run("detect_heads", params, shard=shard, metrics={**stats, "seconds": seconds}, run_params={"detector": cfg})
+        log.warning("shard %s: %s", job.shard, stats["why_empty"])
+    write_table(from_rows("detections", out_rows), job.out, "detections")
+    write_json(job.stats, stats)
+    log_run(
+        "detect_heads", params, shard=job.shard, metrics={**stats, "seconds": seconds}, run_params={"detector": cfg}
+    )
     log.info(
         "shard %s: %d heads in %d images (%d unreadable) in %.1f s",
-        shard,
+        job.shard,
         stats["heads"],
         read,
         stats["unreadable"],
@@ -113,27 +120,19 @@ def detect_heads(
     return stats
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: DetectHeadsJob) -> int:
     from ..config import load_params
 
-    params = load_params(args.params)
-    detect_heads(params, args.shard, args.render_table, args.images, args.weights, args.out, args.stats, args.truth)
+    detect_heads(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "detect-heads",
+        DetectHeadsJob,
+        _cli,
         help="detect the heads of every image of a shard",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--shard", required=True)
-    p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")
-    p.add_argument("--images", type=Path, required=True, help="the shard's image folder")
-    p.add_argument("--weights", type=Path, required=True, help="detector weights from train_head_detector")
-    p.add_argument("--truth", type=Path, default=None, help="render_heads parquet (used by detector.oracle)")
-    p.add_argument("--out", type=Path, required=True, help="detections parquet to write")
-    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
-    p.set_defaults(func=_cli)

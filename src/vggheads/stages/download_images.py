@@ -11,16 +11,27 @@ skips the parts img2dataset finished (``--work-dir``).
 
 from __future__ import annotations
 
-import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
 
-def download_images(
-    params: dict, shard: str, rows_path: Path, out_tar: Path, out_table: Path, stats_path: Path, work_dir: Path
-) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class DownloadImagesJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shard: str = flag("shard id, e.g. 00000")
+    rows: Path = flag("captions parquet of the shard (url, sample_id)")
+    out: Path = flag("webdataset .tar to write")
+    table: Path = flag("per-image status parquet to write")
+    stats: Path = flag("stats JSON to write")
+    work_dir: Path = flag("img2dataset's parts (kept between attempts: resume)")
+
+
+def download_images(params: dict, job: DownloadImagesJob) -> dict:
     from ..captions.download import download_shard
     from ..errors import InputError
     from ..io import write_json
@@ -28,54 +39,48 @@ def download_images(
     from ..tracking import log_run
 
     cfg = params["captions"]["download"]
-    rows = read_table(rows_path, "captions", columns=["sample_id", "url"]).to_pylist()
+    rows = read_table(job.rows, "captions", columns=["sample_id", "url"]).to_pylist()
     rows = [r for r in rows if r["url"]]
-    image_rows, counts = download_shard(rows, work_dir, out_tar, cfg)
-    write_table(from_rows("downloads", image_rows), out_table, "downloads")
-    stats = {"shard": shard, **counts}
-    write_json(stats_path, stats)
-    log_run("download_images", params, shard=shard, metrics=stats, run_params={"captions.download": cfg})
+    image_rows, counts = download_shard(rows, job.work_dir, job.out, cfg)
+    write_table(from_rows("downloads", image_rows), job.table, "downloads")
+    stats = {"shard": job.shard, **counts}
+    write_json(job.stats, stats)
+    log_run("download_images", params, shard=job.shard, metrics=stats, run_params={"captions.download": cfg})
     failed = {k: v for k, v in counts["failed"].items() if v}
     log.info(
         "shard %s: %d of %d images downloaded; failed: %s",
-        shard,
+        job.shard,
         counts["downloaded"],
         counts["requested"],
         ", ".join(f"{k} {v}" for k, v in failed.items()) or "none",
     )
     if rows and counts["downloaded"] == 0:
         # The stats and table stay for inspection; the tar is removed so a rerun tries again.
-        out_tar.unlink(missing_ok=True)
+        job.out.unlink(missing_ok=True)
         raise InputError(
-            f"shard {shard}: none of its {len(rows)} images could be downloaded (failures: "
-            f"{', '.join(f'{k} {v}' for k, v in failed.items())}; see {out_table}). Later stages would run "
+            f"shard {job.shard}: none of its {len(rows)} images could be downloaded (failures: "
+            f"{', '.join(f'{k} {v}' for k, v in failed.items())}; see {job.table}). Later stages would run "
             "on nothing: check the network, the URLs in captions.sources and the download settings."
         )
     if not rows:
-        log.warning("shard %s: no rows to download (%s is empty)", shard, rows_path)
+        log.warning("shard %s: no rows to download (%s is empty)", job.shard, job.rows)
     return stats
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: DownloadImagesJob) -> int:
     from ..config import load_params
 
-    download_images(load_params(args.params), args.shard, args.rows, args.out, args.table, args.stats, args.work_dir)
+    download_images(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "download-images",
+        DownloadImagesJob,
+        _cli,
         aliases=["download_images"],
         help="fetch one shard's photos with img2dataset",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--shard", required=True)
-    p.add_argument("--rows", type=Path, required=True, help="captions parquet of the shard (url, sample_id)")
-    p.add_argument("--out", type=Path, required=True, help="webdataset .tar to write")
-    p.add_argument("--table", type=Path, required=True, help="per-image status parquet to write")
-    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
-    p.add_argument("--work-dir", type=Path, required=True, help="img2dataset's parts (kept between attempts: resume)")
-    p.set_defaults(func=_cli)

@@ -7,27 +7,34 @@ pose axes), for the report and for a person to look at (:mod:`vggheads.render.tr
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..jobs import add_command, flag
 
-def _cli(args: argparse.Namespace) -> int:
+
+@dataclass(frozen=True, kw_only=True)
+class DrawSamplesJob:
+    images: Path = flag("the shard's image folder (data/render/<shard>)")
+    heads: Path = flag("the shard's render_heads table")
+    head_model: Path = flag("head model for the mesh and axes")
+    limit: int = flag("draw the first N images", 4)
+    out: Path = flag("output folder; the overlays go to OUT/<shard>/")
+
+
+def _cli(job: DrawSamplesJob) -> int:
     from ..render.truth_overlays import draw
 
-    draw(args.images, args.out, args.heads, args.head_model, limit=args.limit)
+    draw(job.images, job.out, job.heads, job.head_model, limit=job.limit)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "draw-samples",
+        DrawSamplesJob,
+        _cli,
         help="draw the truth over the first images of a render shard",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--images", type=Path, required=True, help="the shard's image folder (data/render/<shard>)")
-    p.add_argument("--heads", type=Path, required=True, help="the shard's render_heads table")
-    p.add_argument("--head-model", type=Path, required=True, help="head model for the mesh and axes")
-    p.add_argument("--limit", type=int, default=4, help="draw the first N images")
-    p.add_argument("--out", type=Path, required=True, help="output folder; the overlays go to OUT/<shard>/")
-    p.set_defaults(func=_cli)

@@ -14,10 +14,11 @@ against the paper's numbers (markdown), and one MLflow run.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
@@ -251,30 +252,34 @@ def run_benchmark(
     return [score(sysname, pred) for sysname, pred in capable.items()]
 
 
-def evaluate(
-    params: dict,
-    out_metrics: Path,
-    out_plots: Path,
-    out_report: Path,
-    model: Path | None = None,
-    head_model: Path | None = None,
-    val_images: Path | None = None,
-    val_heads: Path | None = None,
-    systems: dict | None = None,
-) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class EvaluateJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    model: Path | None = flag(
+        "trained model: model.safetensors or its folder (needed when evaluate.systems lists 'model')", None
+    )
+    head_model: Path | None = flag("head model .npz (dlib-68 pose fit, DAD-3DHeads topology, head-vertex NME)", None)
+    val_images: Path | None = flag("images manifest (images.parquet) for the synthetic validation", None)
+    val_heads: Path | None = flag("heads manifest (heads.parquet) for the synthetic validation", None)
+    metrics: Path = flag("folder for <benchmark>.json metrics")
+    plots: Path = flag("folder for curves and histograms (CSV + PNG)")
+    report: Path = flag("markdown results table")
+
+
+def evaluate(params: dict, job: EvaluateJob, systems: dict | None = None) -> dict:
     """Run every enabled benchmark; write metrics, plots, the report; log to MLflow. Returns
     {benchmark: {system: metrics}}. ``systems`` overrides the configured ones (tests)."""
     from ..evaluation.report import write_plots, write_report
     from ..io import atomic_dir, write_json
     from ..tracking import log_run
 
-    systems = systems if systems is not None else build_systems(params, model, head_model)
+    systems = systems if systems is not None else build_systems(params, job.model, job.head_model)
     all_results = []
     summary: dict[str, dict] = {}
-    out_metrics = Path(out_metrics)
-    with atomic_dir(out_plots) as plots_dir:
+    out_metrics = Path(job.metrics)
+    with atomic_dir(job.plots) as plots_dir:
         for bench in enabled_benchmarks(params):
-            results = run_benchmark(bench, params, systems, head_model, val_images, val_heads)
+            results = run_benchmark(bench, params, systems, job.head_model, job.val_images, job.val_heads)
             all_results += results
             summary[bench] = {r.system: {**r.metrics, "protocol": r.protocol} for r in results}
             write_json(out_metrics / f"{bench}.json", summary[bench] or {"note": "no system took part"})
@@ -286,7 +291,7 @@ def evaluate(
                     r.system,
                     ", ".join(f"{k}={v:.3f}" for k, v in r.metrics.items() if isinstance(v, float)),
                 )
-    write_report(all_results, out_report)
+    write_report(all_results, job.report)
     numeric = {
         b: {s: {k: v for k, v in m.items() if k != "protocol"} for s, m in per.items()} for b, per in summary.items()
     }
@@ -299,45 +304,26 @@ def evaluate(
         metrics=numeric,
         run_params={"evaluate": params["evaluate"]},
         tags=None,
-        artifacts=[out_report, out_plots, *[out_metrics / f"{b}.json" for b in summary]],
+        artifacts=[job.report, job.plots, *[out_metrics / f"{b}.json" for b in summary]],
     )
     if protocols:
         log.info("protocol variants: %s", "; ".join(f"{k}={v}" for k, v in sorted(protocols.items())))
     return summary
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: EvaluateJob) -> int:
     from ..config import load_params
 
-    params = load_params(args.params)
-    evaluate(
-        params,
-        Path(args.metrics),
-        Path(args.plots),
-        Path(args.report),
-        model=Path(args.model) if args.model else None,
-        head_model=Path(args.head_model) if args.head_model else None,
-        val_images=Path(args.val_images) if args.val_images else None,
-        val_heads=Path(args.val_heads) if args.val_heads else None,
-    )
+    evaluate(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "evaluate",
+        EvaluateJob,
+        _cli,
         help="score the model and real peers on every configured benchmark",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument(
-        "--model", help="trained model: model.safetensors or its folder (needed when evaluate.systems lists 'model')"
-    )
-    p.add_argument("--head-model", help="head model .npz (dlib-68 pose fit, DAD-3DHeads topology, head-vertex NME)")
-    p.add_argument("--val-images", help="images manifest (images.parquet) for the synthetic validation")
-    p.add_argument("--val-heads", help="heads manifest (heads.parquet) for the synthetic validation")
-    p.add_argument("--metrics", required=True, help="folder for <benchmark>.json metrics")
-    p.add_argument("--plots", required=True, help="folder for curves and histograms (CSV + PNG)")
-    p.add_argument("--report", required=True, help="markdown results table")
-    p.set_defaults(func=_cli)

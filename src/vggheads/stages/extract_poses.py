@@ -7,26 +7,31 @@ Both write one parquet per shard (one row per person) and ``<sample_id>.png`` co
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
 
-def extract_poses(
-    params: dict,
-    shard: str,
-    captions_path: Path,
-    out: Path,
-    out_conditions: Path,
-    stats_path: Path,
-    images: str | None = None,
-) -> dict:
-    """Write the poses parquet, the condition images and the stats JSON of ``shard``.
+@dataclass(frozen=True, kw_only=True)
+class ExtractPosesJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shard: str = flag("shard id, e.g. 00000")
+    captions: Path = flag("captions parquet of the shard")
+    out: Path = flag("poses parquet to write")
+    conditions: Path = flag("directory of condition images to write")
+    stats: Path = flag("stats JSON to write")
+    images: str | None = flag("backend ultralytics: the shard's photos (overrides poses.ultralytics.images)", None)
 
-    ``images`` (backend ultralytics) overrides ``poses.ultralytics.images``: the pipeline passes the
+
+def extract_poses(params: dict, job: ExtractPosesJob) -> dict:
+    """Write the poses parquet, the condition images and the stats JSON of ``job.shard``.
+
+    ``job.images`` (backend ultralytics) overrides ``poses.ultralytics.images``: the pipeline passes the
     shard's ``download_images`` output when that key is null."""
     from PIL import Image
     from tqdm import tqdm
@@ -39,8 +44,8 @@ def extract_poses(
     from ..tracking import log_run
 
     cfg = params["poses"]
-    captions = read_table(captions_path, "captions", columns=["sample_id", "caption", "url"]).to_pylist()
-    k = shard_index(shard)
+    captions = read_table(job.captions, "captions", columns=["sample_id", "caption", "url"]).to_pylist()
+    k = shard_index(job.shard)
     counts: Counter = Counter()
     rows: list[dict] = []
 
@@ -72,11 +77,11 @@ def extract_poses(
         counts["samples"] += 1
         counts["persons"] += len(keypoints)
 
-    with atomic_dir(out_conditions) as cond_dir:
+    with atomic_dir(job.conditions) as cond_dir:
         if cfg["backend"] == "procedural":
             from ..poses.procedural import sample_scene
 
-            for j, cap in enumerate(tqdm(captions, desc=f"poses {shard}", unit="sample")):
+            for j, cap in enumerate(tqdm(captions, desc=f"poses {job.shard}", unit="sample")):
                 g = rng(params, "extract_poses", k, j)
                 n = person_count(cap["caption"], g, cfg["max_persons"])
                 persons = sample_scene(n, cfg["width"], cfg["height"], g)
@@ -93,7 +98,7 @@ def extract_poses(
             from ..poses.yolo import detect, find_images, load_model
 
             ucfg = cfg["ultralytics"]
-            source = images or ucfg["images"]
+            source = job.images or ucfg["images"]
             if not source or source == "downloaded":
                 raise ConfigError(
                     "poses.backend is 'ultralytics' but no images are given: poses.ultralytics.images "
@@ -103,16 +108,16 @@ def extract_poses(
             model = load_model(ucfg["weights"])
             wanted = [(c["sample_id"], c["url"]) for c in captions]
             for sample_id, image in tqdm(
-                find_images(str(source), wanted), total=len(wanted), desc=f"poses {shard}", unit="image"
+                find_images(str(source), wanted), total=len(wanted), desc=f"poses {job.shard}", unit="image"
             ):
                 if image is None:
                     counts["missing_or_corrupt_image"] += 1
                     continue
                 kpts, boxes, w, h = detect(model, image, ucfg["conf"], ucfg["imgsz"], ucfg["max_det"])
                 emit(sample_id, kpts, boxes, w, h, cond_dir)
-        write_table(from_rows("poses", rows), out, "poses")
+        write_table(from_rows("poses", rows), job.out, "poses")
     stats = {
-        "shard": shard,
+        "shard": job.shard,
         "backend": cfg["backend"],
         "captions": len(captions),
         "samples": counts["samples"],
@@ -126,41 +131,31 @@ def extract_poses(
             f"poses.ultralytics.conf {cfg['ultralytics']['conf']}), missing_or_corrupt_image "
             f"{counts['missing_or_corrupt_image']} (not in poses.ultralytics.images)"
             if cfg["backend"] == "ultralytics" and captions
-            else f" (data/captions/{shard}.stats.json)"
+            else f" (data/captions/{job.shard}.stats.json)"
             if not captions
             else ""
         )
-        log.warning("shard %s: %s", shard, stats["why_empty"])
-    write_json(stats_path, stats)
-    log_run("extract_poses", params, shard=shard, metrics=stats, run_params={"poses": cfg})
-    log.info("shard %s: %d persons in %d samples", shard, counts["persons"], counts["samples"])
+        log.warning("shard %s: %s", job.shard, stats["why_empty"])
+    write_json(job.stats, stats)
+    log_run("extract_poses", params, shard=job.shard, metrics=stats, run_params={"poses": cfg})
+    log.info("shard %s: %d persons in %d samples", job.shard, counts["persons"], counts["samples"])
     return stats
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: ExtractPosesJob) -> int:
     from ..config import load_params
 
-    extract_poses(
-        load_params(args.params), args.shard, args.captions, args.out, args.conditions, args.stats, args.images
-    )
+    extract_poses(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "extract-poses",
+        ExtractPosesJob,
+        _cli,
         aliases=["extract_poses"],
         help="pose skeletons and OpenPose conditions for one shard",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--shard", required=True)
-    p.add_argument("--captions", type=Path, required=True, help="captions parquet of the shard")
-    p.add_argument("--out", type=Path, required=True, help="poses parquet to write")
-    p.add_argument("--conditions", type=Path, required=True, help="directory of condition images to write")
-    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
-    p.add_argument(
-        "--images", default=None, help="backend ultralytics: the shard's photos (overrides poses.ultralytics.images)"
-    )
-    p.set_defaults(func=_cli)

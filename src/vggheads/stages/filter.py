@@ -20,36 +20,41 @@ run here. Per image and per scene head the figures go to ``--agreement`` / ``--a
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..jobs import add_command, flag
+
 log = logging.getLogger(__name__)
 
 
-def filter_shard(
-    params: dict,
-    shard: str,
-    render_table: Path,
-    images_dir: Path,
-    detections_path: Path,
-    weights: Path,
-    out: Path,
-    out_stats: Path,
-    truth: Path | None = None,
-    labels: Path | None = None,
-    agreement_out: Path | None = None,
-    agreement_heads_out: Path | None = None,
-    head_model: Path | None = None,
-) -> dict:
-    """Filter one shard; returns the stats written to ``out_stats``.
+@dataclass(frozen=True, kw_only=True)
+class FilterJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shard: str = flag("shard id, e.g. 00000")
+    render_table: Path = flag("render parquet of the shard")
+    images: Path = flag("the shard's image folder")
+    detections: Path = flag("detections parquet of the shard")
+    weights: Path = flag("detector weights (the flip and split rules rerun it)")
+    out: Path = flag("filter parquet to write")
+    stats: Path = flag("stats JSON to write")
+    truth: Path | None = flag("render_heads parquet (head-mesh renders: the scene's truth)", None)
+    labels: Path | None = flag("labels parquet (head-mesh renders: landmark agreement)", None)
+    agreement: Path | None = flag("per-image agreement parquet to write (empty unless head-mesh)", None)
+    agreement_heads: Path | None = flag("per-head agreement parquet to write (empty unless head-mesh)", None)
+    head_model: Path | None = flag("head model (filter.agreement.labeller)", None)
 
-    truth / labels: the render_heads and labels tables (the agreement rule of head-mesh renders);
-    agreement_out / agreement_heads_out: where its per-image / per-head tables go; head_model: for
-    ``filter.agreement.labeller``."""
+
+def filter_shard(params: dict, job: FilterJob) -> dict:
+    """Filter one shard; returns the stats written to ``job.stats``.
+
+    ``job.truth`` / ``job.labels``: the render_heads and labels tables (the agreement rule of head-mesh
+    renders); ``job.agreement`` / ``job.agreement_heads``: where its per-image / per-head tables go;
+    ``job.head_model``: for ``filter.agreement.labeller``."""
     from tqdm import tqdm
 
     from ..core.images import load_rgb
@@ -62,14 +67,14 @@ def filter_shard(
 
     cfg = params["filter"]
     rules = {r: bool(cfg[r]) for r in ("no_heads", "flip", "face", "split")}
-    rows = read_table(render_table, "render", columns=["sample_id", "image"]).to_pylist()
-    detections = detections_by_sample(read_table(detections_path, "detections"))
+    rows = read_table(job.render_table, "render", columns=["sample_id", "image"]).to_pylist()
+    detections = detections_by_sample(read_table(job.detections, "detections"))
     detector = None
-    agree = _agreement_setup(params, truth, labels, head_model)
+    agree = _agreement_setup(params, job.truth, job.labels, job.head_model)
     if rules["flip"] or rules["split"] or (agree and params["detector"]["oracle"]):
         from ..detection.infer import HeadBoxDetector
 
-        detector = HeadBoxDetector.from_params(weights, params["detector"])
+        detector = HeadBoxDetector.from_params(job.weights, params["detector"])
     find_faces = None
     if rules["face"]:
         from ..filtering.faces import FaceDetector
@@ -78,11 +83,11 @@ def filter_shard(
     counts = {r: 0 for r in REASONS}
     out_rows, stability = [], []
     start = time.perf_counter()
-    for row in tqdm(rows, desc=f"filter {shard}", unit="image"):
+    for row in tqdm(rows, desc=f"filter {job.shard}", unit="image"):
         sid = row["sample_id"]
         boxes = detections.get(sid, (np.zeros((0, 4)), None))[0]
         try:
-            image = load_rgb(Path(images_dir) / row["image"])
+            image = load_rgb(Path(job.images) / row["image"])
         except InputError as exc:
             log.warning("dropped: %s", exc)
             counts["unreadable"] += 1
@@ -126,14 +131,14 @@ def filter_shard(
     seconds = round(time.perf_counter() - start, 3)  # log and MLflow only: artefacts hold no wall-clock figures
     if rows and not kept:  # the shard gives the manifest nothing: say why here
         stats["why_empty"] = "every image was dropped: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        log.warning("shard %s: %s", shard, stats["why_empty"])
-    stats["agreement"] = _agreement_write(agree, agreement_out, agreement_heads_out)
-    write_table(from_rows("filter", out_rows), out, "filter")
-    write_json(out_stats, stats)
-    log_run("filter", params, shard=shard, metrics={**stats, "seconds": seconds}, run_params={"filter": cfg})
+        log.warning("shard %s: %s", job.shard, stats["why_empty"])
+    stats["agreement"] = _agreement_write(agree, job.agreement, job.agreement_heads)
+    write_table(from_rows("filter", out_rows), job.out, "filter")
+    write_json(job.stats, stats)
+    log_run("filter", params, shard=job.shard, metrics={**stats, "seconds": seconds}, run_params={"filter": cfg})
     log.info(
         "shard %s: kept %d of %d images; dropped %s; %.1f s",
-        shard,
+        job.shard,
         kept,
         len(rows),
         {k: v for k, v in counts.items() if v},
@@ -235,46 +240,19 @@ def _agreement_write(agree: dict | None, out: Path | None, out_heads: Path | Non
     return summary(rows, heads) if agree else None
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: FilterJob) -> int:
     from ..config import load_params
 
-    params = load_params(args.params)
-    filter_shard(
-        params,
-        args.shard,
-        args.render_table,
-        args.images,
-        args.detections,
-        args.weights,
-        args.out,
-        args.stats,
-        truth=args.truth,
-        labels=args.labels,
-        agreement_out=args.agreement,
-        agreement_heads_out=args.agreement_heads,
-        head_model=args.head_model,
-    )
+    filter_shard(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "filter",
+        FilterJob,
+        _cli,
         help="drop images by the paper's four rules",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--shard", required=True)
-    p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")
-    p.add_argument("--images", type=Path, required=True, help="the shard's image folder")
-    p.add_argument("--detections", type=Path, required=True, help="detections parquet of the shard")
-    p.add_argument("--weights", type=Path, required=True, help="detector weights (the flip and split rules rerun it)")
-    p.add_argument("--out", type=Path, required=True, help="filter parquet to write")
-    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
-    p.add_argument("--truth", type=Path, help="render_heads parquet (head-mesh renders: the scene's truth)")
-    p.add_argument("--labels", type=Path, help="labels parquet (head-mesh renders: landmark agreement)")
-    p.add_argument("--agreement", type=Path, help="per-image agreement parquet to write (empty unless head-mesh)")
-    p.add_argument("--agreement-heads", type=Path, help="per-head agreement parquet to write (empty unless head-mesh)")
-    p.add_argument("--head-model", type=Path, help="head model (filter.agreement.labeller)")
-    p.set_defaults(func=_cli)

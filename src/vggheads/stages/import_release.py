@@ -10,9 +10,11 @@ head model (FLAME via ``headmodel.flame`` for labels comparable to the paper's).
 
 from __future__ import annotations
 
-import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,19 @@ def split_name(split: str, val_splits: int) -> str:
     return "val" if int(split) < int(val_splits) else "train"
 
 
-def import_release(params: dict, split: str, head_model: Path, out_dir: Path, manifest_dir: Path) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class ImportReleaseJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shard: str = flag("split id, e.g. 00000 for split_00000")
+    head_model: Path = flag("head model (.npz, or FLAME generic_model.pkl)")
+    out_dir: Path = flag("folder of the split's tables (data/release/<split>)")
+    manifest_dir: Path = flag(
+        "folder the manifest will live in (image paths are relative to it)", Path("data/manifest")
+    )
+    threads: int = flag("BLAS threads for the decoding (default 1: what the rule gives the job)", 1)
+
+
+def import_release(params: dict, job: ImportReleaseJob) -> dict:
     """Import one split; returns its stats."""
     from ..errors import ConfigError
     from ..release.importer import import_split
@@ -36,11 +50,11 @@ def import_release(params: dict, split: str, head_model: Path, out_dir: Path, ma
         )
     stats = import_split(
         cfg["root"],
-        split,
-        head_model,
-        out_dir,
-        manifest_dir,
-        split_name(split, cfg["val_splits"]),
+        job.shard,
+        job.head_model,
+        job.out_dir,
+        job.manifest_dir,
+        split_name(job.shard, cfg["val_splits"]),
         images=cfg["images"],
         chunk=cfg["chunk"],
         row_group_size=params["manifest"]["row_group_size"],
@@ -48,14 +62,14 @@ def import_release(params: dict, split: str, head_model: Path, out_dir: Path, ma
     log_run(
         "import_release",
         params,
-        shard=split,
+        shard=job.shard,
         metrics={k: v for k, v in stats.items() if k not in ("dropped_examples", "root", "head_model")},
         run_params={"dataset": params["dataset"]},
     )
     return stats
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: ImportReleaseJob) -> int:
     from ..config import load_params
 
     # the decoding's large product runs in numpy's BLAS: as many threads as the job was given, not the
@@ -63,31 +77,19 @@ def _cli(args: argparse.Namespace) -> int:
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(max(1, int(args.threads)))
+        threadpool_limits(max(1, int(job.threads)))
     except ImportError:
         pass
-    params = load_params(args.params)
-    import_release(params, args.shard, Path(args.head_model), Path(args.out_dir), Path(args.manifest_dir))
+    import_release(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "import-release",
+        ImportReleaseJob,
+        _cli,
         help="import one split of the paper's released dataset into manifest tables",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--shard", required=True, help="split id, e.g. 00000 for split_00000")
-    p.add_argument("--head-model", required=True, help="head model (.npz, or FLAME generic_model.pkl)")
-    p.add_argument("--out-dir", required=True, help="folder of the split's tables (data/release/<split>)")
-    p.add_argument(
-        "--manifest-dir",
-        default="data/manifest",
-        help="folder the manifest will live in (image paths are relative to it)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=1, help="BLAS threads for the decoding (default 1: what the rule gives the job)"
-    )
-    p.set_defaults(func=_cli)

@@ -15,15 +15,16 @@ drops.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..core.metrics import NME_KEY, POSE_MAE_KEY
 from ..core.param_layout import N_PARAMS
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +56,21 @@ class _Collected:
         return params, dec
 
 
-def label_3dmm(
-    params: dict,
-    shard: str,
-    render_table: Path,
-    images_dir: Path,
-    detections_path: Path,
-    truth_path: Path,
-    head_model_path: Path,
-    out: Path,
-    out_stats: Path,
-) -> dict:
-    """Label one shard; returns the stats written to ``out_stats``."""
+@dataclass(frozen=True, kw_only=True)
+class Label3dmmJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shard: str = flag("shard id, e.g. 00000")
+    render_table: Path = flag("render parquet of the shard")
+    images: Path = flag("the shard's image folder")
+    detections: Path = flag("detections parquet of the shard")
+    truth: Path = flag("render_heads parquet (procedural truth; may be empty)")
+    head_model: Path = flag("head model (.npz or FLAME .pkl)")
+    out: Path = flag("labels parquet to write")
+    stats: Path = flag("stats JSON to write (with label quality)")
+
+
+def label_3dmm(params: dict, job: Label3dmmJob) -> dict:
+    """Label one shard; returns the stats written to ``job.stats``."""
     from tqdm import tqdm
 
     from ..geometry import FlameLayer
@@ -83,19 +87,19 @@ def label_3dmm(
     from ..detection.tables import detections_by_sample
 
     cfg = params["labels"]
-    rows = read_table(render_table, "render", columns=["sample_id", "image", "width", "height"]).to_pylist()
-    detections = detections_by_sample(read_table(detections_path, "detections"))
-    truth_table = read_table(truth_path, "render_heads")
+    rows = read_table(job.render_table, "render", columns=["sample_id", "image", "width", "height"]).to_pylist()
+    detections = detections_by_sample(read_table(job.detections, "detections"))
+    truth_table = read_table(job.truth, "render_heads")
     has_truth = truth_table.num_rows > 0 or params["render"]["backend"] == "procedural"
     truth = truth_by_sample(truth_table) if has_truth else None
-    head_model = load_head_model(head_model_path)
+    head_model = load_head_model(job.head_model)
     layer = FlameLayer(head_model)
     main_name = cfg["labeller"]
-    labeller = build_labeller(main_name, cfg, head_model, truth, head_model_path)
+    labeller = build_labeller(main_name, cfg, head_model, truth, job.head_model)
     extra = {}
     if has_truth:
         extra = {
-            name: build_labeller(name, cfg, head_model, truth, head_model_path)
+            name: build_labeller(name, cfg, head_model, truth, job.head_model)
             for name in cfg["quality_labellers"]
             if name != main_name
         }
@@ -115,8 +119,8 @@ def label_3dmm(
     collected = {name: _Collected(), **{n: _Collected() for n in extra}}
     meta = []  # per readable image: (sample id, boxes, scores, extended)
     seconds = {n: 0.0 for n in collected}
-    with tqdm(total=len(rows), desc=f"label {shard} ({name})", unit="image") as bar:
-        for chunk in iter_images(rows, images_dir, 8, stats):
+    with tqdm(total=len(rows), desc=f"label {job.shard} ({name})", unit="image") as bar:
+        for chunk in iter_images(rows, job.images, 8, stats):
             for row, image in chunk:
                 sid = row["sample_id"]
                 boxes, scores = detections.get(sid, (np.zeros((0, 4)), np.zeros(0)))
@@ -185,26 +189,26 @@ def label_3dmm(
     stats["quality"] = quality
     if not stats["labelled"]:  # the shard gives the manifest nothing: say why here
         stats["why_empty"] = (
-            f"no detections to label (data/detections/{shard}.stats.json)"
+            f"no detections to label (data/detections/{job.shard}.stats.json)"
             if not stats["detections"]
             else f"{name} labelled none of the {stats['detections']} detections: dropped "
             + (", ".join(f"{k} {v}" for k, v in sorted(stats["dropped"].items())) or "all")
         )
-        log.warning("shard %s: %s", shard, stats["why_empty"])
+        log.warning("shard %s: %s", job.shard, stats["why_empty"])
     if fitter is not None or main_name == "landmark-fit":
         src = (fitter or labeller).face_sources
         stats["face_rectangles"] = dict(src)
-    write_table(from_rows("labels", out_rows), out, "labels")
-    write_json(out_stats, stats)
+    write_table(from_rows("labels", out_rows), job.out, "labels")
+    write_json(job.stats, stats)
     summary = {k: v for k, v in stats.items() if k != "quality"}
     summary["seconds"] = {n: round(s, 3) for n, s in seconds.items()}
     summary["quality"] = {n: q.get("metrics", {}) | {"heads_per_second": speed[n]} for n, q in quality.items()}
-    log_run("label_3dmm", params, shard=shard, metrics=summary, run_params={"labels": cfg})
+    log_run("label_3dmm", params, shard=job.shard, metrics=summary, run_params={"labels": cfg})
     main_q = quality.get(name, {}).get("metrics")
     if main_q and main_q[NME_KEY] is not None:
         log.info(
             "shard %s: %d heads labelled by %s; vs truth: detection recall %.3f, NME %.2f %%, pose MAE %.2f deg",
-            shard,
+            job.shard,
             stats["labelled"],
             name,
             main_q["detection_recall"] or 0,
@@ -212,43 +216,24 @@ def label_3dmm(
             main_q["pose_" + POSE_MAE_KEY],
         )
     else:
-        log.info("shard %s: %d heads labelled by %s", shard, stats["labelled"], name)
+        log.info("shard %s: %d heads labelled by %s", job.shard, stats["labelled"], name)
     log.info("labelling speed (heads/s): %s", speed)
     return stats
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: Label3dmmJob) -> int:
     from ..config import load_params
 
-    params = load_params(args.params)
-    label_3dmm(
-        params,
-        args.shard,
-        args.render_table,
-        args.images,
-        args.detections,
-        args.truth,
-        args.head_model,
-        args.out,
-        args.stats,
-    )
+    label_3dmm(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "label-3dmm",
+        Label3dmmJob,
+        _cli,
         help="3DMM pseudo-labels for the detected heads of a shard",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--shard", required=True)
-    p.add_argument("--render-table", type=Path, required=True, help="render parquet of the shard")
-    p.add_argument("--images", type=Path, required=True, help="the shard's image folder")
-    p.add_argument("--detections", type=Path, required=True, help="detections parquet of the shard")
-    p.add_argument("--truth", type=Path, required=True, help="render_heads parquet (procedural truth; may be empty)")
-    p.add_argument("--head-model", type=Path, required=True, help="head model (.npz or FLAME .pkl)")
-    p.add_argument("--out", type=Path, required=True, help="labels parquet to write")
-    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write (with label quality)")
-    p.set_defaults(func=_cli)

@@ -8,20 +8,30 @@ per reason) and its plots. An image id found in two splits stops the stage namin
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
 TABLES = (("images.parquet", "images"), ("heads.parquet", "heads"), ("head_boxes.parquet", "head_boxes"))
 
 
-def release_manifest(
-    params: dict, splits: list[str], split_dirs: list[Path], out_dir: Path, card_json: Path, plots_dir: Path
-) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class ReleaseManifestJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    splits: list[str] = flag("split ids, in order")
+    split_dirs: list[Path] = flag("import_release output folder per split")
+    out_dir: Path = flag("manifest directory")
+    card: Path = flag("dataset card JSON to write")
+    plots: Path = flag("directory of the card's CSV + PNG plots")
+
+
+def release_manifest(params: dict, job: ReleaseManifestJob) -> dict:
     """Gather the per-split tables of ``import_release``; returns the dataset card (a dict)."""
     import numpy as np
 
@@ -32,23 +42,23 @@ def release_manifest(
     from ..release import importer  # noqa: F401  (registers the head_boxes schema)
     from ..tracking import log_run
 
-    if len(splits) != len(split_dirs):
+    if len(job.splits) != len(job.split_dirs):
         raise ConfigError("release-manifest: give one split folder per split id, in order")
     cfg = params["manifest"]
     card = DatasetCard(cfg["angle_bin_deg"])
     seen: dict[str, str] = {}
     release = {
         "root": params["dataset"]["release"]["root"],
-        "splits": list(splits),
+        "splits": list(job.splits),
         "listed_ids": 0,
         "removed_in_files_txt": 0,
         "dropped": {},
         "dropped_heads": {},
     }
-    out_dir = Path(out_dir)
+    out_dir = Path(job.out_dir)
     with contextlib.ExitStack() as stack:  # none of the three tables appears unless every split was read
         writers = [stack.enter_context(TableWriter(out_dir / f, name, cfg["row_group_size"])) for f, name in TABLES]
-        for split, d in zip(splits, split_dirs):
+        for split, d in zip(job.splits, job.split_dirs):
             d = Path(d)
             try:
                 stats = json.loads((d / "stats.json").read_text())
@@ -100,15 +110,15 @@ def release_manifest(
     doc["val_shards"] = params["dataset"]["release"]["val_splits"]
     doc["source"] = "release"
     doc["release"] = release
-    write_json(card_json, doc)
-    with atomic_dir(plots_dir) as tmp:
+    write_json(job.card, doc)
+    with atomic_dir(job.plots) as tmp:
         card.write_plots(tmp)
     log_run(
         "release_manifest",
         params,
         metrics={k: v for k, v in doc.items() if k != "histograms"},
         run_params={"dataset": params["dataset"], "manifest": cfg},
-        artifacts=[card_json, plots_dir],
+        artifacts=[job.card, job.plots],
     )
     log.info(
         "manifest from the release: %d images, %d heads (%s); %d removed by files.txt; drops %s",
@@ -127,25 +137,19 @@ def _table(batch):
     return pa.Table.from_batches([batch])
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: ReleaseManifestJob) -> int:
     from ..config import load_params
 
-    params = load_params(args.params)
-    release_manifest(params, args.splits, args.split_dirs, args.out_dir, args.card, args.plots)
+    release_manifest(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "release-manifest",
+        ReleaseManifestJob,
+        _cli,
         help="gather the imported release splits into images/heads.parquet and a dataset card",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--splits", nargs="+", required=True, help="split ids, in order")
-    p.add_argument("--split-dirs", type=Path, nargs="+", required=True, help="import_release output folder per split")
-    p.add_argument("--out-dir", type=Path, required=True, help="manifest directory")
-    p.add_argument("--card", type=Path, required=True, help="dataset card JSON to write")
-    p.add_argument("--plots", type=Path, required=True, help="directory of the card's CSV + PNG plots")
-    p.set_defaults(func=_cli)

@@ -16,10 +16,12 @@ stop the run with the counts: the stages after them would run on nothing.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,16 @@ def _cheap_rule(row: dict, cfg: dict) -> str | None:
     return None
 
 
-def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> dict:
-    """Write the captions parquet and stats JSON of ``shard``; return the stats."""
+@dataclass(frozen=True, kw_only=True)
+class SampleCaptionsJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    shard: str = flag("shard id, e.g. 00000")
+    out: Path = flag("captions parquet to write")
+    stats: Path = flag("stats JSON to write")
+
+
+def sample_captions(params: dict, job: SampleCaptionsJob) -> dict:
+    """Write the captions parquet and stats JSON of ``job.shard``; return the stats."""
     from tqdm import tqdm
 
     from ..captions.names import build_name_check
@@ -102,11 +112,11 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
 
     cfg = params["captions"]
     n_shards = params["dataset"]["shards"]
-    k = shard_index(shard)
+    k = shard_index(job.shard)
     if k >= n_shards:
         from ..errors import ConfigError
 
-        raise ConfigError(f"shard {shard} does not exist: dataset.shards is {n_shards}")
+        raise ConfigError(f"shard {job.shard} does not exist: dataset.shards is {n_shards}")
     dedup = NearDuplicates(cfg["dedup_threshold"])
     drops: Counter = Counter()
     bad_reasons: Counter = Counter()
@@ -166,16 +176,16 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
         rows.append(
             {
                 **cand,
-                "sample_id": f"{shard}_{j:06d}",
-                "shard": shard,
+                "sample_id": f"{job.shard}_{j:06d}",
+                "shard": job.shard,
                 "prompt": rewrite_prompt(cand["caption"], prompt_rng, cfg["diversity_p"], cfg["highres_p"]),
                 "negative_prompt": cfg["negative_prompt"],
                 "seed": sample_seed(params, k, j),
             }
         )
-    write_table(from_rows("captions", rows), out, "captions")
+    write_table(from_rows("captions", rows), job.out, "captions")
     stats = {
-        "shard": shard,
+        "shard": job.shard,
         "source_files": len(files),
         "rows_total": global_row,
         "rows_in_shard": rows_in_shard,
@@ -186,11 +196,11 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
         "kept": len(kept),
         "name_check": cfg["names"]["backend"] if cfg["drop_named_persons"] else "off",
     }
-    write_json(stats_path, stats)
-    log_run("sample_captions", params, shard=shard, metrics=stats, run_params={"captions": cfg})
+    write_json(job.stats, stats)
+    log_run("sample_captions", params, shard=job.shard, metrics=stats, run_params={"captions": cfg})
     log.info(
         "shard %s: kept %d of %d rows (%s)",
-        shard,
+        job.shard,
         len(kept),
         rows_in_shard,
         ", ".join(f"{r} {c}" for r, c in drops.items()),
@@ -200,30 +210,27 @@ def sample_captions(params: dict, shard: str, out: Path, stats_path: Path) -> di
         if bad_reasons:
             reasons += f" (bad_caption: {', '.join(f'{r} {c}' for r, c in bad_reasons.items())})"
         raise InputError(
-            f"shard {shard}: none of its {rows_in_shard} rows kept a caption (dropped: {reasons}; "
-            f"stats in {stats_path}). The stages after sample_captions would run on nothing: check "
+            f"shard {job.shard}: none of its {rows_in_shard} rows kept a caption (dropped: {reasons}; "
+            f"stats in {job.stats}). The stages after sample_captions would run on nothing: check "
             "captions.sources and the caption rules, or lower dataset.shards."
         )
     return stats
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: SampleCaptionsJob) -> int:
     from ..config import load_params
 
-    sample_captions(load_params(args.params), args.shard, args.out, args.stats)
+    sample_captions(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "sample-captions",
+        SampleCaptionsJob,
+        _cli,
         aliases=["sample_captions"],
         help="filter LAION metadata into prompts for one shard",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
-    p.add_argument("--shard", required=True, help="shard id, e.g. 00000")
-    p.add_argument("--out", type=Path, required=True, help="captions parquet to write")
-    p.add_argument("--stats", type=Path, required=True, help="stats JSON to write")
-    p.set_defaults(func=_cli)

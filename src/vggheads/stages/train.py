@@ -18,14 +18,15 @@ logged to MLflow (params, every loss per epoch, validation metrics, the model fi
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.metrics import NME68_ANCHOR_KEY, NME68_KEY, NME_KEY
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
@@ -215,22 +216,27 @@ def _predictions_picture(detector, images: Path, heads: Path, split: str, out: P
         Image.fromarray(grid).save(tmp)
 
 
-def train(
-    params: dict,
-    images: Path,
-    heads: Path,
-    head_model: Path,
-    out_dir: Path,
-    metrics_path: Path,
-    plots_dir: Path,
-    work_dir: Path,
-    threads: int | None = None,
-    init_weights: Path | None = None,
-) -> dict:
-    """Train (or resume), export and log; returns the metrics written to ``metrics_path``.
+@dataclass(frozen=True, kw_only=True)
+class TrainJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    images: Path = flag("images manifest (images.parquet)")
+    heads: Path = flag("heads manifest (heads.parquet)")
+    head_model: Path = flag("head-model file (.npz or FLAME .pkl)")
+    out_dir: Path = flag("writes model.safetensors, model.json, model.onnx here")
+    metrics: Path = flag("metrics JSON to write")
+    plots: Path = flag("directory for history.csv, curves.png, predictions.png")
+    work_dir: Path = flag("the ultralytics run (checkpoints, results.csv), kept across a killed job for resuming")
+    threads: int | None = flag(
+        "torch CPU threads (the rule passes its threads; default: OMP_NUM_THREADS or torch's default)", None
+    )
+    init_weights: Path | None = flag("trained head detector to start from (train.init: detector)", None)
 
-    ``threads``: torch's CPU threads (default: what torch has now, e.g. OMP_NUM_THREADS as Snakemake
-    sets it); ``init_weights``: the head detector to start from when ``train.init`` is ``detector``.
+
+def train(params: dict, job: TrainJob) -> dict:
+    """Train (or resume), export and log; returns the metrics written to ``job.metrics``.
+
+    ``job.threads``: torch's CPU threads (default: what torch has now, e.g. OMP_NUM_THREADS as Snakemake
+    sets it); ``job.init_weights``: the head detector to start from when ``train.init`` is ``detector``.
     """
     import torch
 
@@ -247,18 +253,18 @@ def train(
     from ..tracking import log_run
 
     start = time.perf_counter()
-    images, heads, head_model = Path(images), Path(heads), Path(head_model)
+    images, heads, head_model = Path(job.images), Path(job.heads), Path(job.head_model)
     if not load_manifest(images, heads, "train", max_images=1):
         raise InputError(f"{images}: no image with split 'train'; the detector needs training images")
-    out_dir, plots_dir, work_dir = Path(out_dir), Path(plots_dir), Path(work_dir)
-    threads = int(threads or torch.get_num_threads())
+    out_dir, plots_dir, work_dir = Path(job.out_dir), Path(job.plots), Path(job.work_dir)
+    threads = int(job.threads or torch.get_num_threads())
     init = params["train"]["init"]
-    if init == "detector" and init_weights is None:
+    if init == "detector" and job.init_weights is None:
         raise InputError(
             "train.init is 'detector' but no --init-weights (the head detector, "
             "data/detector/head_detector.pt) was given"
         )
-    init_weights = Path(init_weights) if init == "detector" else None
+    init_weights = Path(job.init_weights) if init == "detector" else None
     arch = ModelConfig.from_params(params, head_model)
     loss = LossSettings.from_params(params["train"]["loss"])
     run_dir = work_dir / "run"
@@ -341,7 +347,7 @@ def train(
         "init": init,
     }
     metrics = _finite(metrics)
-    write_json(metrics_path, metrics)  # no wall-clock field: DVC hashes this file (the time goes to MLflow and the log)
+    write_json(job.metrics, metrics)  # no wall-clock field: DVC hashes this file (the time goes to MLflow and the log)
     seconds = round(time.perf_counter() - start, 2)
     steps = [
         (int(row.get("epoch", i + 1)), {k: v for k, v in row.items() if k not in ("epoch", "time")})
@@ -357,7 +363,7 @@ def train(
             weights,
             config_json,
             onnx_path,
-            metrics_path,
+            job.metrics,
             plots_dir / "curves.png",
             plots_dir / "predictions.png",
         ],
@@ -378,51 +384,19 @@ def train(
     return metrics
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: TrainJob) -> int:
     from ..config import load_params
 
-    train(
-        load_params(args.params),
-        args.images,
-        args.heads,
-        args.head_model,
-        args.out_dir,
-        args.metrics,
-        args.plots,
-        args.work_dir,
-        threads=args.threads,
-        init_weights=args.init_weights,
-    )
+    train(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "train",
+        TrainJob,
+        _cli,
         help="train the multi-task head detector on the manifests; export safetensors + ONNX",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
-    p.add_argument("--images", type=Path, required=True, help="images manifest (images.parquet)")
-    p.add_argument("--heads", type=Path, required=True, help="heads manifest (heads.parquet)")
-    p.add_argument("--head-model", type=Path, required=True, help="head-model file (.npz or FLAME .pkl)")
-    p.add_argument("--out-dir", type=Path, required=True, help="writes model.safetensors, model.json, model.onnx here")
-    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
-    p.add_argument("--plots", type=Path, required=True, help="directory for history.csv, curves.png, predictions.png")
-    p.add_argument(
-        "--work-dir",
-        type=Path,
-        required=True,
-        help="the ultralytics run (checkpoints, results.csv), kept across a killed job for resuming",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (the rule passes its threads; default: OMP_NUM_THREADS or torch's default)",
-    )
-    p.add_argument(
-        "--init-weights", type=Path, default=None, help="trained head detector to start from (train.init: detector)"
-    )
-    p.set_defaults(func=_cli)

@@ -14,11 +14,13 @@ the stage's thresholds): ``metrics/detector.json`` and MLflow, with ultralytics'
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..jobs import add_command, flag
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,19 @@ def measure(detector, items) -> dict:
     return out
 
 
-def train_head_detector(
-    params: dict, render_tables: list[Path], head_model: Path, out_weights: Path, out_metrics: Path, work_dir: Path
-) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class TrainHeadDetectorJob:
+    params: Path = flag("params file (default: params.yaml)", Path("params.yaml"))
+    render_tables: list[Path] = flag(
+        "render parquet of every shard (their .heads.parquet and image folders sit beside them)"
+    )
+    head_model: Path = flag("head model, for the extra procedural renders")
+    out: Path = flag("detector weights (.pt) to write")
+    metrics: Path = flag("metrics JSON to write (held-out recall/precision)")
+    work_dir: Path = flag("scratch directory (removed after success)")
+
+
+def train_head_detector(params: dict, job: TrainHeadDetectorJob) -> dict:
     """Train the detector, measure it, write weights + metrics; returns the metrics."""
     from ..detection.data import coco_subset, in_labelled_subset, procedural_subset, render_procedural
     from ..detection.infer import HeadBoxDetector
@@ -60,9 +72,9 @@ def train_head_detector(
     cfg = params["detector"]
     lab = cfg["labelled"]
     seed = int(params["seed"])
-    work_dir = Path(work_dir)
+    work_dir = Path(job.work_dir)
     start = time.perf_counter()
-    shards = [render_paths(t) for t in render_tables]
+    shards = [render_paths(t) for t in job.render_tables]
     in_shards, held_out = procedural_subset(
         shards, lab["shard_fraction"] if lab["source"] == "procedural" else 0.0, seed
     )
@@ -80,7 +92,7 @@ def train_head_detector(
             procedural = (params.get("render") or {}).get("procedural") or {}
             poses = params.get("poses") or {}
             extra = render_procedural(
-                head_model,
+                job.head_model,
                 lab["extra_images"],
                 int(poses.get("width", 512)),
                 int(poses.get("height", 512)),
@@ -107,8 +119,8 @@ def train_head_detector(
             + ". Change: detector.labelled.extra_images (e.g. 150), or detector.labelled.source: coco "
             "with a COCO json of head boxes"
         )
-    result = train_detector(cfg, train, val, out_weights, work_dir / "ultralytics", seed)
-    detector = HeadBoxDetector.from_params(out_weights, cfg)
+    result = train_detector(cfg, train, val, job.out, work_dir / "ultralytics", seed)
+    detector = HeadBoxDetector.from_params(job.out, cfg)
     metrics = {
         "labelled": {
             "train_images": len(train),
@@ -122,14 +134,14 @@ def train_head_detector(
         "nms_iou": cfg["nms_iou"],
     }
     seconds = round(time.perf_counter() - start, 1)  # log and MLflow only: artefacts hold no wall-clock figures
-    write_json(out_metrics, metrics)
+    write_json(job.metrics, metrics)
     log_run(
         "train_head_detector",
         params,
         metrics={**metrics, "seconds": seconds},
         run_params={"detector": cfg},
         step_metrics=result["curves"],
-        artifacts=[out_metrics],
+        artifacts=[job.metrics],
     )
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("detector trained in %.1f s", seconds)
@@ -152,33 +164,21 @@ def _has_truth(shards) -> bool:
     return any(Path(h).exists() and pq.ParquetFile(h).metadata.num_rows > 0 for _, h, _ in shards)
 
 
-def _cli(args: argparse.Namespace) -> int:
+def _cli(job: TrainHeadDetectorJob) -> int:
     from ..config import load_params
     from ..offline import configure
 
     configure()
-    params = load_params(args.params)
-    train_head_detector(params, args.render_tables, args.head_model, args.out, args.metrics, args.work_dir)
+    train_head_detector(load_params(job.params), job)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    add_command(
+        sub,
         "train-head-detector",
+        TrainHeadDetectorJob,
+        _cli,
         help="train the binary head detector on a labelled subset",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument(
-        "--render-tables",
-        type=Path,
-        nargs="+",
-        required=True,
-        help="render parquet of every shard (their .heads.parquet and image folders sit beside them)",
-    )
-    p.add_argument("--head-model", type=Path, required=True, help="head model, for the extra procedural renders")
-    p.add_argument("--out", type=Path, required=True, help="detector weights (.pt) to write")
-    p.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write (held-out recall/precision)")
-    p.add_argument("--work-dir", type=Path, required=True, help="scratch directory (removed after success)")
-    p.set_defaults(func=_cli)
