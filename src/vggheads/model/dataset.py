@@ -164,9 +164,8 @@ class HeadDataset(torch.utils.data.Dataset):
         self.split, self.imgsz, self.augment, self.hyp = split, int(imgsz), bool(augment), hyp
         if crop is not None and not (int(crop) >= 32 and int(crop) % 32 == 0):
             raise ValueError(f"crop must be a multiple of 32 (at least 32), got {crop}")
-        self.crop = (
-            int(crop) if crop and int(crop) < self.imgsz else None
-        )  # a window as large as the canvas: whole images
+        # a window as large as the canvas: whole images
+        self.crop = int(crop) if crop and int(crop) < self.imgsz else None
         self.rect = False
         self.im_files = [it["im_file"] for it in self.items]
         self.labels = [

@@ -43,9 +43,8 @@ from .flame import head_geometry, pad_params  # noqa: E402
 
 LOSS_NAMES = ("cls_loss", "iou_loss", "dfl_loss", "reproj_loss", "vertices3d_loss", "rotation_loss", "landmarks_loss")
 OKS_AREA_FACTOR = 0.53  # the paper code's box-area -> object-area factor in the OKS term
-VERTICES_BETA = (
-    0.01  # SmoothL1 knee in unit-cube units: normalised errors are ~0.01-0.1, where beta=1 would be a weak L2
-)
+# SmoothL1 knee in unit-cube units: normalised errors are ~0.01-0.1, where beta=1 would be a weak L2
+VERTICES_BETA = 0.01
 ASSIGNER_BETA = 6.0  # IoU exponent of the task-aligned metric (paper code and ultralytics)
 
 

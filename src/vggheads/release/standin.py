@@ -23,9 +23,8 @@ from torch.nn import functional as F
 
 from ..core.param_layout import N_EXPR, N_SHAPE
 
-SIZE_KEY = (
-    "vggheads_image_size"  # extra file of a TorchScript stand-in: its input size (the released file has none: 640)
-)
+# extra file of a TorchScript stand-in: its input size (the released file has none: 640)
+SIZE_KEY = "vggheads_image_size"
 
 
 class OfficialContract(nn.Module):
