@@ -35,16 +35,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# bench_sdxl.py's variants but the compiled one (section sdxl-compile)
-SDXL_VARIANTS = [
-    "naive",
-    "naive-classic-attn",
-    "batched",
-    "batched-cl",
-    "batched-cl-bf16",
-    "batched-cl-fp16vae",
-    "batched-cl-fp16vae-tiling",
-]
 
 
 def section(name: str, results: dict, fn, json_path: Path | None = None) -> None:
@@ -269,28 +259,18 @@ def main(argv=None) -> int:
         ),
         out,
     )
+
+    def full_sdxl(variants: list[str], name: str):
+        """bench_sdxl.py --full on ``variants`` at the check's size (4 images, batch 2)."""
+        args_ = ["--full", "--steps", str(args.sdxl_steps), "--images", "4", "--batch", "2"]
+        return lambda: script(
+            [str(HERE / "bench_sdxl.py"), *args_, "--variants", ",".join(variants)], work / f"{name}.json", 240
+        )
+
+    from bench_sdxl import VARIANTS  # this script's folder is on sys.path
+
     # torch.compile of the 2.6 B UNet takes minutes: it runs last, in its own section, so the rest is in first
-    section(
-        "sdxl",
-        results,
-        lambda: script(
-            [
-                str(HERE / "bench_sdxl.py"),
-                "--full",
-                "--steps",
-                str(args.sdxl_steps),
-                "--images",
-                "4",
-                "--batch",
-                "2",
-                "--variants",
-                ",".join(SDXL_VARIANTS),
-            ],
-            work / "sdxl.json",
-            240,
-        ),
-        out,
-    )
+    section("sdxl", results, full_sdxl([v.name for v in VARIANTS if not v.compile], "sdxl"), out)
     section(
         "head-mesh",
         results,
@@ -301,27 +281,8 @@ def main(argv=None) -> int:
         ),
         out,
     )
-    section(
-        "sdxl-compile",
-        results,
-        lambda: script(
-            [
-                str(HERE / "bench_sdxl.py"),
-                "--full",
-                "--steps",
-                str(args.sdxl_steps),
-                "--images",
-                "4",
-                "--batch",
-                "2",
-                "--variants",
-                "naive,batched-cl-fp16vae,batched-cl-fp16vae-compile",
-            ],
-            work / "sdxl_compile.json",
-            240,
-        ),
-        out,
-    )
+    compiled = ["naive", "batched-cl-fp16vae", "batched-cl-fp16vae-compile"]
+    section("sdxl-compile", results, full_sdxl(compiled, "sdxl_compile"), out)
     return 0
 
 
