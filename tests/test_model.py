@@ -288,13 +288,14 @@ def test_geodesic_distance_is_the_rotation_angle():
     assert abs(float(geodesic(R1, R2)) - math.radians(40)) < 1e-3
 
 
-def test_loss_reaches_every_branch_and_names_every_term(head_path):
-    from vggheads.model.loss import LOSS_NAMES, LossSettings
+def _loss_model_and_batch(head_path, **loss):
+    """A tiny multi-task network in training mode (``loss``: LossSettings fields) and a two-head batch."""
+    from vggheads.model.loss import LossSettings
     from vggheads.model.network import HeadDetectionModel
 
     ns, ne, S = 6, 3, 64
     model = HeadDetectionModel(ModelConfig(size="n", n_shape=ns, n_expr=ne, imgsz=S, head_model=str(head_path)))
-    model.loss_settings = LossSettings(classification="focal")
+    model.loss_settings = LossSettings(classification="focal", **loss)
     gt = torch.from_numpy(random_params(np.random.default_rng(4), 2, ns, ne, centre=(32, 32), scale=200))
     batch = {
         "img": torch.rand(2, 3, S, S),
@@ -304,6 +305,13 @@ def test_loss_reaches_every_branch_and_names_every_term(head_path):
         "flame_params": gt,
     }
     model.train()
+    return model, batch
+
+
+def test_loss_reaches_every_branch_and_names_every_term(head_path):
+    from vggheads.model.loss import LOSS_NAMES
+
+    model, batch = _loss_model_and_batch(head_path)
     loss, items = model.loss(batch)
     assert tuple(items) == LOSS_NAMES and all(torch.isfinite(v) for v in items.values())
     assert all(float(items[k]) > 0 for k in ("cls_loss", "iou_loss", "reproj_loss", "vertices3d_loss", "rotation_loss"))
@@ -317,22 +325,10 @@ def test_loss_reaches_every_branch_and_names_every_term(head_path):
 def test_loss_runs_under_mixed_precision(head_path):
     """AMP on a GPU runs the network in float16 under autocast; the head geometry and its loss terms stay
     float32 (a float16 jaw add once stopped every CUDA training step). CPU autocast has the same casts."""
-    from vggheads.model.loss import LossSettings
-    from vggheads.model.network import HeadDetectionModel
-
-    ns, ne, S = 6, 3, 64
+    ns, ne = 6, 3
     torch.manual_seed(0)
-    model = HeadDetectionModel(ModelConfig(size="n", n_shape=ns, n_expr=ne, imgsz=S, head_model=str(head_path)))
-    model.loss_settings = LossSettings(classification="focal", landmarks=10.0)
-    gt = torch.from_numpy(random_params(np.random.default_rng(4), 2, ns, ne, centre=(32, 32), scale=200))
-    batch = {
-        "img": torch.rand(2, 3, S, S),
-        "batch_idx": torch.tensor([0.0, 1.0]),
-        "cls": torch.zeros(2, 1),
-        "bboxes": torch.tensor([[0.5, 0.5, 0.6, 0.6], [0.5, 0.5, 0.6, 0.6]]),
-        "flame_params": gt,
-    }
-    model.train()
+    model, batch = _loss_model_and_batch(head_path, landmarks=10.0)
+    gt = batch["flame_params"]
     _, full = model.loss(batch)
     with torch.autocast("cpu", dtype=torch.float16):
         loss, half = model.loss(batch)
